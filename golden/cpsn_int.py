@@ -1,0 +1,60 @@
+"""Bit-exact integer model of the CPSN core: what the hardware must compute, beat for beat.
+
+Semantics (``docs/fixed_point.md``): with ``shift = exponent − exp_min ≥ 0``,
+
+    H[t][c] = Σ_i sign[c][i] · (X[t − (k−1−i)·d][c] << shift[c][i]) + bias[c]
+    S[t][c] = 1 if H[t][c] >= 0 else 0
+
+Every sample starts from empty history (``X[j] = 0`` for ``j < 0``). There is no rounding and
+no saturation: :class:`~spikeforge.hw.cpsn_config.CPSNConfig` sizes the accumulator so the sum
+is exact for every table the format can hold.
+"""
+
+import numpy as np
+
+from ..hw.cpsn_config import CPSNConfig
+
+__all__ = ["cpsn_integer", "check_inputs"]
+
+
+def check_inputs(config: CPSNConfig, x) -> np.ndarray:
+    """Return ``x`` as int64 ``[T, N, C]`` (a ``[T, C]`` input gets ``N = 1``) or raise."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"CPSN integer inputs must be integers, got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or x.shape[2] != config.channels:
+        raise ValueError(f"CPSN integer inputs must be [T, N, {config.channels}] or "
+                         f"[T, {config.channels}], got {list(x.shape)}")
+    if x.shape[0] < 1:
+        raise ValueError("CPSN integer inputs need at least one time step")
+    lo, hi = config.input_range
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"CPSN integer inputs must lie in the signed {config.input_width}-bit "
+                         f"range [{lo}, {hi}], got [{x.min()}, {x.max()}]")
+    return x.astype(np.int64)
+
+
+def cpsn_integer(config: CPSNConfig, x) -> tuple[np.ndarray, np.ndarray]:
+    """Run the integer CPSN on ``x`` (``[T, N, C]`` or ``[T, C]``, each ``N`` a sample).
+
+    Returns ``(spikes, membrane)``, both shaped like the input; spikes are uint8, the membrane
+    is int64 (what the core's optional debug output shows).
+    """
+    squeeze = np.asarray(x).ndim == 2
+    x = check_inputs(config, x)
+    steps = x.shape[0]
+    shifts = config.exponents - config.exp_min  # [C, k]
+    membrane = np.broadcast_to(config.bias, x.shape).copy()
+    for i in range(config.order):
+        delay = (config.order - 1 - i) * config.dilation
+        if delay >= steps:
+            continue
+        delayed = np.zeros_like(x)
+        delayed[delay:] = x[:steps - delay]
+        membrane += config.signs[:, i] * (delayed << shifts[:, i])
+    spikes = (membrane >= 0).astype(np.uint8)
+    if squeeze:
+        return spikes[:, 0], membrane[:, 0]
+    return spikes, membrane
