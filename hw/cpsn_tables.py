@@ -1,0 +1,72 @@
+"""Packing of a CPSN configuration's tables into ROM words (one word per channel group).
+
+Word ``g`` holds lanes ``l = 0 … L−1`` (channel ``g·L + l``); within a lane, tap weight index
+``i = 0 … k−1`` in the order of ``neurons.md`` (``i = k−1`` weights the newest input). Element
+``(l, i)`` sits at bits ``[(l·k + i)·w, (l·k + i + 1)·w)`` with ``w`` the field width below.
+"""
+
+import numpy as np
+
+from .cpsn_config import CPSNConfig
+
+__all__ = ["TABLES", "table_width", "pack_tables", "unpack_tables"]
+
+#: Table name → (element width given a config, signed?, description)
+TABLES = ("signs", "shifts", "bias")
+
+
+def table_width(config: CPSNConfig, table: str) -> tuple[int, int]:
+    """``(element_width, elements_per_word)`` of a table."""
+    if table == "signs":
+        return 2, config.lanes * config.order
+    if table == "shifts":
+        return config.exp_code_width, config.lanes * config.order
+    if table == "bias":
+        return config.bias_width, config.lanes
+    raise ValueError(f"unknown CPSN table {table!r}; tables are {TABLES}")
+
+
+def _elements(config: CPSNConfig, table: str) -> np.ndarray:
+    """Per-group elements as non-negative codes, shape ``[groups, elements_per_word]``."""
+    width, per_word = table_width(config, table)
+    if table == "signs":
+        values = config.signs
+    elif table == "shifts":
+        values = config.exponents - config.exp_min
+    else:
+        values = config.bias
+    return (values.reshape(config.groups, per_word) & ((1 << width) - 1)).astype(object)
+
+
+def pack_tables(config: CPSNConfig) -> dict[str, list[int]]:
+    """ROM words of every table (Python ints; words can be wider than 64 bits)."""
+    packed = {}
+    for table in TABLES:
+        width, _ = table_width(config, table)
+        words = []
+        for row in _elements(config, table):
+            word = 0
+            for position, code in enumerate(row):
+                word |= int(code) << (position * width)
+            words.append(word)
+        packed[table] = words
+    return packed
+
+
+def unpack_tables(config: CPSNConfig, packed: dict[str, list[int]]) -> CPSNConfig:
+    """The configuration whose tables are ``packed`` (shape and format taken from ``config``)."""
+    values = {}
+    for table in TABLES:
+        width, per_word = table_width(config, table)
+        words = packed[table]
+        if len(words) != config.groups:
+            raise ValueError(f"table {table!r} has {len(words)} words, expected {config.groups}")
+        codes = np.array([[(int(word) >> (p * width)) & ((1 << width) - 1)
+                           for p in range(per_word)] for word in words], dtype=np.int64)
+        if table != "shifts":
+            codes = np.where(codes >= 1 << (width - 1), codes - (1 << width), codes)
+        values[table] = codes
+    return config.replace(signs=values["signs"].reshape(config.channels, config.order),
+                          exponents=(values["shifts"] + config.exp_min).reshape(
+                              config.channels, config.order),
+                          bias=values["bias"].reshape(config.channels))

@@ -1,0 +1,60 @@
+"""Delay lines counted in stream transfers, not clock cycles."""
+
+import operator
+
+from amaranth import Module, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["TransferDelay"]
+
+
+class TransferDelay(wiring.Component):
+    """Registered output that shows the input from ``depth`` enabled cycles ago.
+
+    On every cycle with ``en`` set, ``o`` becomes the ``i`` that was presented ``depth`` enabled
+    cycles earlier (``depth = 0``: this cycle's ``i``; a plain register). Cycles without ``en``
+    change nothing, so a stalled stream keeps its history. Depths of two or more are a
+    circular buffer in one simple dual-port memory, which synthesis maps to block or
+    distributed RAM; the output is the memory's read register (read-before-write).
+
+    Latency: 1 cycle (``o`` is a register). Throughput: one transfer per cycle.
+
+    Members:
+        en: advance the line by one transfer.
+        i: ``width``-bit input.
+        o: ``width``-bit registered output.
+    """
+
+    def __init__(self, width: int, depth: int):
+        self.width = operator.index(width)
+        self.depth = operator.index(depth)
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, got {self.depth}")
+        super().__init__({"en": In(1), "i": In(self.width), "o": Out(self.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.depth == 0:
+            with m.If(self.en):
+                m.d.sync += self.o.eq(self.i)
+        elif self.depth == 1:
+            held = Signal(self.width)
+            with m.If(self.en):
+                m.d.sync += [held.eq(self.i), self.o.eq(held)]
+        else:
+            m.submodules.buffer = buffer = memory.Memory(shape=self.width, depth=self.depth,
+                                                         init=[])
+            read, write = buffer.read_port(), buffer.write_port()
+            pointer = Signal(range(self.depth))
+            m.d.comb += [
+                read.addr.eq(pointer), read.en.eq(self.en), self.o.eq(read.data),
+                write.addr.eq(pointer), write.en.eq(self.en), write.data.eq(self.i),
+            ]
+            with m.If(self.en):
+                m.d.sync += pointer.eq(pointer + 1)
+                with m.If(pointer == self.depth - 1):
+                    m.d.sync += pointer.eq(0)
+        return m
