@@ -10,12 +10,17 @@ from .cpsn_tables import TABLES, pack_tables, table_width
 from .delay import TransferDelay
 from .stream import AXIStreamSignature
 
-__all__ = ["CPSNCore", "WEIGHT_STORAGES"]
+__all__ = ["CPSNCore", "WEIGHT_STORAGES", "cpsn_latency"]
 
 #: ``baked``: tables are ROM contents inside the generated Verilog (constants when C = L).
 #: ``file``: tables are read by ``$readmemh`` from ``INIT_FILE`` parameters at elaboration, so
 #: weights change without regenerating (Verilog only; the Amaranth simulator needs ``baked``).
 WEIGHT_STORAGES = ("baked", "file")
+
+
+def cpsn_latency(config: CPSNConfig) -> int:
+    """Cycles from an input transfer to its output beat: taps, terms, then the adder tree."""
+    return 2 + tree_levels(config.order + 1)
 
 
 class CPSNCore(wiring.Component):
@@ -62,7 +67,7 @@ class CPSNCore(wiring.Component):
         self.config = config
         self.weight_storage = weight_storage
         self.init_files = dict(init_files or {})
-        self.latency = 2 + tree_levels(config.order + 1)
+        self.latency = cpsn_latency(config)
         user_width = config.lanes * config.membrane_width if config.membrane_out else 0
         super().__init__({
             "s_axis": In(AXIStreamSignature(config.lanes * config.input_width)),

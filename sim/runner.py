@@ -1,0 +1,170 @@
+"""Build a core under Verilator once per design and run the cocotb testbench against it.
+
+Cores are built with ``weight_storage='file'``: the Verilog then depends only on the core's
+shape, so every weight set of one shape reuses one Verilator build (tables are ``$readmemh``
+files in the run directory). Builds are cached under ``build_root`` by a hash of the Verilog
+and the flags, and guarded by a file lock so parallel test workers share them.
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..hw.cpsn_config import CPSNConfig
+from ..hw.cpsn_tables import pack_tables
+from ..hw.generate import ROM_MODULE, core_verilog, describe_core, table_file
+from ..hw.memfile import write_hex
+from .beats import random_samples
+from .verilator import verilator_env
+
+__all__ = ["CORE_NAME", "CosimResult", "build_core", "run_cosim", "job_samples",
+           "default_build_root"]
+
+CORE_NAME = "cpsn_core"
+_BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-O3", "--x-assign", "fast",
+               "--x-initial", "fast")
+
+
+def default_build_root() -> Path:
+    return Path(os.environ.get("SPIKEFORGE_BUILD", "build")) / "cosim"
+
+
+@dataclasses.dataclass
+class CosimResult:
+    seed: int
+    samples: int
+    beats: int
+    time_steps: int
+    cycles: int
+    checked: int
+    wall_s: float
+    build_s: float
+    neurons: int
+    mismatch: str | None
+    build_dir: str
+    waves: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatch is None and self.checked == self.beats
+
+    @property
+    def cycles_per_s(self) -> float:
+        return self.cycles / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def neuron_steps_per_s(self) -> float:
+        return self.neurons * self.time_steps / self.wall_s if self.wall_s else 0.0
+
+
+def job_samples(config: CPSNConfig, job: dict) -> list[np.ndarray]:
+    """The integer input samples a job describes (from a file, or seeded random)."""
+    if job.get("samples_file"):
+        with np.load(job["samples_file"]) as data:
+            return [data[f"sample_{n}"] for n in range(len(data.files))]
+    rng = np.random.default_rng([job["seed"], 0])
+    return random_samples(config, rng, job["samples"], min_steps=job["min_steps"],
+                          max_steps=job["max_steps"])
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _control_file(name: str) -> str:
+    # Only the ports are visible to cocotb; --public-flat-rw on everything is ~7x slower.
+    return "`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{name}" -var "{pattern}"\n'
+        for pattern in ("clk", "rst", "s_axis__*", "m_axis__*"))
+
+
+def build_core(config: CPSNConfig, build_root=None, *, waves: bool = False):
+    """Verilate the core for ``config``'s shape; returns ``(build_dir, seconds)``."""
+    from cocotb_tools.runner import get_runner
+
+    os.environ.update(verilator_env())
+    verilog = core_verilog(config, CORE_NAME, weight_storage="file")
+    rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
+    key = hashlib.sha256("\0".join([verilog, rom, *_BUILD_ARGS, str(waves)]).encode())
+    build_dir = Path(build_root or default_build_root()).resolve() / f"cpsn-{key.hexdigest()[:16]}"
+    start = time.perf_counter()
+    with _locked(build_dir.with_suffix(".lock")):
+        sources = build_dir / "src"
+        sources.mkdir(parents=True, exist_ok=True)
+        for file_name, text in ((f"{CORE_NAME}.v", verilog), (ROM_MODULE, rom),
+                                ("ports.vlt", _control_file(CORE_NAME))):
+            if not (sources / file_name).exists() or (sources / file_name).read_text() != text:
+                (sources / file_name).write_text(text)
+        if not (build_dir / CORE_NAME).exists():
+            runner = get_runner("verilator")
+            runner.build(sources=[sources / f"{CORE_NAME}.v", sources / ROM_MODULE,
+                                  sources / "ports.vlt"],
+                         hdl_toplevel=CORE_NAME, build_dir=build_dir,
+                         build_args=list(_BUILD_ARGS), waves=waves,
+                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    return build_dir, time.perf_counter() - start
+
+
+def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
+              max_steps: int = 32, valid_probability: float = 0.8,
+              ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
+              build_root=None, run_dir=None, waves: bool = False) -> CosimResult:
+    """Co-simulate ``config`` under Verilator against the integer golden model.
+
+    Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
+    ``max_steps`` time steps drawn from ``seed``. Raises nothing on a mismatch: the result's
+    ``mismatch`` says where the first one happened.
+    """
+    from cocotb_tools.runner import get_runner
+
+    build_dir, build_s = build_core(config, build_root, waves=waves)
+    run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    description = describe_core(config, CORE_NAME, "file")
+    for table, words in pack_tables(config).items():
+        write_hex(run_dir / table_file(CORE_NAME, table), words,
+                  description["tables"][table]["word_width"])
+    job = {"config": config.to_json(), "seed": seed, "samples": samples,
+           "min_steps": min_steps, "max_steps": max_steps,
+           "valid_probability": valid_probability, "ready_probability": ready_probability,
+           "result": str(run_dir / "result.json")}
+    if sample_arrays is not None:
+        np.savez(run_dir / "samples.npz",
+                 **{f"sample_{n}": np.asarray(s) for n, s in enumerate(sample_arrays)})
+        job["samples_file"] = str(run_dir / "samples.npz")
+    (run_dir / "job.json").write_text(json.dumps(job))
+    runner = get_runner("verilator")
+    try:
+        runner.test(test_module="spikeforge.sim.cocotb_cpsn", hdl_toplevel=CORE_NAME,
+                    hdl_toplevel_lang="verilog",
+                    build_dir=build_dir, test_dir=run_dir, waves=waves,
+                    extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
+                    results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")
+    except Exception:
+        if not (run_dir / "result.json").exists():
+            raise
+    if not (run_dir / "result.json").exists():
+        raise RuntimeError(f"the simulation wrote no result; see {run_dir / 'sim.log'}")
+    result = json.loads((run_dir / "result.json").read_text())
+    wave_files = sorted(str(p) for p in run_dir.glob("*.vcd")) + \
+        sorted(str(p) for p in build_dir.glob("*.vcd"))
+    return CosimResult(build_s=build_s, neurons=config.channels, build_dir=str(build_dir),
+                       waves=wave_files[0] if wave_files else None, **result)
