@@ -1,8 +1,8 @@
 """Build a core under Verilator once per design and run the cocotb testbench against it.
 
-Cores are built with ``weight_storage='file'``: the Verilog then depends only on the core's
-shape, so every weight set of one shape reuses one Verilator build (tables are ``$readmemh``
-files in the run directory). Builds are cached under ``build_root`` by a hash of the Verilog
+Cores are built with ``weight_storage='file'`` by default: the Verilog then depends only on
+the core's shape, so every weight set of one shape reuses one Verilator build (tables are
+``$readmemh`` files in the run directory). Builds are cached under ``build_root`` by a hash of the Verilog
 and the flags, and guarded by a file lock so parallel test workers share them.
 """
 
@@ -94,12 +94,14 @@ def _control_file(name: str) -> str:
         for pattern in ("clk", "rst", "s_axis__*", "m_axis__*"))
 
 
-def build_core(config: CPSNConfig, build_root=None, *, waves: bool = False):
-    """Verilate the core for ``config``'s shape; returns ``(build_dir, seconds)``."""
+def build_core(config: CPSNConfig, build_root=None, *, weight_storage: str = "file",
+               waves: bool = False):
+    """Verilate the core for ``config`` (for ``file`` storage: its shape); returns
+    ``(build_dir, seconds)``."""
     from cocotb_tools.runner import get_runner
 
     os.environ.update(verilator_env())
-    verilog = core_verilog(config, CORE_NAME, weight_storage="file")
+    verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     key = hashlib.sha256("\0".join([verilog, rom, *_BUILD_ARGS, str(waves)]).encode())
     build_dir = Path(build_root or default_build_root()).resolve() / f"cpsn-{key.hexdigest()[:16]}"
@@ -124,24 +126,28 @@ def build_core(config: CPSNConfig, build_root=None, *, waves: bool = False):
 def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               max_steps: int = 32, valid_probability: float = 0.8,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
-              build_root=None, run_dir=None, waves: bool = False) -> CosimResult:
+              build_root=None, run_dir=None, weight_storage: str = "file",
+              waves: bool = False) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
-    ``max_steps`` time steps drawn from ``seed``. Raises nothing on a mismatch: the result's
-    ``mismatch`` says where the first one happened.
+    ``max_steps`` time steps drawn from ``seed``. ``weight_storage='baked'`` verifies the
+    Verilog with tables inside (one build per weight set). Raises nothing on a mismatch: the
+    result's ``mismatch`` says where the first one happened.
     """
     from cocotb_tools.runner import get_runner
 
-    build_dir, build_s = build_core(config, build_root, waves=waves)
+    build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
+                                    waves=waves)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    description = describe_core(config, CORE_NAME, "file")
-    for table, words in pack_tables(config).items():
-        write_hex(run_dir / table_file(CORE_NAME, table), words,
-                  description["tables"][table]["word_width"])
+    if weight_storage == "file":
+        description = describe_core(config, CORE_NAME, weight_storage)
+        for table, words in pack_tables(config).items():
+            write_hex(run_dir / table_file(CORE_NAME, table), words,
+                      description["tables"][table]["word_width"])
     job = {"config": config.to_json(), "seed": seed, "samples": samples,
            "min_steps": min_steps, "max_steps": max_steps,
            "valid_probability": valid_probability, "ready_probability": ready_probability,
@@ -158,7 +164,7 @@ def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps:
                     build_dir=build_dir, test_dir=run_dir, waves=waves,
                     extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
                     results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")
-    except Exception:
+    except (Exception, SystemExit):  # the runner exits with status 1 when a test fails
         if not (run_dir / "result.json").exists():
             raise
     if not (run_dir / "result.json").exists():
