@@ -12,6 +12,7 @@ so every shift is a left shift by ``exponent − exp_min`` and the sum is exact.
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,10 @@ class CPSNConfig:
         return cls.from_json(data)
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        text = json.dumps(self.to_json(), indent=1)
+        # One table row per line: readable and diff-friendly.
+        text = re.sub(r"\[\s+([^\[\]]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                      text)
+        Path(path).write_text(text + "\n")
 
 
