@@ -112,7 +112,7 @@ class CPSN(nn.Module):
                   bias_width: int | None = None, membrane_out: bool = False) -> CPSNConfig:
         """The hardware configuration of this neuron for inputs ``x = X_int · 2^−input_frac_bits``.
 
-        The bias is rounded to the nearest accumulator unit (halves away from zero); everything
+        The bias is rounded to the nearest accumulator unit (halves to even); everything
         else is exact. Raises ``ValueError`` naming the field if the bias does not fit.
         """
         sign, exponent = power_of_two_codes(self.weight, self.exp_min, self.exp_max)

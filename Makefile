@@ -1,0 +1,37 @@
+# spikeforge — `make demo` and `make test` are the only commands a new user needs: each
+# creates .venv and installs the project (and its simulators) on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.spikeforge-installed
+# Parallel test workers; CI machines have 2 cores.
+JOBS   ?= 2
+
+.PHONY: all setup test test-slow demo clean
+
+all: test
+
+setup: $(STAMP)
+
+# Where there is no NVIDIA GPU, take the CPU build of torch first (it lies on local disk on
+# our machines); otherwise a bare `torch` requirement may pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" || true; fi
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m slow
+
+demo: $(STAMP)
+	$(VENV)/bin/spikeforge generate --config examples/cpsn.json --out build/demo/cpsn
+	$(VENV)/bin/spikeforge cosim --config examples/cpsn.json --samples 32 --seed 1
+
+clean:
+	rm -rf build .pytest_cache
