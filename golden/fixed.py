@@ -78,11 +78,11 @@ def check_int_array(owner: str, name: str, value, shape: tuple[int, ...], *,
             raise TypeError(f"{owner}.{name} must hold integers, got non-integral values")
     array = array.astype(np.int64)
     if min_value is not None and array.size and array.min() < min_value:
-        index = np.unravel_index(np.argmin(array), array.shape)
+        index = tuple(int(i) for i in np.unravel_index(np.argmin(array), array.shape))
         raise ValueError(f"{owner}.{name}{list(index)} = {array[index]} is below the minimum "
                          f"{min_value}")
     if max_value is not None and array.size and array.max() > max_value:
-        index = np.unravel_index(np.argmax(array), array.shape)
+        index = tuple(int(i) for i in np.unravel_index(np.argmax(array), array.shape))
         raise ValueError(f"{owner}.{name}{list(index)} = {array[index]} is above the maximum "
                          f"{max_value}")
     array.setflags(write=False)
