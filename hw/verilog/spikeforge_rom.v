@@ -14,11 +14,7 @@ module spikeforge_rom #(
 );
     reg [WIDTH-1:0] mem [0:DEPTH-1];
     initial begin
-        if (INIT_FILE == "") begin
-            $display("spikeforge_rom: INIT_FILE is empty");
-            $finish;
-        end
-        $readmemh(INIT_FILE, mem);
+        if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
         data = {WIDTH{1'b0}};
     end
     always @(posedge clk) begin

