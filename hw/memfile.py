@@ -1,15 +1,16 @@
-"""``$readmemh`` weight files: the canonical on-disk form of every ROM table.
+"""Weight-table files. ``$readmemh`` text is the canonical form of every ROM table.
 
-One word per line, lowercase hexadecimal, zero-padded to the word width, address 0 first, no
-comments (every simulator and synthesis tool reads this subset).
+``.hex``: one word per line, lowercase hexadecimal, zero-padded to the word width, address 0
+first, no comments (every simulator and synthesis tool reads this subset). Xilinx ``.coe``
+and Intel ``.mif`` hold the same words for the vendors' memory generators.
 """
 
 from pathlib import Path
 
-__all__ = ["write_hex", "read_hex"]
+__all__ = ["write_hex", "read_hex", "write_coe", "write_mif"]
 
 
-def write_hex(path, words, width: int) -> None:
+def _hex_words(path, words, width: int) -> list[str]:
     digits = max(1, -(-width // 4))
     limit = 1 << width
     lines = []
@@ -18,7 +19,26 @@ def write_hex(path, words, width: int) -> None:
         if not 0 <= word < limit:
             raise ValueError(f"{path}: word {address} = {word} does not fit {width} bits")
         lines.append(f"{word:0{digits}x}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def write_hex(path, words, width: int) -> None:
+    Path(path).write_text("\n".join(_hex_words(path, words, width)) + "\n")
+
+
+def write_coe(path, words, width: int) -> None:
+    """Xilinx memory-initialisation file (radix 16), for the Block Memory Generator."""
+    body = ",\n".join(_hex_words(path, words, width))
+    Path(path).write_text(f"; {width}-bit words\nmemory_initialization_radix=16;\n"
+                          f"memory_initialization_vector=\n{body};\n")
+
+
+def write_mif(path, words, width: int) -> None:
+    """Intel (Altera) memory-initialisation file, for ``altsyncram``/ROM IP."""
+    lines = _hex_words(path, words, width)
+    body = "".join(f"    {address:x} : {word};\n" for address, word in enumerate(lines))
+    Path(path).write_text(f"WIDTH={width};\nDEPTH={len(lines)};\n\nADDRESS_RADIX=HEX;\n"
+                          f"DATA_RADIX=HEX;\n\nCONTENT BEGIN\n{body}END;\n")
 
 
 def read_hex(path, width: int, depth: int) -> list[int]:
