@@ -32,7 +32,7 @@ def _recurrence(lam, drive):
 
 
 def _fft(log_lam, drive_scale, x):
-    """``ũ = K * c`` (causal convolution) with ``K_j = Δ·λ^j``, zero-padded to 2T so it is not circular."""
+    """``ũ = K * c`` with ``K_j = Δ·λ^j``; zero-padding to 2T makes the FFT convolution causal."""
     steps = x.shape[0]
     exponents = torch.arange(steps, dtype=x.dtype, device=x.device)[:, None]
     kernel = drive_scale * torch.exp(exponents * log_lam)  # [T, C]
@@ -42,7 +42,7 @@ def _fft(log_lam, drive_scale, x):
 
 
 def _scan(lam, drive):
-    """Hillis–Steele inclusive scan with ``(a1, b1) ∘ (a2, b2) = (a1·a2, a2·b1 + b2)``; log2(T) rounds."""
+    """Hillis–Steele inclusive scan of ``(a1, b1) ∘ (a2, b2) = (a1·a2, a2·b1 + b2)``, log2(T) rounds."""
     steps = drive.shape[0]
     decay = lam.expand(steps, 1, lam.shape[-1])
     offset = 1

@@ -21,7 +21,7 @@ from ..hw.prf_config import PRFConfig
 from .prf import prf_membrane
 from .prf_int import prf_integer
 
-__all__ = ["REGIMES", "COEF_MODES", "measure", "main"]
+__all__ = ["REGIMES", "COEF_CODINGS", "measure", "main"]
 
 TAU = 2.0
 V_TH = 1.0
@@ -32,7 +32,7 @@ STATE_FRAC_BITS = 16
 WIDTHS = (8, 12, 16)
 PARALLELISMS = (1, 4)
 LENGTHS = (256, 4096)
-COEF_MODES = (("dsp", 3), ("shift_add", 2), ("shift_add", 3), ("shift_add", 4))
+COEF_CODINGS = (("dsp", 3), ("shift_add", 2), ("shift_add", 3), ("shift_add", 4))
 _NEAR_ZERO_ANGLE = (1e-3, 0.05)
 _NEAR_PI_ANGLE = (math.pi - 0.05, math.pi - 1e-3)
 
@@ -80,7 +80,7 @@ def measure(seed: int):
             x_int = np.clip(np.round(noise * gain * scale), -limit, limit - 1).astype(np.int64)
             spikes_float = _float_membrane(x_int / scale, log_delta, log_theta) >= V_TH
             mismatch = {}
-            for (mode, terms), width, parallel in itertools.product(COEF_MODES, WIDTHS,
+            for (mode, terms), width, parallel in itertools.product(COEF_CODINGS, WIDTHS,
                                                                     PARALLELISMS):
                 config = PRFConfig.from_float(
                     log_delta, log_theta, TAU, V_TH, coef_mode=mode, csd_terms=terms,
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
         print("|---|---|---|" + "---|" * len(regimes))
         print("| *float spike rate* | | | " + " | ".join(
             f"*{100 * results[r, steps][0]:.1f}*" for r in regimes) + " |")
-        for (mode, terms), width, parallel in itertools.product(COEF_MODES, WIDTHS, PARALLELISMS):
+        for (mode, terms), width, parallel in itertools.product(COEF_CODINGS, WIDTHS, PARALLELISMS):
             cells = [100 * results[r, steps][1][mode, terms, width, parallel] for r in regimes]
             print(f"| {_label(mode, terms)} | {width} | {parallel} | "
                   + " | ".join(f"{cell:.2f}" for cell in cells) + " |")

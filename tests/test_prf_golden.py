@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from spikeforge.golden.fixed import signed_range
 from spikeforge.golden.prf import MODES, PRF, param_groups, prf_membrane
 from spikeforge.golden.prf_int import csd_digits, csd_quantise, csd_value, prf_integer
 from spikeforge.hw.prf_config import PRFConfig
@@ -391,6 +392,12 @@ def test_state_stays_within_the_proven_bound_on_long_runs(rng, parallel):
     assert (peak <= config.state_bound).all()
     assert config.state_bound.max() <= config.state_range[1]
     assert peak[0] >= 0.9 * config.state_bound[0], (peak, config.state_bound)
+    # the derived accumulator widths hold the products these states and inputs produce
+    power_re, power_im = config.powers
+    largest = int(((np.abs(power_re[1:]) + np.abs(power_im[1:])).max(axis=0) * peak).max())
+    assert largest + (1 << (config.coef_frac_bits - 1)) <= \
+        signed_range(config.state_product_width)[1]
+    assert int(config.delta.max()) * lo >= signed_range(config.input_product_width)[0]
 
 
 def test_from_float_keeps_near_unit_poles_stable():
