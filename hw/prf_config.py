@@ -68,10 +68,11 @@ def _quantise_pole(re: Fraction, im: Fraction, frac_bits: int, coef_mode: str,
 class PRFConfig:
     """A PRF core: shape, number formats and per-channel integer tables.
 
-    Real values: input ``c = x · 2^−input_frac_bits``; ``φ = (phi_re + i·phi_im) · 2^−coef_frac_bits``
-    (the quantised pole λ); ``Δ = delta · 2^−delta_frac_bits``; state ``u, r`` and threshold
-    ``v_th`` carry ``state_frac_bits``. ``state_width=None`` picks the smallest width that holds
-    the proven state bound and the thresholds; a given width is checked against it.
+    Real values: input ``c = x · 2^−input_frac_bits``;
+    ``φ = (phi_re + i·phi_im) · 2^−coef_frac_bits`` (the quantised pole λ);
+    ``Δ = delta · 2^−delta_frac_bits``; state ``u, r`` and threshold ``v_th`` carry
+    ``state_frac_bits``. ``state_width=None`` picks the smallest width that holds the proven
+    state bound and the thresholds; a given width is checked against it.
     """
 
     channels: int
@@ -246,7 +247,7 @@ class PRFConfig:
 
     @property
     def state_bound(self) -> np.ndarray:
-        """Per-channel integer B: every u, r, and every partial sum of a tile's terms, is in [−B, B]."""
+        """Per-channel integer B: every u, r and partial sum of a tile's terms lies in [−B, B]."""
         return self._state_bound
 
     @property
