@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.cpsn_config import CPSNConfig
-from ..hw.cpsn_tables import pack_tables
-from ..hw.generate import ROM_MODULE, core_verilog, describe_core, table_file
+from ..hw.cores import core_type, core_verilog, table_file
+from ..hw.generate import ROM_MODULE
 from ..hw.memfile import write_hex
 from .beats import random_samples
 from .verilator import verilator_env
@@ -29,7 +28,7 @@ from .verilator import verilator_env
 __all__ = ["CORE_NAME", "CosimResult", "build_core", "run_cosim", "job_samples",
            "default_build_root"]
 
-CORE_NAME = "cpsn_core"
+CORE_NAME = "dut"
 _BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-O3", "--x-assign", "fast",
                "--x-initial", "fast")
 
@@ -66,7 +65,7 @@ class CosimResult:
         return self.neurons * self.time_steps / self.wall_s if self.wall_s else 0.0
 
 
-def job_samples(config: CPSNConfig, job: dict) -> list[np.ndarray]:
+def job_samples(config, job: dict) -> list[np.ndarray]:
     """The integer input samples a job describes (from a file, or seeded random)."""
     if job.get("samples_file"):
         with np.load(job["samples_file"]) as data:
@@ -94,7 +93,7 @@ def _control_file(name: str) -> str:
         for pattern in ("clk", "rst", "s_axis__*", "m_axis__*"))
 
 
-def build_core(config: CPSNConfig, build_root=None, *, weight_storage: str = "file",
+def build_core(config, build_root=None, *, weight_storage: str = "file",
                waves: bool = False):
     """Verilate the core for ``config`` (for ``file`` storage: its shape); returns
     ``(build_dir, seconds)``."""
@@ -104,7 +103,8 @@ def build_core(config: CPSNConfig, build_root=None, *, weight_storage: str = "fi
     verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     key = hashlib.sha256("\0".join([verilog, rom, *_BUILD_ARGS, str(waves)]).encode())
-    build_dir = Path(build_root or default_build_root()).resolve() / f"cpsn-{key.hexdigest()[:16]}"
+    kind = core_type(config).neuron
+    build_dir = Path(build_root or default_build_root()).resolve() / f"{kind}-{key.hexdigest()[:16]}"
     start = time.perf_counter()
     with _locked(build_dir.with_suffix(".lock")):
         sources = build_dir / "src"
@@ -123,7 +123,7 @@ def build_core(config: CPSNConfig, build_root=None, *, weight_storage: str = "fi
     return build_dir, time.perf_counter() - start
 
 
-def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
+def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               max_steps: int = 32, valid_probability: float = 0.8,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
               build_root=None, run_dir=None, weight_storage: str = "file",
@@ -144,10 +144,8 @@ def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps:
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     if weight_storage == "file":
-        description = describe_core(config, CORE_NAME, weight_storage)
-        for table, words in pack_tables(config).items():
-            write_hex(run_dir / table_file(CORE_NAME, table), words,
-                      description["tables"][table]["word_width"])
+        for table, (words, width) in core_type(config).table_words(config).items():
+            write_hex(run_dir / table_file(CORE_NAME, table), words, width)
     job = {"config": config.to_json(), "seed": seed, "samples": samples,
            "min_steps": min_steps, "max_steps": max_steps,
            "valid_probability": valid_probability, "ready_probability": ready_probability,
@@ -159,7 +157,7 @@ def run_cosim(config: CPSNConfig, *, seed: int = 0, samples: int = 8, min_steps:
     (run_dir / "job.json").write_text(json.dumps(job))
     runner = get_runner("verilator")
     try:
-        runner.test(test_module="spikeforge.sim.cocotb_cpsn", hdl_toplevel=CORE_NAME,
+        runner.test(test_module="spikeforge.sim.cocotb_core", hdl_toplevel=CORE_NAME,
                     hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=run_dir, waves=waves,
                     extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},

@@ -3,12 +3,9 @@
 import json
 from pathlib import Path
 
-from ..hw.cpsn_config import CPSNConfig
+from ..hw.cores import config_from_json
 
-__all__ = ["load_core_config", "CONFIG_TYPES"]
-
-#: ``"neuron"`` key of a configuration file → its configuration class.
-CONFIG_TYPES = {"cpsn": CPSNConfig}
+__all__ = ["load_core_config"]
 
 
 def load_core_config(path):
@@ -22,10 +19,7 @@ def load_core_config(path):
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a configuration must be a JSON object")
-    neuron = data.get("neuron", "cpsn")
-    if neuron not in CONFIG_TYPES:
-        raise ValueError(f"{path}: unknown neuron {neuron!r}; known: {sorted(CONFIG_TYPES)}")
     try:
-        return CONFIG_TYPES[neuron].from_json(data)
+        return config_from_json(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None

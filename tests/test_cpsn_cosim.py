@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spikeforge.hw.cores import CoreType
 from spikeforge.hw.cpsn import cpsn_latency
 from spikeforge.hw.cpsn_config import CPSNConfig
 from spikeforge.sim import runner
@@ -65,12 +66,12 @@ def test_wrong_tables_are_caught_with_position(seed, build_root, monkeypatch):
     config = CPSNConfig.random(np.random.default_rng(seed), channels=8, lanes=4, order=3,
                                membrane_out=True)
     wrong = config.replace(bias=config.bias + 1)
-    original = runner.pack_tables
-    monkeypatch.setattr(runner, "pack_tables", lambda c: original(wrong))
+    original = CoreType.table_words
+    monkeypatch.setattr(CoreType, "table_words", lambda self, c: original(self, wrong))
     result = runner.run_cosim(config, seed=seed, samples=3, build_root=build_root,
                               sample_arrays=[np.zeros((4, 8), dtype=np.int64)])
     assert result.mismatch is not None
-    assert "sample 0, time step 0, group 0), channel 0" in result.mismatch
+    assert "(sample 0, group 0), time step 0, channel 0" in result.mismatch
     assert f"seed {seed}" in result.mismatch
 
 

@@ -106,8 +106,8 @@ def test_scoreboard_reports_position_and_values(rng):
     board.check(expected[0][1])
     position, want = expected[1]
     wrong = type(want)(want.data ^ 0b10, want.last, want.user)
-    with pytest.raises(Mismatch, match=rf"sample 0, time step {position.step}, group "
-                                        rf"{position.group}\), channel {position.group * 2 + 1}"):
+    with pytest.raises(Mismatch, match=rf"sample 0, group {position.group}\), time step "
+                                        rf"{position.step}, channel {position.group * 2 + 1}"):
         board.check(wrong)
 
 

@@ -1,4 +1,4 @@
-"""cocotb testbench of a generated CPSN core: driver, monitor and golden scoreboard.
+"""cocotb testbench of a generated core (any neuron): driver, monitor and golden scoreboard.
 
 The pytest wrappers and ``spikeforge cosim`` reach this module through
 :func:`spikeforge.sim.runner.run_cosim`, which passes a job file in ``SPIKEFORGE_JOB``: the
@@ -16,7 +16,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from ..hw.cpsn_config import CPSNConfig
+from ..hw.cores import config_from_json
 from .beats import Beat, expected_beats, input_beats
 from .runner import job_samples
 from .scoreboard import Mismatch, Scoreboard
@@ -71,9 +71,9 @@ class StreamMonitor:
 
 
 @cocotb.test()
-async def cpsn_matches_golden_model(dut):
+async def core_matches_golden_model(dut):
     job = json.loads(Path(os.environ["SPIKEFORGE_JOB"]).read_text())
-    config = CPSNConfig.from_json(job["config"])
+    config = config_from_json(job["config"])
     seed = job["seed"]
     samples = job_samples(config, job)
     expected = expected_beats(config, samples)

@@ -1,0 +1,77 @@
+"""Every core type behind one interface, keyed by its configuration class.
+
+The runner, the generator and the CLI ask this module for a core's component, Verilog,
+latency and ROM tables instead of switching on the neuron themselves.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from amaranth.back import verilog
+
+from . import cpsn, cpsn_tables, prf, prf_tables
+from .cpsn_config import CPSNConfig
+from .prf_config import PRFConfig
+
+__all__ = ["CoreType", "core_type", "config_from_json", "table_file", "core_verilog"]
+
+
+@dataclass(frozen=True)
+class CoreType:
+    neuron: str
+    component: Callable  # (config, weight_storage=, init_files=) -> wiring.Component
+    latency: Callable  # config -> cycles
+    tables: tuple[str, ...]
+    pack_tables: Callable  # config -> {table: [words]}
+    layout: Callable  # (config, table) -> (element_width, elements_per_word)
+
+    def table_words(self, config) -> dict[str, tuple[list[int], int]]:
+        """``{table: (words, word_width)}`` of a configuration."""
+        packed = self.pack_tables(config)
+        result = {}
+        for table in self.tables:
+            width, per_word = self.layout(config, table)
+            result[table] = (packed[table], width * per_word)
+        return result
+
+
+_TYPES = {
+    CPSNConfig: CoreType("cpsn", cpsn.CPSNCore, cpsn.cpsn_latency, ("signs", "shifts", "bias"),
+                         cpsn_tables.pack_tables, cpsn_tables.table_width),
+    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, prf_tables.TABLES,
+                        prf_tables.pack_tables, prf_tables.table_layout),
+}
+
+
+def config_from_json(data: dict):
+    """The configuration a JSON object describes, chosen by its ``"neuron"`` key."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a core configuration must be a JSON object, got {type(data).__name__}")
+    neuron = data.get("neuron", "cpsn")
+    for cls, kind in _TYPES.items():
+        if kind.neuron == neuron:
+            return cls.from_json(data)
+    raise ValueError(f"unknown neuron {neuron!r}; known: {sorted(k.neuron for k in _TYPES.values())}")
+
+
+def core_type(config) -> CoreType:
+    try:
+        return _TYPES[type(config)]
+    except KeyError:
+        raise TypeError(f"no core for a {type(config).__name__}; known configurations: "
+                        f"{sorted(cls.__name__ for cls in _TYPES)}") from None
+
+
+def table_file(name: str, table: str) -> str:
+    """File name of a core's table, relative to the simulation or synthesis directory."""
+    return f"{name}_{table}.hex"
+
+
+def core_verilog(config, name: str, weight_storage: str = "baked") -> str:
+    """The core's Verilog text: reproducible (no source paths, no absolute file names)."""
+    kind = core_type(config)
+    init_files = None
+    if weight_storage == "file":
+        init_files = {table: table_file(name, table) for table in kind.tables}
+    component = kind.component(config, weight_storage=weight_storage, init_files=init_files)
+    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)

@@ -1,0 +1,297 @@
+"""PRF scan unit: P time steps of L channels per clock, parallel within a tile, exact to the bit."""
+
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.fixed import signed_width
+from ..golden.prf_int import round_shift
+from .prf_config import PRFConfig
+from .prf_tables import TABLES, coefficient_field, digits_of, pack_tables, table_layout
+from .stream import AXIStreamSignature
+
+__all__ = ["PRFCore", "prf_latency", "drive_width", "WEIGHT_STORAGES"]
+
+WEIGHT_STORAGES = ("baked", "file")
+
+
+def prf_latency(config: PRFConfig) -> int:
+    """Cycles from an input transfer to its output beat: tables, Δ·x, tile inputs, state."""
+    return 4
+
+
+def drive_width(config: PRFConfig) -> int:
+    """Width of the rounded drive ``Δ·x`` on the state grid, from the actual Δ table."""
+    lo, hi = config.input_range
+    bound = max(max(abs(round_shift(int(d) * lo, config.input_shift)),
+                    abs(round_shift(int(d) * hi, config.input_shift))) for d in config.delta)
+    return signed_width(-bound, bound)
+
+
+def _rounded(value, shift: int):
+    """:func:`round_shift` in hardware: add half an LSB, then an arithmetic right shift."""
+    if shift <= 0:
+        return value << -shift
+    return (value + (1 << (shift - 1))) >> shift
+
+
+class _Coefficients:
+    """A table word for the current beat: constants when ``C = L`` and baked, else a signal."""
+
+    def __init__(self, config: PRFConfig, table: str, word):
+        self.config, self.table, self.word = config, table, word
+        self.width, self.per_word = table_layout(config, table)
+
+    def element(self, index: int):
+        if isinstance(self.word, int):
+            code = (self.word >> (index * self.width)) & ((1 << self.width) - 1)
+            return code - (1 << self.width) if code >> (self.width - 1) else code
+        return self.word.word_select(index, self.width).as_signed()
+
+    def times(self, index: int, x):
+        """Exact ``coefficient · x`` (before rounding): a multiply in ``dsp``, shifts otherwise."""
+        if self.config.coef_mode == "dsp" or self.table == "v_th":
+            return self.element(index) * x
+        if isinstance(self.word, int):
+            value = self._constant_value(index)
+            terms = [(x << position) if sign > 0 else -(x << position)
+                     for sign, position in digits_of(self.config, self.table, value)]
+            return sum(terms[1:], terms[0]) if terms else Const(0, 1)
+        digit_width = 2 + self._position_width
+        field = self.word.word_select(index, self.width)
+        total = None
+        for n in range(self.config.csd_terms):
+            digit = field.word_select(n, digit_width)
+            sign = digit[self._position_width:].as_signed()
+            shifted = x << digit[:self._position_width]
+            term = Mux(sign == 0, 0, Mux(sign < 0, -shifted, shifted))
+            total = term if total is None else total + term
+        return total
+
+    @property
+    def _position_width(self) -> int:
+        width, _ = coefficient_field(self.config, self.table)
+        return max(1, (width - 1).bit_length())
+
+    def _constant_value(self, index: int) -> int:
+        """The signed value behind a baked ``shift_add`` element (undo the digit packing)."""
+        digit_width = 2 + self._position_width
+        code = (self.word >> (index * self.width)) & ((1 << self.width) - 1)
+        value = 0
+        for n in range(self.config.csd_terms):
+            digit = (code >> (n * digit_width)) & ((1 << digit_width) - 1)
+            sign = digit >> self._position_width
+            position = digit & ((1 << self._position_width) - 1)
+            value += {0: 0, 1: 1, 3: -1}[sign] << position
+        return value
+
+
+class PRFCore(wiring.Component):
+    """PRF neurons for ``C`` channels; each beat is an ``L × P`` tile (P steps of L channels).
+
+    Per lane it computes exactly what :func:`~spikeforge.golden.prf_int.prf_integer` defines:
+    the drive ``R(Δ·x)``, the tile's input parts ``Σ R(Λ^lag ⊗ drive)`` (every product rounded
+    on its own, so the parallel evaluation is bit-exact), and the outputs
+    ``R(Λ^(j+1) ⊗ s) + input_j`` from the tile's start state ``s``. Only the state update is
+    sequential, once per tile. With ``C > L`` the state of each channel group lives in a
+    memory word (read when a beat enters the state stage, written when it leaves, so
+    ``G = C/L ≥ 2`` groups never collide); with ``C = L`` it is a register. The first tile of
+    every sample starts from zero state; ``tlast`` marks the final beat of a sample.
+
+    ``coef_mode='dsp'`` multiplies; ``'shift_add'`` forms every product from the coefficient's
+    canonical signed digits (no multiplier anywhere).
+
+    Latency: 4 cycles. Throughput: one beat (``L·P`` neuron-steps) per clock, full
+    backpressure (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
+
+    Members:
+        s_axis: input tiles; element ``(step j, lane l)`` at ``[(j·L + l)·W, …+W)``, signed.
+        m_axis: spikes, bit ``j·L + l``; with ``config.membrane_out`` the membranes ``u``
+            (signed, ``config.state_width`` bits) on ``tuser`` at element ``j·L + l``.
+    """
+
+    def __init__(self, config: PRFConfig, *, weight_storage: str = "baked",
+                 init_files: dict[str, str] | None = None):
+        if not isinstance(config, PRFConfig):
+            raise TypeError(f"config must be a PRFConfig, got {type(config).__name__}")
+        if weight_storage not in WEIGHT_STORAGES:
+            raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGES}, got "
+                             f"{weight_storage!r}")
+        if weight_storage == "file":
+            if init_files is None or set(init_files) != set(TABLES):
+                raise ValueError(f"weight_storage='file' needs init_files for exactly the "
+                                 f"tables {TABLES}, got {sorted(init_files or {})}")
+        elif init_files is not None:
+            raise ValueError("init_files are only used with weight_storage='file'")
+        self.config = config
+        self.weight_storage = weight_storage
+        self.init_files = dict(init_files or {})
+        self.latency = prf_latency(config)
+        elements = config.lanes * config.time_parallelism
+        user_width = elements * config.state_width if config.membrane_out else 0
+        super().__init__({
+            "s_axis": In(AXIStreamSignature(elements * config.input_width)),
+            "m_axis": Out(AXIStreamSignature(elements, user_width=user_width)),
+        })
+
+    def _table_word(self, m, table, fire, group):
+        """The table word for the incoming beat, one cycle later (aligned with stage 1)."""
+        width, per_word = table_layout(self.config, table)
+        words = pack_tables(self.config)[table]
+        if self.weight_storage == "baked" and self.config.groups == 1:
+            return words[0]
+        data = Signal(width * per_word, name=f"{table}_word")
+        if self.weight_storage == "baked":
+            rom = memory.Memory(shape=width * per_word, depth=self.config.groups, init=words)
+            m.submodules[f"{table}_rom"] = rom
+            read = rom.read_port()
+            m.d.comb += [read.addr.eq(group), read.en.eq(fire), data.eq(read.data)]
+        else:
+            m.submodules[f"{table}_rom"] = Instance(
+                "spikeforge_rom",
+                p_WIDTH=width * per_word,
+                p_DEPTH=self.config.groups,
+                p_ADDR_WIDTH=max(1, (self.config.groups - 1).bit_length()),
+                p_INIT_FILE=self.init_files[table],
+                i_clk=ClockSignal(), i_en=fire,
+                i_addr=group if len(group) else Const(0, 1),
+                o_data=data)
+        return data
+
+    @staticmethod
+    def _carry(m, advance, word, name):
+        """Move a table word one stage down the pipeline (constants need no register)."""
+        if isinstance(word, int):
+            return word
+        register = Signal(len(word), name=name)
+        with m.If(advance):
+            m.d.sync += register.eq(word)
+        return register
+
+    def elaborate(self, platform):
+        cfg = self.config
+        lanes, steps, width = cfg.lanes, cfg.time_parallelism, cfg.input_width
+        frac, state_width = cfg.coef_frac_bits, cfg.state_width
+        m = Module()
+
+        out_valid, advance, fire = Signal(), Signal(), Signal()
+        m.d.comb += [
+            advance.eq(~out_valid | self.m_axis.tready),
+            self.s_axis.tready.eq(advance),
+            fire.eq(self.s_axis.tvalid & advance),
+        ]
+
+        # Stage 0: where the incoming tile sits in its sample.
+        group = Signal(range(cfg.groups))
+        in_sample = Signal()  # a whole tile of this sample has gone by
+        with m.If(fire):
+            with m.If(self.s_axis.tlast):
+                m.d.sync += [group.eq(0), in_sample.eq(0)]
+            with m.Elif(group == cfg.groups - 1):
+                m.d.sync += [group.eq(0), in_sample.eq(1)]
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+
+        # Stage 1: the tile, its position and its table words.
+        tile = Signal(len(self.s_axis.tdata))
+        first1, last1, group1, valid1 = Signal(), Signal(), Signal(range(cfg.groups)), Signal()
+        with m.If(fire):
+            m.d.sync += [tile.eq(self.s_axis.tdata), first1.eq(~in_sample),
+                         last1.eq(self.s_axis.tlast), group1.eq(group)]
+        with m.If(advance):
+            m.d.sync += valid1.eq(fire)
+        words1 = {t: self._table_word(m, t, fire, group) for t in TABLES}
+
+        # Stage 2: drive = R(Δ·x) on the state grid.
+        delta = _Coefficients(cfg, "delta", words1["delta"])
+        drive_bits = drive_width(cfg)
+        drive = [[Signal(signed(drive_bits), name=f"drive_l{l}_j{j}") for j in range(steps)]
+                 for l in range(lanes)]
+        for l in range(lanes):
+            for j in range(steps):
+                x = tile.word_select(j * lanes + l, width).as_signed()
+                with m.If(advance):
+                    m.d.sync += drive[l][j].eq(_rounded(delta.times(l, x), cfg.input_shift))
+        first2, last2, group2, valid2 = (self._carry(m, advance, s, f"{s.name}_s2")
+                                         for s in (first1, last1, group1, valid1))
+        powers2 = self._carry(m, advance, words1["powers"], "powers_s2")
+        v_th2 = self._carry(m, advance, words1["v_th"], "v_th_s2")
+
+        # Stage 3: the tile's input parts, Σ_{lag<=j} R(Λ^lag ⊗ drive[j−lag]).
+        powers = _Coefficients(cfg, "powers", powers2)
+
+        def power(lane, n, part):  # element index of Λ^n's real (0) or imaginary (1) part
+            return (lane * steps + n - 1) * 2 + part
+
+        input_u = [[Signal(signed(state_width), name=f"input_u_l{l}_j{j}") for j in range(steps)]
+                   for l in range(lanes)]
+        input_r = [[Signal(signed(state_width), name=f"input_r_l{l}_j{j}") for j in range(steps)]
+                   for l in range(lanes)]
+        for l in range(lanes):
+            for j in range(steps):
+                total_u, total_r = drive[l][j], Const(0, 1)
+                for lag in range(1, j + 1):
+                    source = drive[l][j - lag]
+                    total_u = total_u + _rounded(powers.times(power(l, lag, 0), source), frac)
+                    total_r = total_r + _rounded(powers.times(power(l, lag, 1), source), frac)
+                with m.If(advance):
+                    m.d.sync += [input_u[l][j].eq(total_u), input_r[l][j].eq(total_r)]
+        first3, last3, group3, valid3 = (self._carry(m, advance, s, f"{s.name[:-3]}_s3")
+                                         for s in (first2, last2, group2, valid2))
+        powers3 = self._carry(m, advance, powers2, "powers_s3")
+        v_th3 = self._carry(m, advance, v_th2, "v_th_s3")
+
+        # State of the tile's channels: read as the beat enters stage 3, written as it leaves.
+        state_bits = 2 * state_width * lanes
+        new_state = Signal(state_bits)
+        if cfg.groups == 1:
+            stored = Signal(state_bits)
+            with m.If(valid3 & advance):
+                m.d.sync += stored.eq(new_state)
+        else:
+            m.submodules.state = state = memory.Memory(shape=state_bits, depth=cfg.groups,
+                                                       init=[])
+            read, write = state.read_port(), state.write_port()
+            stored = read.data
+            m.d.comb += [read.addr.eq(group2), read.en.eq(advance),
+                         write.addr.eq(group3), write.en.eq(valid3 & advance),
+                         write.data.eq(new_state)]
+        start = Mux(first3, 0, stored)
+
+        # Stage 3 → output: u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state.
+        feedback = _Coefficients(cfg, "powers", powers3)
+        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}") for j in range(steps)]
+                    for l in range(lanes)]
+        ends = []
+        for l in range(lanes):
+            u0 = start.word_select(2 * l, state_width).as_signed()
+            r0 = start.word_select(2 * l + 1, state_width).as_signed()
+            for j in range(steps):
+                re, im = power(l, j + 1, 0), power(l, j + 1, 1)
+                u = Signal(signed(state_width), name=f"next_u_l{l}_j{j}")
+                r = Signal(signed(state_width), name=f"next_r_l{l}_j{j}")
+                m.d.comb += [
+                    u.eq(_rounded(feedback.times(re, u0) - feedback.times(im, r0), frac)
+                         + input_u[l][j]),
+                    r.eq(_rounded(feedback.times(im, u0) + feedback.times(re, r0), frac)
+                         + input_r[l][j]),
+                ]
+                with m.If(advance):
+                    m.d.sync += membrane[l][j].eq(u)
+            ends += [u, r]
+        m.d.comb += new_state.eq(Cat(ends))
+        last4, valid4 = (self._carry(m, advance, s, f"{s.name[:-3]}_out")
+                         for s in (last3, valid3))
+        v_th4 = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th3, "v_th_out"))
+
+        m.d.comb += [
+            out_valid.eq(valid4),
+            self.m_axis.tvalid.eq(valid4),
+            self.m_axis.tlast.eq(last4),
+            self.m_axis.tdata.eq(Cat(membrane[l][j] >= v_th4.element(l)
+                                     for j in range(steps) for l in range(lanes))),
+        ]
+        if cfg.membrane_out:
+            m.d.comb += self.m_axis.tuser.eq(Cat(membrane[l][j] for j in range(steps)
+                                                 for l in range(lanes)))
+        return m
