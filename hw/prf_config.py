@@ -92,6 +92,7 @@ class PRFConfig:
     state_frac_bits: int = 16
     coef_mode: str = "dsp"
     csd_terms: int = 3
+    membrane_out: bool = False
 
     def __post_init__(self):
         def set_(name, value):
@@ -112,6 +113,8 @@ class PRFConfig:
         if self.coef_mode not in COEF_MODES:
             raise ValueError(f"{_OWNER}.coef_mode must be one of {COEF_MODES}, "
                              f"got {self.coef_mode!r}")
+        if not isinstance(self.membrane_out, bool):
+            raise TypeError(f"{_OWNER}.membrane_out must be a bool, got {self.membrane_out!r}")
         set_("csd_terms", check_int(_OWNER, "csd_terms", self.csd_terms, min_value=1,
                                     max_value=8))
         set_("input_width", check_int(_OWNER, "input_width", self.input_width, min_value=2,
@@ -374,7 +377,7 @@ class PRFConfig:
 
     _JSON_FIELDS = ("channels", "lanes", "time_parallelism", "input_width", "input_frac_bits",
                     "coef_width", "coef_frac_bits", "delta_width", "delta_frac_bits",
-                    "state_width", "state_frac_bits", "coef_mode", "csd_terms")
+                    "state_width", "state_frac_bits", "coef_mode", "csd_terms", "membrane_out")
     _JSON_TABLES = ("phi_re", "phi_im", "delta", "v_th")
 
     def to_json(self) -> dict:
