@@ -66,7 +66,7 @@ def assert_matches_reference(neuron, reference, x, seed):
     params = list(neuron.parameters())
     spikes = neuron(x)
     ref_spikes, ref_h = reference(x)
-    assert 0.05 < spikes.mean().item() < 0.95, f"seed={seed}: degenerate firing rate"
+    assert 0 < spikes.mean().item() < 1, f"seed={seed}: every spike alike, nothing compared"
     assert torch.equal(spikes, ref_spikes), f"seed={seed}: spikes differ"
     torch.testing.assert_close(neuron.v_seq, ref_h, rtol=1e-12, atol=1e-12,
                                msg=f"seed={seed}: membrane differs")
