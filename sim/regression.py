@@ -1,14 +1,18 @@
-"""Random and edge-case CPSN configurations for co-simulation regressions.
+"""Random and edge-case CPSN and PRF configurations for co-simulation regressions.
 
 Each case is ``(name, config, samples or None)``; ``None`` means seeded random stimulus.
 The same generators serve the pytest regression, ``spikeforge cosim`` and benchmarks.
 """
 
+import math
+
 import numpy as np
 
 from ..hw.cpsn_config import CPSNConfig
+from ..hw.prf_config import PRFConfig
 
-__all__ = ["EXPONENT_RANGES", "INPUT_WIDTHS", "random_config", "edge_cases"]
+__all__ = ["EXPONENT_RANGES", "INPUT_WIDTHS", "random_config", "edge_cases", "PRF_REGIMES",
+           "random_prf_config"]
 
 EXPONENT_RANGES = ((-4, 0), (-2, 2), (0, 0), (-6, -2), (-1, 3), (-8, 0))
 INPUT_WIDTHS = (2, 4, 6, 8, 12, 16)
@@ -68,3 +72,42 @@ def edge_cases(rng: np.random.Generator) -> list[tuple[str, CPSNConfig, list | N
     cases.append(("many_channels_folded", CPSNConfig.random(
         rng, channels=2048, lanes=16, order=4, dilation=3), None))
     return cases
+
+
+#: Pole regimes of the PRF regression: (log Δ range, Δ·θ range) → |λ| = e^(−Δ/τ), ∠λ = Δ·θ.
+PRF_REGIMES = {
+    "slow": ((math.log(1e-3), math.log(3e-2)), (0.0, 0.3)),  # |λ| near 1
+    "fast": ((math.log(2.0), math.log(8.0)), (0.0, 3.0)),  # |λ| near 0
+    "resonant_low": ((math.log(1e-2), math.log(1e-1)), (1e-4, 1e-2)),  # θ near 0
+    "resonant_pi": ((math.log(1e-2), math.log(1e-1)), (math.pi - 0.05, math.pi)),  # θ near π
+    "mixed": ((math.log(1e-3), math.log(1.0)), (0.0, math.pi)),
+}
+
+
+def random_prf_config(rng: np.random.Generator, *, regime: str | None = None,
+                      max_channels: int = 32, **fields) -> PRFConfig:
+    """A quantised PRF core: random P, L, C, widths, coefficient mode and pole regime.
+
+    Thresholds are drawn per channel log-uniformly between 0.1 % and 20 % of its proven state
+    bound, so spikes are neither absent nor constant whatever the pole regime.
+    """
+    regime = regime or str(rng.choice(sorted(PRF_REGIMES)))
+    (delta_lo, delta_hi), (angle_lo, angle_hi) = PRF_REGIMES[regime]
+    lanes = int(rng.choice([1, 2, 4]))
+    channels = lanes * int(rng.choice([g for g in (1, 2, 3, 8) if g * lanes <= max_channels]))
+    log_delta = rng.uniform(delta_lo, delta_hi, channels)
+    angle = rng.uniform(angle_lo, angle_hi, channels)
+    with np.errstate(divide="ignore"):
+        log_theta = np.log(angle / np.exp(log_delta))  # θ = angle / Δ
+    choices = dict(coef_mode=str(rng.choice(["dsp", "shift_add"])),
+                   csd_terms=int(rng.integers(2, 5)),
+                   coef_width=int(rng.choice([10, 12, 16])),
+                   input_width=int(rng.choice([6, 8, 12])), input_frac_bits=4,
+                   state_frac_bits=int(rng.choice([8, 12])),
+                   time_parallelism=int(rng.choice([1, 2, 4, 8])), lanes=lanes)
+    choices.update(fields)
+    membrane_out = bool(choices.pop("membrane_out", rng.random() < 0.5))
+    config = PRFConfig.from_float(log_delta, log_theta, 2.0, 1.0, **choices)
+    fraction = np.exp(rng.uniform(math.log(1e-3), math.log(0.2), channels))
+    v_th = np.round(fraction * config.state_bound).astype(np.int64)
+    return config.replace(v_th=v_th, membrane_out=membrane_out)
