@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hw.cpsn_config import CPSNConfig
+from .kernels import BACKENDS, use_triton
 from .surrogate import ATan
 
 __all__ = ["quantize_power_of_two", "power_of_two_codes", "CPSN"]
@@ -64,6 +65,10 @@ class CPSN(nn.Module):
         quantize: train with ``Q(W)`` (straight-through); ``False`` gives the float CPSN.
         v_threshold: initial threshold, stored as the learnable bias ``b = −v_threshold``.
         surrogate_function: surrogate gradient of Θ (default ``ATan()``).
+        backend: ``"torch"`` (default), ``"triton"`` (the fused kernel of
+            :mod:`spikeforge.golden.kernels.cpsn`, ATan surrogate only) or ``"auto"`` (Triton for
+            CUDA inputs when available and the surrogate is ATan, else torch). The kernel path
+            does not scan the input for NaN (that would cost an extra read and a host sync).
 
     Input ``[T, N, ..., C]`` (time first), output spikes of the same shape. Weights start
     from SlidingPSN's exponential initialisation ``(2^−(k−1), …, 1/2, 1)`` in every channel.
@@ -71,8 +76,10 @@ class CPSN(nn.Module):
 
     def __init__(self, channels: int, order: int, dilation: int = 1, *, exp_min: int = -4,
                  exp_max: int = 0, quantize: bool = True, v_threshold: float = 1.0,
-                 surrogate_function: nn.Module | None = None):
+                 surrogate_function: nn.Module | None = None, backend: str = "torch"):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         # Validate through the hardware description so that both refuse the same values.
         CPSNConfig(channels=channels, order=order, dilation=dilation, exp_min=exp_min,
                    exp_max=exp_max, signs=torch.zeros(channels, order, dtype=torch.int64),
@@ -83,6 +90,7 @@ class CPSN(nn.Module):
         self.weight = nn.Parameter(init.repeat(channels, 1))
         self.bias = nn.Parameter(torch.full((channels,), -float(v_threshold)))
         self.surrogate_function = surrogate_function if surrogate_function is not None else ATan()
+        self.backend = backend
 
     def effective_weight(self) -> torch.Tensor:
         if self.quantize:
@@ -105,7 +113,26 @@ class CPSN(nn.Module):
         return h.permute(2, 0, 1).reshape(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_triton(x):
+            return self._forward_triton(x)
         return self.surrogate_function(self.membrane(x))
+
+    def _use_triton(self, x: torch.Tensor) -> bool:
+        atan = type(self.surrogate_function) is ATan
+        if self.backend == "triton" and not atan:
+            raise ValueError("backend='triton' implements the ATan surrogate only, got "
+                             f"{type(self.surrogate_function).__name__}")
+        return atan and use_triton(self.backend, x)
+
+    def _forward_triton(self, x: torch.Tensor) -> torch.Tensor:
+        from .kernels.cpsn import cpsn_spikes_triton
+        if x.ndim < 2 or x.shape[-1] != self.channels:
+            raise ValueError(f"CPSN expects a time-first input [T, ..., {self.channels}], "
+                             f"got {list(x.shape)}")
+        seq = x.reshape(x.shape[0], -1, self.channels)
+        spikes = cpsn_spikes_triton(seq, self.effective_weight(), self.bias, self.dilation,
+                                    self.surrogate_function.alpha)
+        return spikes.reshape(x.shape)
 
     @torch.no_grad()
     def to_config(self, *, input_width: int = 8, input_frac_bits: int = 0, lanes: int = 1,
@@ -126,4 +153,5 @@ class CPSN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, order={self.order}, dilation={self.dilation}, "
-                f"exp_range=[{self.exp_min}, {self.exp_max}], quantize={self.quantize}")
+                f"exp_range=[{self.exp_min}, {self.exp_max}], quantize={self.quantize}, "
+                f"backend={self.backend!r}")
