@@ -99,7 +99,7 @@ class MaskedPSN(ParallelNeuron):
 
     @staticmethod
     def lambda_schedule(epoch: int, epochs: int) -> float:
-        """The authors' annealing ``λ = min(8·epoch/(epochs−1), 1)`` (λ = 1 from 1/8 of training)."""
+        """The authors' annealing ``λ = min(8·epoch/(epochs−1), 1)`` (λ = 1 after 1/8 of it)."""
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
             raise ValueError(f"epochs must be an integer >= 2, got {epochs!r}")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < epochs:

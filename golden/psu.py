@@ -60,7 +60,7 @@ class _PSUBase(ParallelNeuron):
         return psu_matrices(x_seq.shape[0], self.tau, dtype=x_seq.dtype, device=x_seq.device)
 
     def _next_reset_estimate(self, reset_input: torch.Tensor) -> torch.Tensor:
-        """Step form of ``(M2·r)_t = β·((M2·r)_{t−1} − r_{t−1})``; stores ``r_t`` for the next step."""
+        """Step form ``(M2·r)_t = β·((M2·r)_{t−1} − r_{t−1})``; keeps ``r_t`` for the next step."""
         if self.last_reset_input is not None:
             self.reset_estimate = self.beta * (self.reset_estimate - self.last_reset_input)
         self.last_reset_input = reset_input

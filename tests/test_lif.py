@@ -11,11 +11,14 @@ import torch
 from spikeforge.golden.lif import LIF, DecoupledResetLIF, reset_free_potential
 from spikeforge.golden.surrogate import ATan, Sigmoid
 
-SEEDS = [0, 1, 2]
+REPEATS = range(3)  # each repeat gets its own seed from conftest (printed on failure)
 
 
 def reference_lif(c, tau, v_threshold, surrogate, detach_reset=False):
-    """``u_t = β·(u_{t−1} − V_th·s_{t−1}) + c_t``, ``s_t = Θ(u_t − V_th)``, ``u_{−1} = s_{−1} = 0``."""
+    """``u_t = β·(u_{t−1} − V_th·s_{t−1}) + c_t``, ``s_t = Θ(u_t − V_th)``, ``u_{−1} = s_{−1} = 0``.
+
+    ``detach_reset`` drops the reset term from the backward pass, as SpikingJelly.
+    """
     beta = 1 - 1 / tau
     u, s = torch.zeros_like(c[0]), torch.zeros_like(c[0])
     spikes, potentials = [], []
@@ -52,8 +55,8 @@ def assert_matches_reference(neuron, x, seed, *, detach_reset):
 
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("tau, v_threshold", [(2.0, 1.0), (7.0, 0.6)])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_lif_matches_loop(seed, tau, v_threshold, detach_reset):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_lif_matches_loop(repeat, seed, tau, v_threshold, detach_reset):
     x = random_input(seed, (40, 3, 5), mean=0.5)
     assert_matches_reference(LIF(tau, v_threshold, detach_reset=detach_reset), x, seed,
                              detach_reset=detach_reset)
@@ -61,8 +64,8 @@ def test_lif_matches_loop(seed, tau, v_threshold, detach_reset):
 
 @pytest.mark.parametrize("conv_mode", ["scan", "fft"])
 @pytest.mark.parametrize("detach_reset", [False, True])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_decoupled_matches_loop_with_gradients(seed, detach_reset, conv_mode):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_decoupled_matches_loop_with_gradients(repeat, seed, detach_reset, conv_mode):
     """Same spikes, membrane and BPTT gradient as the sequential loop, either reset path."""
     x = random_input(seed, (64, 3, 5), mean=0.5)
     neuron = DecoupledResetLIF(3.0, 0.8, Sigmoid(), detach_reset, conv_mode)
@@ -75,8 +78,8 @@ REGIMES = {"sparse": (2.0, 0.0, 1.0, 0.05, 0.3), "dense": (2.0, 1.0, 0.5, 0.6, 0
 
 
 @pytest.mark.parametrize("regime", REGIMES)
-@pytest.mark.parametrize("seed", SEEDS[:2], ids=lambda s: f"seed={s}")
-def test_decoupled_spikes_identical_to_sequential_for_long_sequences(seed, regime):
+@pytest.mark.parametrize("repeat", REPEATS[:2])
+def test_decoupled_spikes_identical_to_sequential_for_long_sequences(repeat, seed, regime):
     tau, mean, std, low, high = REGIMES[regime]
     x = random_input(seed, (4096, 64), mean, std)  # cost is per step: neurons come cheap
     with torch.no_grad():
@@ -130,8 +133,8 @@ def run_steps(neuron, x):
                                   lambda: DecoupledResetLIF(),
                                   lambda: DecoupledResetLIF(5.0, 0.7, detach_reset=True)],
                          ids=["lif", "lif-detach", "decoupled", "decoupled-detach"])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_step_mode_equals_multi_step(seed, make):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_step_mode_equals_multi_step(repeat, seed, make):
     neuron = make()
     neuron.store_v_seq = True
     x = random_input(seed, (30, 2, 3), mean=0.5).requires_grad_()

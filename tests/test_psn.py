@@ -13,7 +13,7 @@ import torch
 from spikeforge.golden.psn import PSN, MaskedPSN, SlidingPSN
 from spikeforge.golden.surrogate import ATan
 
-SEEDS = [0, 1, 2]
+REPEATS = range(3)  # each repeat gets its own seed from conftest (printed on failure)
 
 
 def reference_psn(x, weight, bias, surrogate):
@@ -85,8 +85,8 @@ def randomise_bias(neuron, seed):
         neuron.bias.copy_(0.5 * torch.randn(neuron.bias.shape, generator=generator))
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_psn_matches_loop(seed):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_psn_matches_loop(repeat, seed):
     torch.manual_seed(seed)
     neuron = PSN(T=6)
     randomise_bias(neuron, seed)
@@ -96,8 +96,8 @@ def test_psn_matches_loop(seed):
 
 
 @pytest.mark.parametrize("lambda_", [0.0, 0.3, 1.0])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_masked_psn_matches_loop(seed, lambda_):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_masked_psn_matches_loop(repeat, seed, lambda_):
     torch.manual_seed(seed)
     neuron = MaskedPSN(k=3, T=7, lambda_init=lambda_)
     randomise_bias(neuron, seed)
@@ -109,8 +109,8 @@ def test_masked_psn_matches_loop(seed, lambda_):
 
 
 @pytest.mark.parametrize("k, steps", [(4, 9), (1, 5), (6, 3)])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_sliding_psn_matches_loop(seed, k, steps):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_sliding_psn_matches_loop(repeat, seed, k, steps):
     torch.manual_seed(seed)
     neuron = SlidingPSN(k)
     with torch.no_grad():
@@ -138,7 +138,7 @@ def test_initialisation_follows_the_paper():
 
 def test_masked_weight_keeps_the_band_when_lambda_is_one():
     neuron = MaskedPSN(k=2, T=4, lambda_init=1.0)
-    band = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]], dtype=torch.float32)
+    band = torch.tensor([[1.0, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]])
     assert torch.equal(neuron.masked_weight(), neuron.weight * band)
     neuron.lambda_ = 0.0
     assert torch.equal(neuron.masked_weight(), neuron.weight)
@@ -166,8 +166,8 @@ def run_steps(neuron, x):
 @pytest.mark.parametrize("make", [lambda: SlidingPSN(3), lambda: SlidingPSN(4, exp_init=False),
                                   lambda: MaskedPSN(3, 8, lambda_init=1.0)],
                          ids=["sliding", "sliding-kaiming", "masked"])
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_step_mode_equals_multi_step(seed, make):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_step_mode_equals_multi_step(repeat, seed, make):
     torch.manual_seed(seed)
     neuron = make().double()
     neuron.store_v_seq = True
@@ -182,8 +182,8 @@ def test_step_mode_equals_multi_step(seed, make):
     torch.testing.assert_close(grad_single, grad_multi, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_causality(seed):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_causality(repeat, seed):
     """Changing the input from step 4 on changes no earlier membrane, except in the PSN."""
     torch.manual_seed(seed)
     x = random_input(seed, (8, 5))
@@ -293,8 +293,8 @@ def spikingjelly_neuron():
     return pytest.importorskip("spikingjelly.activation_based.neuron")
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_same_initialisation_as_spikingjelly(seed):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_same_initialisation_as_spikingjelly(repeat, seed):
     sj = spikingjelly_neuron()
     pairs = [(lambda: PSN(8), lambda: sj.PSN(8)),
              (lambda: MaskedPSN(3, 8), lambda: sj.MaskedPSN(3, 8)),
@@ -308,8 +308,8 @@ def test_same_initialisation_as_spikingjelly(seed):
         assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias), type(a).__name__
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_same_outputs_and_gradients_as_spikingjelly(seed):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_same_outputs_and_gradients_as_spikingjelly(repeat, seed):
     sj = spikingjelly_neuron()
     torch.manual_seed(seed)
     pairs = [(PSN(8), sj.PSN(8)), (MaskedPSN(3, 8, 0.4), sj.MaskedPSN(3, 8, 0.4, step_mode="m")),
@@ -329,8 +329,8 @@ def test_same_outputs_and_gradients_as_spikingjelly(seed):
             torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed={s}")
-def test_same_single_steps_as_spikingjelly(seed):
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_same_single_steps_as_spikingjelly(repeat, seed):
     sj = spikingjelly_neuron()
     torch.manual_seed(seed)
     x = random_input(seed, (8, 3, 2))
