@@ -7,17 +7,19 @@ importing this package must not fix that choice for the whole process.
 - :func:`cpsn_spikes_triton` — CPSN (neurons.md §2): dilated depthwise causal conv + bias + Θ.
 - :func:`lif_decoupled_triton` — LIF with decoupled reset (neurons.md §4).
 - :func:`prf_triton` — PRF complex linear recurrence + Θ (neurons.md §4).
+- :func:`lif_multi_step`, :func:`prf_multi_step` — the neuron modules' hooks (``adapters``).
 """
 
 import importlib
 import os
 
-__all__ = ["BACKENDS", "triton_available", "use_triton", "cpsn_spikes_triton",
-           "lif_decoupled_triton", "prf_triton"]
+__all__ = ["BACKENDS", "triton_available", "use_triton", "triton_applies", "cpsn_spikes_triton",
+           "lif_decoupled_triton", "prf_triton", "lif_multi_step", "prf_multi_step"]
 
 BACKENDS = ("torch", "triton", "auto")
 
-_LAZY = {"cpsn_spikes_triton": ".cpsn", "lif_decoupled_triton": ".lif", "prf_triton": ".prf"}
+_LAZY = {"cpsn_spikes_triton": ".cpsn", "lif_decoupled_triton": ".lif", "prf_triton": ".prf",
+         "lif_multi_step": ".adapters", "prf_multi_step": ".adapters"}
 
 
 def _kernel_dtypes():
@@ -61,6 +63,30 @@ def use_triton(backend: str, x) -> bool:
                            f"for CPU tensors); got a {x.device.type} tensor, "
                            f"triton_available()={triton_available()}")
     return True
+
+
+def triton_applies(neuron, x) -> bool:
+    """Whether ``neuron`` (a module with ``backend`` and ``surrogate_function``) runs its kernel on ``x``.
+
+    The kernels implement the ATan surrogate for float32/16 and bfloat16 inputs. Under
+    ``"auto"`` anything else goes to torch; under ``"triton"`` it raises ``ValueError``
+    (``RuntimeError`` if the kernels cannot run on ``x``'s device, see :func:`use_triton`).
+    """
+    from ..surrogate import ATan
+    backend = neuron.backend
+    if backend == "torch":
+        return False
+    problem = None
+    if type(neuron.surrogate_function) is not ATan:
+        problem = ("the Triton kernels implement the ATan surrogate only, got "
+                   f"{type(neuron.surrogate_function).__name__}")
+    elif x.dtype not in _kernel_dtypes():
+        problem = f"the Triton kernels take float32, float16 or bfloat16, got {x.dtype}"
+    if problem is not None:
+        if backend == "triton":
+            raise ValueError(f"backend='triton': {problem}")
+        return False
+    return use_triton(backend, x)
 
 
 def __getattr__(name):
