@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hw.cpsn_config import CPSNConfig
-from .kernels import BACKENDS, use_triton
+from .kernels import BACKENDS, triton_applies
 from .surrogate import ATan
 
 __all__ = ["quantize_power_of_two", "power_of_two_codes", "CPSN"]
@@ -66,9 +66,9 @@ class CPSN(nn.Module):
         v_threshold: initial threshold, stored as the learnable bias ``b = −v_threshold``.
         surrogate_function: surrogate gradient of Θ (default ``ATan()``).
         backend: ``"torch"`` (default), ``"triton"`` (the fused kernel of
-            :mod:`spikeforge.golden.kernels.cpsn`, ATan surrogate only) or ``"auto"`` (Triton for
-            CUDA inputs when available and the surrogate is ATan, else torch). The kernel path
-            does not scan the input for NaN (that would cost an extra read and a host sync).
+            :mod:`spikeforge.golden.kernels.cpsn`: ATan surrogate, float32/16 or bfloat16 input)
+            or ``"auto"`` (Triton for CUDA inputs it can take, else torch). The kernel path does
+            not scan the input for NaN (that would cost an extra read and a host sync).
 
     Input ``[T, N, ..., C]`` (time first), output spikes of the same shape. Weights start
     from SlidingPSN's exponential initialisation ``(2^−(k−1), …, 1/2, 1)`` in every channel.
@@ -118,11 +118,7 @@ class CPSN(nn.Module):
         return self.surrogate_function(self.membrane(x))
 
     def _use_triton(self, x: torch.Tensor) -> bool:
-        atan = type(self.surrogate_function) is ATan
-        if self.backend == "triton" and not atan:
-            raise ValueError("backend='triton' implements the ATan surrogate only, got "
-                             f"{type(self.surrogate_function).__name__}")
-        return atan and use_triton(self.backend, x)
+        return triton_applies(self, x)
 
     def _forward_triton(self, x: torch.Tensor) -> torch.Tensor:
         from .kernels.cpsn import cpsn_spikes_triton
