@@ -7,6 +7,7 @@ unset) the same tests run the compiled kernels on CUDA tensors.
 """
 
 import inspect
+import json
 import math
 import os
 import subprocess
@@ -25,9 +26,10 @@ pytest.importorskip("triton")
 
 from spikeforge.golden.cpsn import CPSN, quantize_power_of_two  # noqa: E402
 from spikeforge.golden.kernels import (cpsn_spikes_triton, lif_decoupled_triton,  # noqa: E402
-                                       prf_triton, triton_available, use_triton)
-from spikeforge.golden.lif import DecoupledResetLIF  # noqa: E402
-from spikeforge.golden.prf import prf_membrane  # noqa: E402
+                                       lif_multi_step, prf_multi_step, prf_triton,
+                                       triton_available, use_triton)
+from spikeforge.golden.lif import LIF, DecoupledResetLIF  # noqa: E402
+from spikeforge.golden.prf import PRF, prf_membrane  # noqa: E402
 from spikeforge.golden.surrogate import ATan, Sigmoid  # noqa: E402
 
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -230,6 +232,33 @@ def test_lif_spikes_only_gradient_and_compact_output(seed):
         lif_decoupled_triton(xk, tau=1.0)
 
 
+@pytest.mark.parametrize("base", [DecoupledResetLIF, LIF])
+def test_lif_modules_one_line_integration(base, seed):
+    """The integration proposed for golden/lif.py, on subclasses: same spikes, v_seq, gradients."""
+    class KernelLIF(base):
+        backends = ("torch", "triton")
+        _multi_step_triton = lif_multi_step
+
+    torch.manual_seed(seed)
+    x = torch.randn(23, 2, 3, 4) + 0.7
+    reference = base(2.0, 1.0, detach_reset=True, store_v_seq=True)
+    kernel = KernelLIF(2.0, 1.0, detach_reset=True, store_v_seq=True, backend="triton")
+    results = []
+    for module, device in ((reference, "cpu"), (kernel, DEVICE)):
+        xb = x.to(device).requires_grad_()
+        spikes = module(xb)
+        grad = torch.autograd.grad(spikes.sum() + module.v_seq.square().sum(), xb)[0]
+        results.append((spikes.cpu(), module.v_seq.detach().cpu(), grad.cpu()))
+    keep = stable_neurons((results[0][1] - 1.0).flatten(1), "LIF module")
+    for got, want, what in zip(results[1], results[0], ("spikes", "v_seq", "grad")):
+        assert_close_scaled(got.flatten(1)[:, keep], want.flatten(1)[:, keep], 1e-5, what)
+    kernel.surrogate_function = Sigmoid()
+    with pytest.raises(ValueError, match="ATan"):
+        kernel(x.to(DEVICE))
+    kernel.backend = "auto"  # another surrogate under auto: the adapter takes the torch path
+    assert torch.equal(lif_multi_step(kernel, x)[0], base(2.0, 1.0, Sigmoid(), True)(x))
+
+
 # ------------------------------------------------------------------------------------------ PRF
 
 @pytest.mark.parametrize("steps,batch,channels,dtype,chunk_tiles", [
@@ -287,6 +316,21 @@ def test_prf_spikes_only_and_compact_output(seed):
         prf_triton(x, log_delta, log_theta[:2])
 
 
+def test_prf_module_adapter_matches_module(seed):
+    torch.manual_seed(seed)
+    module = PRF(5, mode="recurrence", delta_min=0.05, delta_max=0.5)
+    x = torch.randn(31, 2, 3, 5) * 4 + 2
+    spikes_ref, v_ref = module(x, return_membrane=True)
+    want = torch.autograd.grad(spikes_ref.sum() + v_ref.sum(), module.neuron_parameters())
+    spikes, v = prf_multi_step(module.to(DEVICE), x.to(DEVICE), return_membrane=True)
+    assert spikes.shape == x.shape and v.shape == x.shape
+    assert_spikes_match(spikes, spikes_ref.detach(), v_ref.detach() - 1.0, "PRF module spikes")
+    got = torch.autograd.grad(spikes.sum() + v.sum(), module.neuron_parameters())
+    for g, w in zip(got, want):
+        assert_close_scaled(g, w, 1e-4, "PRF module parameter grads")
+    assert prf_multi_step(module, x.to(DEVICE))[1] is None
+
+
 # ------------------------------------------------------------------------------ GPU compilation
 
 _COMPILE_CHECK = textwrap.dedent("""
@@ -338,3 +382,29 @@ def test_compile_check_covers_every_kernel():
     checked = {line.split("(")[1].split(",")[0] for line in _COMPILE_CHECK.splitlines()
                if line.startswith("check(")}
     assert kernels == checked
+
+
+# ---------------------------------------------------------------------------------- benchmark
+
+def test_peak_bandwidth_lookup():
+    from spikeforge.sw.bench_kernels import peak_bandwidth_gbps
+    assert peak_bandwidth_gbps("NVIDIA H100 80GB HBM3") == 3350
+    assert peak_bandwidth_gbps("NVIDIA H100 PCIe") == 2000
+    assert peak_bandwidth_gbps("NVIDIA H200") == 4800
+    assert peak_bandwidth_gbps("Imaginary GPU 9000") is None
+
+
+def test_bench_cpu_runs_torch_rows_and_writes_json(tmp_path):
+    from spikeforge.sw.bench_kernels import run_kernel_bench
+    lines = []
+    report = run_kernel_bench("cpu", sizes=[(8, 2, 4)], out_json=tmp_path / "k.json",
+                              kernels=("cpsn", "lif", "prf"), budget_s=0.01, echo=lines.append)
+    assert json.loads((tmp_path / "k.json").read_text()) == report
+    impls = {(row["kernel"], row["impl"]) for row in report["rows"]}
+    assert {("cpsn", "torch"), ("lif", "torch"), ("prf", "torch")} <= impls
+    assert not any(impl == "triton" for _, impl in impls)
+    assert any("need a GPU" in note for note in report["notes"])
+    cpsn = next(r for r in report["rows"] if r["kernel"] == "cpsn" and r["impl"] == "torch")
+    assert cpsn["bytes"] == 8 * 2 * 4 * (5 * 4 + 8)  # float32: n·(5e + 8)
+    assert cpsn["ms"] > 0 and cpsn["gbps"] == pytest.approx(cpsn["bytes"] / cpsn["ms"] / 1e6)
+    assert "pct_peak" not in cpsn and len(lines) >= len(report["rows"])
