@@ -93,7 +93,7 @@ def random_prf_config(rng: np.random.Generator, *, regime: str | None = None,
     """
     regime = regime or str(rng.choice(sorted(PRF_REGIMES)))
     (delta_lo, delta_hi), (angle_lo, angle_hi) = PRF_REGIMES[regime]
-    lanes = int(rng.choice([1, 2, 4]))
+    lanes = int(fields.pop("lanes", rng.choice([1, 2, 4])))
     channels = lanes * int(rng.choice([g for g in (1, 2, 3, 8) if g * lanes <= max_channels]))
     log_delta = rng.uniform(delta_lo, delta_hi, channels)
     angle = rng.uniform(angle_lo, angle_hi, channels)
