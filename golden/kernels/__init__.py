@@ -66,7 +66,7 @@ def use_triton(backend: str, x) -> bool:
 
 
 def triton_applies(neuron, x) -> bool:
-    """Whether ``neuron`` (a module with ``backend`` and ``surrogate_function``) runs its kernel on ``x``.
+    """Whether ``neuron`` (with ``backend`` and ``surrogate_function``) runs its kernel on ``x``.
 
     The kernels implement the ATan surrogate for float32/16 and bfloat16 inputs. Under
     ``"auto"`` anything else goes to torch; under ``"triton"`` it raises ``ValueError``

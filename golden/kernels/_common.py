@@ -1,10 +1,10 @@
-"""Pieces shared by the kernels: the ATan surrogate, tile row access, launch sizing."""
+"""Pieces shared by the kernels: the ATan surrogate, argument checks, launch sizing."""
 
 import math
 
 import torch
 import triton
-import triton.language as tl
+import triton.language as tl  # noqa: F401  (the interpreter needs it beside @triton.jit)
 
 from . import interpreting
 
@@ -36,7 +36,7 @@ def target_programs(device: torch.device) -> int:
 
 
 def pow2_clamp(n: int, low: int, high: int) -> int:
-    """The power of two ≥ ``n``, clamped to ``[low, high]`` (Triton block sizes are powers of two)."""
+    """The power of two ≥ ``n`` clamped to ``[low, high]`` (Triton blocks are powers of two)."""
     return max(low, min(high, triton.next_power_of_2(max(int(n), 1))))
 
 
@@ -56,7 +56,8 @@ def check_spikes_request(out_dtype, tensors) -> torch.dtype | None:
     if out_dtype is None:
         return None
     if not spike_dtype_ok(out_dtype):
-        raise ValueError(f"out_dtype must be float32, float16, bfloat16, int8 or bool, got {out_dtype}")
+        raise ValueError("out_dtype must be float32, float16, bfloat16, int8 or bool, "
+                         f"got {out_dtype}")
     if not out_dtype.is_floating_point and torch.is_grad_enabled() and any(
             t.requires_grad for t in tensors):
         raise ValueError(f"out_dtype={out_dtype} spikes carry no gradient; use a float dtype or "

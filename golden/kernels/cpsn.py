@@ -74,14 +74,16 @@ def _cpsn_bwd_grad_h_kernel(x_ptr, w_ptr, b_ptr, h_ptr, gs_ptr, gh_ptr, pw_ptr, 
             h = tl.load(h_ptr + offs, mask=ok, other=0.0)
         else:
             h = _membrane_tile(x_ptr, w_ptr, b_ptr, t, m, m_ok, c, T, M, dilation, K)
-        g = tl.load(gs_ptr + offs, mask=ok, other=0.0).to(tl.float32) * atan_surrogate_grad(h, alpha)
+        g = tl.load(gs_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        g *= atan_surrogate_grad(h, alpha)
         tl.store(gh_ptr + offs, g, mask=ok)
         acc_b += tl.sum(g, axis=0)
         for i in tl.static_range(K):
             src = t - (K - 1 - i) * dilation
             src_ok = ((src >= 0) & (src < T))[:, None] & m_ok[None, :]
             xv = tl.load(x_ptr + src.to(tl.int64)[:, None] * M + m[None, :], mask=src_ok, other=0.0)
-            acc_w += tl.where(taps[:, None] == i, tl.sum(g * xv.to(tl.float32), axis=0)[None, :], 0.0)
+            tap_sum = tl.sum(g * xv.to(tl.float32), axis=0)
+            acc_w += tl.where(taps[:, None] == i, tap_sum[None, :], 0.0)
     part = pid_s.to(tl.int64) * M
     tl.store(pb_ptr + part + m, acc_b, mask=m_ok)
     tl.store(pw_ptr + part * K + taps[:, None] * M + m[None, :], acc_w,
@@ -147,8 +149,8 @@ class _CPSNSpikes(torch.autograd.Function):
         pb = torch.empty((split, M), dtype=torch.float32, device=x.device)
         _cpsn_bwd_grad_h_kernel[(m_blocks, split)](
             x, w, b, h if h is not None else gh, grad_spikes, gh, pw, pb, T, M, C, ctx.dilation,
-            ctx.alpha, cdiv(n_tiles, split), split, K=K, K_PAD=triton.next_power_of_2(K), SAVED_H=h is not None,
-            BLOCK_T=block_t, BLOCK_M=block_m)
+            ctx.alpha, cdiv(n_tiles, split), split, K=K, K_PAD=triton.next_power_of_2(K),
+            SAVED_H=h is not None, BLOCK_T=block_t, BLOCK_M=block_m)
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.empty_like(x)
@@ -162,7 +164,7 @@ class _CPSNSpikes(torch.autograd.Function):
 def cpsn_spikes_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                        dilation: int = 1, alpha: float = 2.0, *, save_membrane: bool = False,
                        out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """CPSN spikes ``Θ(H)`` of ``x`` ``[T, N, C]`` with effective weight ``[C, k]`` and bias ``[C]``.
+    """CPSN spikes ``Θ(H)`` of ``x`` ``[T, N, C]``, effective weight ``[C, k]``, bias ``[C]``.
 
     Differentiable in ``x``, ``weight`` and ``bias`` with the ATan(``alpha``) surrogate, like
     ``ATan(alpha)(CPSN.membrane(x))``. ``save_membrane`` keeps ``H`` (fp32) for the backward

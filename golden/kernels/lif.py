@@ -1,8 +1,8 @@
-"""Fused LIF-with-decoupled-reset kernels (neurons.md §4, :class:`~spikeforge.golden.lif.DecoupledResetLIF`).
+"""Fused kernels of the LIF with decoupled reset (neurons.md §4, ``golden.lif.DecoupledResetLIF``).
 
 Per neuron, one pass over time carries the reset-free potential and the spike trace::
 
-    U'_t = β·U'_{t−1} + c_t;   d_t = V_th·A_t + V_th;   s_t = Θ(U'_t − d_t);   A_{t+1} = β·(A_t + s_t)
+    U'_t = β·U'_{t−1} + c_t;  d_t = V_th·A_t + V_th;  s_t = Θ(U'_t − d_t);  A_{t+1} = β·(A_t + s_t)
 
 and ``u_t = U'_t − V_th·A_t`` is the membrane (``v_seq``). The threshold pass is nonlinear and
 sequential, so the kernel parallelises over neurons only: a program owns ``BLOCK_M`` neurons
@@ -45,7 +45,8 @@ def _lif_fwd_kernel(x_ptr, s_ptr, v_ptr, ckpt_ptr, T, M, beta, v_th,
         for j in tl.static_range(BLOCK_T):
             u = beta * u + tl.sum(tl.where(col[None, :] == j, xt, 0.0), axis=1)
             spike = tl.where(u - (v_th * trace + v_th) >= 0, 1.0, 0.0)
-            row = m * 0 + t0 + j  # a vector: the interpreter refuses scalar masks and int loop indices
+            # a vector row index: the interpreter refuses scalar masks and int loop indices
+            row = m * 0 + t0 + j
             offs = row.to(tl.int64) * M + m
             ok = m_ok & (row < T)
             tl.store(s_ptr + offs, spike.to(s_ptr.dtype.element_ty), mask=ok)
@@ -149,9 +150,9 @@ def lif_decoupled_triton(x: torch.Tensor, tau: float = 2.0, v_threshold: float =
                          return_membrane: bool = False, out_dtype: torch.dtype | None = None):
     """Spikes of the soft-reset LIF with decoupled reset for ``x`` ``[T, ...]``, from rest.
 
-    ``β = 1 − 1/tau``. Same values and gradients as :class:`~spikeforge.golden.lif.DecoupledResetLIF`
-    with ``ATan(alpha)``; with ``return_membrane`` also ``u_t = U'_t − V_th·A_t`` (its ``v_seq``,
-    differentiable). ``out_dtype`` int8 or bool gives compact inference spikes (no gradient).
+    ``β = 1 − 1/tau``. Same values and gradients as
+    :class:`~spikeforge.golden.lif.DecoupledResetLIF` with ``ATan(alpha)``; with
+    ``return_membrane`` also ``u_t = U'_t − V_th·A_t`` (its ``v_seq``, differentiable). ``out_dtype`` int8 or bool gives compact inference spikes (no gradient).
     """
     if x.dim() < 2:
         raise ValueError(f"x must be time-first [T, ...] of rank >= 2, got shape {tuple(x.shape)}")

@@ -1,6 +1,6 @@
 """Fused PRF kernels (neurons.md §4): complex linear recurrence + Θ, and its reverse-scan backward.
 
-    ũ_t = λ·ũ_{t−1} + Δ·c_t,   λ = exp(Δ·(−1/τ + iθ)) = a + ib (per channel),   s_t = Θ(Re ũ_t − V_th)
+    ũ_t = λ·ũ_{t−1} + Δ·c_t,  λ = exp(Δ·(−1/τ + iθ)) = a + ib (per channel),  s_t = Θ(Re ũ_t − V_th)
 
 Layout ``[T, M]``, ``M = N·C`` contiguous, channel ``m % C``. Two-level scan:
 
@@ -196,7 +196,8 @@ def _plan(T: int, M: int, device: torch.device, chunk_tiles: int | None):
 def _powers(a, b, steps, n_chunks):
     """``λ^{steps·n}`` for ``n < n_chunks`` per channel, in float64: ``([n, C], [n, C])`` fp32."""
     lam_steps = torch.complex(a.double(), b.double()) ** steps
-    table = lam_steps[None, :] ** torch.arange(n_chunks, device=a.device, dtype=torch.float64)[:, None]
+    powers = torch.arange(n_chunks, device=a.device, dtype=torch.float64)[:, None]
+    table = lam_steps[None, :] ** powers
     return table.real.float().contiguous(), table.imag.float().contiguous()
 
 
