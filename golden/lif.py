@@ -57,6 +57,13 @@ class _SoftResetLIF(ParallelNeuron):
         self.v_threshold = check_v_threshold(v_threshold)
         self.detach_reset = bool(detach_reset)
 
+    backends = ("torch", "triton")
+
+    def _multi_step_triton(self, x_seq: torch.Tensor):
+        # The fused kernel computes the decoupled-reset form: same spikes and gradients.
+        from .kernels.adapters import lif_multi_step  # triton loads only when used
+        return lif_multi_step(self, x_seq)
+
     @property
     def beta(self) -> float:
         return 1.0 - 1.0 / self.tau

@@ -84,8 +84,11 @@ class PRF(nn.Module):
     def __init__(self, channels: int, tau: float = 2.0, v_threshold: float = 1.0,
                  fr_scale: float = 1.0, delta_min: float = 1e-3, delta_max: float = 1e-1,
                  surrogate_function: nn.Module | None = None, mode: str = "scan",
-                 step_mode: str = "m"):
+                 step_mode: str = "m", backend: str = "torch"):
         super().__init__()
+        if backend not in ("torch", "triton", "auto"):
+            raise ValueError(f"PRF backend must be 'torch', 'triton' or 'auto', got {backend!r}")
+        self.backend = backend
         if mode not in MODES:
             raise ValueError(f"PRF mode must be one of {MODES}, got {mode!r}")
         if step_mode not in ("s", "m"):
@@ -120,6 +123,12 @@ class PRF(nn.Module):
         if x.shape[-1] != self.channels:
             raise ValueError(f"PRF expects {self.channels} channels in the last dimension, "
                              f"got shape {tuple(x.shape)}")
+        if self.step_mode == "m" and self.backend != "torch":
+            from .kernels import triton_applies  # triton loads only when asked for
+            if triton_applies(self, x):
+                from .kernels.adapters import prf_multi_step
+                spikes, membrane = prf_multi_step(self, x, return_membrane)
+                return (spikes, membrane) if return_membrane else spikes
         delta = self.log_delta.exp().to(x.dtype)
         theta = self.log_theta.exp().to(x.dtype)
         if self.step_mode == "m":

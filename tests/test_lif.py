@@ -169,8 +169,9 @@ def test_bad_arguments_are_named():
             cls(v_threshold=-1.0)
         with pytest.raises(ValueError, match="step_mode"):
             cls(step_mode="multi")
-        with pytest.raises(NotImplementedError, match="no triton kernel"):
-            cls(backend="triton")
+        with pytest.raises(ValueError, match="backend must be one of"):
+            cls(backend="cuda")
+        assert cls(backend="triton").backend == "triton"  # the fused kernel exists
     with pytest.raises(ValueError, match="conv_mode"):
         DecoupledResetLIF(conv_mode="cumsum")
     with pytest.raises(ValueError, match="conv_mode"):
