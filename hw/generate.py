@@ -10,7 +10,7 @@ from amaranth.back import verilog
 
 from .cpsn import CPSNCore, cpsn_latency
 from .cpsn_config import CPSNConfig
-from .cpsn_tables import TABLES, pack_tables, table_width
+from .cpsn_tables import arith_tables, pack_tables, table_width
 from .memfile import write_hex
 
 __all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generate_cpsn"]
@@ -24,16 +24,18 @@ def table_file(name: str, table: str) -> str:
     return f"{name}_{table}.hex"
 
 
-def core_verilog(config: CPSNConfig, name: str, weight_storage: str = "baked") -> str:
+def core_verilog(config: CPSNConfig, name: str, weight_storage: str = "baked",
+                 arith: str = "shift_add") -> str:
     """The core's Verilog text: reproducible (no source paths, no absolute file names)."""
     init_files = None
     if weight_storage == "file":
-        init_files = {table: table_file(name, table) for table in TABLES}
-    core = CPSNCore(config, weight_storage=weight_storage, init_files=init_files)
+        init_files = {table: table_file(name, table) for table in arith_tables(arith)}
+    core = CPSNCore(config, weight_storage=weight_storage, init_files=init_files, arith=arith)
     return verilog.convert(core, name=name, emit_src=False, strip_internal_attrs=True)
 
 
-def describe_core(config: CPSNConfig, name: str, weight_storage: str) -> dict:
+def describe_core(config: CPSNConfig, name: str, weight_storage: str,
+                  arith: str = "shift_add") -> dict:
     """Ports, widths, latency and tables of a generated core, for tools and people."""
     lanes = config.lanes
     ports = {
@@ -54,7 +56,7 @@ def describe_core(config: CPSNConfig, name: str, weight_storage: str) -> dict:
                                   "lanes": lanes, "lane_width": config.membrane_width,
                                   "signed": True, "note": "membrane H per lane"}
     tables = {}
-    for table in TABLES:
+    for table in arith_tables(arith):
         width, per_word = table_width(config, table)
         tables[table] = {"file": table_file(name, table), "words": config.groups,
                          "word_width": width * per_word, "element_width": width,
@@ -63,10 +65,11 @@ def describe_core(config: CPSNConfig, name: str, weight_storage: str) -> dict:
         "name": name,
         "neuron": "cpsn",
         "weight_storage": weight_storage,
+        "arith": arith,
         "latency_cycles": cpsn_latency(config),
         "beats_per_time_step": config.groups,
         "throughput": "one beat (one time step of `lanes` channels) per clock",
-        "multipliers": 0,
+        "multipliers": 0 if arith == "shift_add" else lanes * config.order,
         "widths": {"input": config.input_width, "term": config.term_width,
                    "bias": config.bias_width, "membrane": config.membrane_width,
                    "shift_code": config.exp_code_width},
@@ -77,20 +80,22 @@ def describe_core(config: CPSNConfig, name: str, weight_storage: str) -> dict:
 
 
 def generate_cpsn(config: CPSNConfig, out_dir, *, name: str = "cpsn_core",
-                  weight_storage: str = "baked") -> dict:
+                  weight_storage: str = "baked", arith: str = "shift_add") -> dict:
     """Write ``<name>.v``, the ROM module (file storage), ``<name>_<table>.hex`` files and
-    ``<name>.json`` into ``out_dir``; return the description (with file hashes)."""
+    ``<name>.json`` into ``out_dir``; return the description (with file hashes).
+
+    ``arith='multiply'`` writes the multiplier baseline (see :class:`CPSNCore`)."""
     if not name.isidentifier():
         raise ValueError(f"core name {name!r} must be a Verilog identifier")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    description = describe_core(config, name, weight_storage)
-    files = {f"{name}.v": core_verilog(config, name, weight_storage)}
+    description = describe_core(config, name, weight_storage, arith)
+    files = {f"{name}.v": core_verilog(config, name, weight_storage, arith)}
     (out_dir / f"{name}.v").write_text(files[f"{name}.v"])
     if weight_storage == "file":
         shutil.copyfile(resources.files(__package__) / "verilog" / ROM_MODULE,
                         out_dir / ROM_MODULE)
-    for table, words in pack_tables(config).items():
+    for table, words in pack_tables(config, arith).items():
         write_hex(out_dir / table_file(name, table), words,
                   description["tables"][table]["word_width"])
     written = sorted({f"{name}.v", *(t["file"] for t in description["tables"].values())}
