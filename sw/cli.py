@@ -1,4 +1,5 @@
-"""The ``spikeforge`` command line: generate Verilog and co-simulate it against the golden model."""
+"""The ``spikeforge`` command line: generate Verilog, co-simulate it against the golden model,
+synthesise it for FPGAs and benchmark both."""
 
 import json
 import sys
@@ -8,6 +9,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..hw.cpsn_tables import ARITHS
+from ..hw.synth import TARGETS
 from .configs import load_core_config
 
 
@@ -43,13 +46,18 @@ def main():
               default="baked", show_default=True,
               help="Tables as ROM contents in the Verilog, or read with $readmemh from the "
                    ".hex files (INIT_FILE parameters) so they change without regenerating.")
-def generate(config_path, out_dir, name, weight_storage):
+@click.option("--arith", type=click.Choice(ARITHS), default="shift_add",
+              show_default=True,
+              help="shift_add: the multiplication-free datapath; multiply: the baseline with a "
+                   "real multiplier per tap (same results), for comparison.")
+def generate(config_path, out_dir, name, weight_storage, arith):
     """Write a core's Verilog, weight tables and JSON description."""
     from ..hw.generate import generate_cpsn
 
     config = _load(config_path)
     try:
-        description = generate_cpsn(config, out_dir, name=name, weight_storage=weight_storage)
+        description = generate_cpsn(config, out_dir, name=name, weight_storage=weight_storage,
+                                    arith=arith)
     except ValueError as exc:
         _fail(str(exc))
     click.echo(f"wrote {len(description['files'])} files to {out_dir}:")
@@ -130,6 +138,203 @@ def cosim(config_path, seed, samples, min_steps, max_steps, valid_probability,
         click.echo("FAIL: the hardware differs from the golden model", err=True)
         sys.exit(1)
     click.echo("PASS: every output beat matches the golden model")
+
+
+def _percent(used, available) -> str:
+    return f"{used}/{available} ({100 * used / available:.0f}%)" if available else str(used)
+
+
+def synth_rows(report: dict) -> list[tuple[str, str]]:
+    """The lines ``spikeforge synth`` prints for a report."""
+    core, res, harness = report["core"], report["resources"], report["harness"]
+    shape = core["shape"]
+    rows = [
+        ("target", f"{report['target']}: {report['device']}"),
+        ("core", f"{core['name']} ({core['neuron']}, {core.get('arith', '-')}, "
+                 + ", ".join(f"{k}={v}" for k, v in shape.items()
+                             if k in ("channels", "lanes", "order", "dilation", "input_width"))
+                 + ")"),
+        ("LUTs", f"{res['luts']}" + (f" (+{res['muxes']} wide muxes)" if res["muxes"] else "")),
+        ("carry cells", str(res["carry"])),
+        ("FFs", str(res["ffs"])),
+        ("block RAM", f"{res['bram']:g}"),
+        ("LUT RAM", str(res["lutram"])),
+        ("DSP", f"{res['dsp']}" + ("" if report["dsp_mapping"] else " (DSP mapping off)")),
+    ]
+    if res["other"]:
+        rows.append(("other cells", ", ".join(f"{c} {n}" for c, n in res["other"].items())))
+    rows.append(("harness", f"{harness['luts']} LUTs, {harness['ffs']} FFs (registered ports; "
+                            f"not in the counts above)"))
+    if not report["place_and_route"]:
+        rows.append(("Fmax", "n/a: " + report["note"]))
+        return rows
+    rows.append(("utilisation", ", ".join(
+        f"{kind} {_percent(u['used'], u['available'])}"
+        for kind, u in report["utilisation"].items() if u["used"])))
+    if not report["fits"]:
+        rows.append(("fits", "NO: " + ", ".join(
+            f"{kind} {_percent(u['used'], u['available'])}"
+            for kind, u in report["overflow"].items())))
+        return rows
+    path = report["critical_path"]
+    rows.append(("Fmax", f"{report['fmax_mhz']:.1f} MHz (constraint {report['constraint_mhz']:g}"
+                         f" MHz, clock {report['clock']})"))
+    if path:
+        rows.append(("critical path", f"{path['from']} -> {path['to']}: {path['delay_ns']:.2f} "
+                                      f"ns ({path['logic_ns']:.2f} logic, "
+                                      f"{path['routing_ns']:.2f} routing, "
+                                      f"{path['logic_levels']} logic cells)"))
+    if report.get("neuron_steps_per_s"):
+        rows.append(("throughput", f"{report['neuron_steps_per_s'] / 1e6:,.0f} M "
+                                   f"neuron-timesteps/s (Fmax x "
+                                   f"{core['neuron_steps_per_cycle']:g} per cycle)"))
+    return rows
+
+
+@main.command()
+@click.argument("core_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Generate the core from this configuration instead of reading CORE_DIR.")
+@click.option("--target", required=True,
+              type=click.Choice(list(TARGETS)),
+              help="FPGA: iCE40 and ECP5 are placed and routed (Fmax); xc7 is synthesis only.")
+@click.option("--arith", type=click.Choice(ARITHS), default="shift_add",
+              show_default=True, help="With --config: the datapath to generate.")
+@click.option("--weights", "weight_storage", type=click.Choice(["baked", "file"]),
+              default="baked", show_default=True, help="With --config: table storage.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory for synth_report.json and the tools' files (default: "
+                   "CORE_DIR/synth-TARGET, or build/synth/CONFIG-ARITH-TARGET).")
+@click.option("--freq", "constraint_mhz", default=None, type=click.FloatRange(min=1),
+              help="Clock constraint for nextpnr's timing-driven placement, MHz (default: "
+                   + ", ".join(f"{t.name} {t.constraint_mhz:g}" for t in TARGETS.values()
+                               if t.constraint_mhz) + ").")
+@click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
+@click.option("--no-dsp", "no_dsp", is_flag=True, help="Build multipliers from logic, not DSPs.")
+def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constraint_mhz, seed,
+          no_dsp):
+    """Synthesise a core for an FPGA: resources, and Fmax after place-and-route.
+
+    CORE_DIR is a directory written by `spikeforge generate`; or give --config. The core sits
+    in a harness that registers every port (Fmax describes the core, not the pads) and needs
+    three pins. Writes synth_report.json.
+    """
+    from ..hw.generate import generate_cpsn
+    from ..hw.synth import REPORT_NAME, synth_core_dir
+    from ..sim.verilator import MissingToolError
+
+    if (core_dir is None) == (config_path is None):
+        _fail("give either CORE_DIR (from `spikeforge generate`) or --config, not both")
+    if config_path is not None:
+        config = _load(config_path)
+        out_dir = Path(out_dir or Path("build", "synth", f"{Path(config_path).stem}-{arith}-"
+                                                         f"{target}"))
+        core_dir = out_dir / "core"
+        generate_cpsn(config, core_dir, weight_storage=weight_storage, arith=arith)
+    else:
+        out_dir = Path(out_dir or Path(core_dir, f"synth-{target}"))
+    click.echo(f"synthesising {core_dir} for {target}…")
+    try:
+        report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp,
+                                constraint_mhz=constraint_mhz, seed=seed)
+    except (MissingToolError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(_table(synth_rows(report)))
+    click.echo(f"wrote {out_dir / REPORT_NAME}")
+    if report["place_and_route"] and not report["fits"]:
+        click.echo(f"FAIL: the core does not fit {report['device']}", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def bench():
+    """Benchmarks (not timed tests): FPGA numbers and verification throughput."""
+
+
+def _command_line() -> str:
+    return " ".join(["spikeforge", *sys.argv[1:]])
+
+
+@bench.command("hw")
+@click.option("--plan", type=click.Choice(["standard", "smoke"]), default="standard",
+              show_default=True, help="Which sweep (see spikeforge.sw.bench_hw.PLANS).")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Synthesis runs at once.")
+@click.option("--docs", "docs_dir", default="docs", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where benchmarks.md goes; JSON and plots go to DOCS/benchmarks.")
+@click.option("--keep", "keep_dir", default=None, type=click.Path(file_okay=False),
+              help="Keep every run's generated core and tool files here.")
+def bench_hw(plan, jobs, docs_dir, keep_dir):
+    """Sweep core shapes on FPGA targets: resources, Fmax, throughput; shift-add vs
+    multipliers."""
+    from .bench_doc import write_document
+    from .bench_hw import PLANS, run_points, summarise, write_json
+
+    points = PLANS[plan]
+    click.echo(f"{len(points)} synthesis runs, {jobs} at a time…")
+    done = []
+
+    def progress(point, row):
+        done.append(point)
+        if "error" in row:
+            outcome = "ERROR " + row["error"].splitlines()[0]
+        elif row["fits"] is False:
+            outcome = "does not fit: " + ", ".join(
+                f"{k} {u['used']}/{u['available']}" for k, u in row["overflow"].items())
+        else:
+            outcome = (f"{row['logic_luts']} LUTs, {row['ffs']} FFs, {row['dsp']} DSP"
+                       + (f", {row['fmax_mhz']:.1f} MHz" if row["fmax_mhz"] else ""))
+        click.echo(f"  [{len(done)}/{len(points)}] {point.name}: {outcome} "
+                   f"({row.get('seconds', 0):.0f} s)")
+
+    start = time.perf_counter()
+    rows = run_points(points, jobs=jobs, keep_dir=keep_dir, progress=progress)
+    document = summarise(rows, plan, _command_line())
+    document["wall_s"] = round(time.perf_counter() - start)
+    write_json(document, Path(docs_dir, "benchmarks", "hw.json"))
+    path = write_document(docs_dir)
+    click.echo(f"wrote {path} and {Path(docs_dir, 'benchmarks')}/hw.json, *.png "
+               f"({document['wall_s']} s)")
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+@bench.command("cosim")
+@click.option("--samples", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Time steps per sample.")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Regression jobs at once in the parallel measurement.")
+@click.option("--docs", "docs_dir", default="docs", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--build-dir", default=None, type=click.Path(file_okay=False),
+              help="Verilator build cache (default: build/cosim).")
+def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
+    """Verification throughput under Verilator and the Amaranth simulator."""
+    from ..sim.verilator import MissingToolError
+    from .bench_cosim import run_bench
+    from .bench_doc import write_document
+    from .bench_hw import write_json
+
+    try:
+        result = run_bench(samples=samples, steps=steps, jobs=jobs, build_root=build_dir)
+    except MissingToolError as exc:
+        _fail(str(exc))
+    result.update(command=_command_line(), date=time.strftime("%Y-%m-%d"))
+    rows = []
+    for mode in ("single", "parallel"):
+        for simulator, r in result[mode].items():
+            rows.append((f"{simulator}, {1 if mode == 'single' else jobs} job(s)",
+                         f"{r['beats_per_s']:,.0f} beats/s, {r['neuron_steps_per_s']:,.0f} "
+                         f"neuron-timesteps/s end to end ({r['loop_neuron_steps_per_s']:,.0f} "
+                         f"in the loop){'' if r['passed'] else ' FAILED'}"))
+    click.echo(_table(rows))
+    write_json(result, Path(docs_dir, "benchmarks", "cosim.json"))
+    click.echo(f"wrote {write_document(docs_dir)} and {Path(docs_dir, 'benchmarks')}/cosim.json")
+    if not all(result[mode][s]["passed"] for mode in ("single", "parallel")
+               for s in result[mode]):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

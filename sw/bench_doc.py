@@ -1,0 +1,284 @@
+"""Write ``docs/benchmarks.md`` and its plots from the benchmark JSON files.
+
+``spikeforge bench hw`` writes ``docs/benchmarks/hw.json`` and ``spikeforge bench cosim``
+writes ``docs/benchmarks/cosim.json``; either command then calls :func:`write_document`, which
+renders whatever results exist, so the page always shows the latest run of each.
+"""
+
+import json
+from pathlib import Path
+
+__all__ = ["TARGET_CHECKS", "target_checks", "write_plots", "render", "write_document"]
+
+#: Issue #7's targets: (description, kind, target, shape, variant, metric, test).
+TARGET_CHECKS = (
+    ("zero DSP", "cpsn", "ecp5-25k", {"lanes": 16, "order": 8}, "shift_add", "dsp",
+     lambda v: v == 0),
+    ("Fmax ≥ 200 MHz", "cpsn", "ecp5-25k", {"lanes": 16, "order": 8}, "shift_add", "fmax_mhz",
+     lambda v: v is not None and v >= 200),
+    ("Fmax ≥ 60 MHz", "cpsn", "ice40-up5k", {"lanes": 16, "order": 8}, "shift_add",
+     "fmax_mhz", lambda v: v is not None and v >= 60),
+)
+
+PLOTS = (("logic_luts", "LUTs (ECP5: LUT4 incl. the two in each carry cell)", "luts.png"),
+         ("ffs", "flip-flops", "ffs.png"),
+         ("dsp_per_lane", "DSP blocks per lane (parallel neuron)", "dsp_per_lane.png"),
+         ("fmax_mhz", "Fmax (MHz)", "fmax.png"),
+         ("neuron_steps_per_s", "neuron-timesteps per second (Fmax × L)", "throughput.png"))
+
+_VARIANT_LABELS = {"shift_add": "shift-add (mul-free)", "multiply": "multiplier (DSP)",
+                   "multiply_lut": "multiplier (LUT)"}
+
+
+def _label(variant: str) -> str:
+    return _VARIANT_LABELS.get(variant, variant)
+
+
+def _shape(row: dict) -> str:
+    return f"C={row['channels']} L={row['lanes']} k={row['order']}"
+
+
+def target_checks(rows: list[dict]) -> list[dict]:
+    """Each target of :data:`TARGET_CHECKS` against every matching row."""
+    checks = []
+    for text, kind, target, shape, variant, metric, test in TARGET_CHECKS:
+        for row in rows:
+            if (row["kind"], row["target"], row["variant"]) != (kind, target, variant) or any(
+                    row.get(k) != v for k, v in shape.items()) or "error" in row:
+                continue
+            value = row.get(metric) if row.get("fits") is not False else None
+            checks.append({"target": target, "requirement": text, "shape": _shape(row),
+                           "value": value, "fits": row.get("fits"), "met": bool(test(value))})
+    return checks
+
+
+def _fmt(value, digits=0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _fit_text(row: dict) -> str:
+    if not row.get("place_and_route"):
+        return "synthesis only"
+    if row.get("fits") is False:
+        return "**does not fit**: " + ", ".join(
+            f"{k} {u['used']}/{u['available']}" for k, u in row["overflow"].items())
+    main = {k: u for k, u in (row.get("utilisation") or {}).items()
+            if k in ("TRELLIS_COMB", "ICESTORM_LC")}
+    return ", ".join(f"{k} {100 * u['used'] / u['available']:.0f}%" for k, u in main.items())
+
+
+def _path_text(row: dict) -> str:
+    path = row.get("critical_path")
+    if not path:
+        return ""
+    where = "core" if path["inside_core"] else "harness→core"
+    return (f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing), {where}: "
+            f"`{_short(path['from'])}` → `{_short(path['to'])}`")
+
+
+def _short(cell: str) -> str:
+    """A cell name without the mapping suffixes Yosys and nextpnr append."""
+    for cut in ("_TRELLIS", "_SB_", "$", "_DFFLC", "_LUT4", "_CCU2C"):
+        if cut in cell[1:]:
+            cell = cell[:cell.index(cut, 1)]
+    return cell
+
+
+def _hw_section(hw: dict) -> list[str]:
+    rows = [r for r in hw["rows"] if "error" not in r]
+    lines = ["## FPGA resources, Fmax and throughput (`spikeforge bench hw`)", "",
+             f"Measured {hw['date']} on a {hw['host_cpus']}-CPU host with:", "",
+             f"```sh\n{hw['command']}\n```", ""]
+    tools = sorted({f"{tool}: {version}" for versions in hw["tools"].values()
+                    for tool, version in versions.items()})
+    lines += ["Tools: " + "; ".join(tools) + ".", ""]
+    lines += ["Devices: " + "; ".join(f"`{t}` = {d}" for t, d in hw["devices"].items()) + ".",
+              ""]
+    lines += [
+        "How the numbers are made: each core is generated (random tables, `W = 8`, exponents "
+        "in [−4, 0], `d = 1`, spikes only, tables baked into the Verilog), then synthesised "
+        "inside a harness that registers every core port (inputs from a serial shift chain on "
+        "one pin, outputs into an XOR compaction chain to one pin; three pins in all). "
+        "Resource counts are the core module's alone (Yosys `stat` with the core's hierarchy "
+        "kept); device utilisation comes from nextpnr and includes the harness "
+        "(one flip-flop per port bit and one LUT per output bit). **Fmax** is nextpnr's "
+        "achieved frequency for the one clock `clk` (register to register; the pad paths are "
+        "unconstrained and not part of it), with the clock constraint given to the "
+        "timing-driven placer (" + ", ".join(
+            f"{t}: {c:g} MHz" for t, c in hw["constraints_mhz"].items() if c) +
+        ") and placement seed 1. Throughput is Fmax × L neuron-timesteps per second (one beat "
+        "of L neurons per clock). `C = L` cores have constant tables, which Yosys folds into "
+        "the logic (no shifter, no table ROM); `C > L` cores read their tables from ROM every "
+        "beat, as a core whose weights are data does.", ""]
+    checks = target_checks(rows)
+    if checks:
+        lines += ["### Targets", "",
+                  "| target | requirement | core | measured | met |", "|---|---|---|---|---|"]
+        for c in checks:
+            value = "does not fit" if c["fits"] is False else _fmt(c["value"], 1)
+            lines.append(f"| {c['target']} | {c['requirement']} | {c['shape']} | {value} | "
+                         f"{'yes' if c['met'] else '**no**'} |")
+        lines.append("")
+    for target in hw["devices"]:
+        selected = [r for r in rows if r["target"] == target]
+        lines += [f"### {target}: {hw['devices'][target]}", "",
+                  "| C | L | k | datapath | LUTs | carry | FFs | BRAM | LUT RAM | DSP | DSP/lane"
+                  " | Fmax (MHz) | M neuron-steps/s | utilisation | critical path |",
+                  "|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
+        for r in selected:
+            lines.append(
+                f"| {r['channels']} | {r['lanes']} | {r['order']} | {_label(r['variant'])} | "
+                f"{_fmt(r['logic_luts'])} | {_fmt(r['carry'])} | {_fmt(r['ffs'])} | "
+                f"{r['bram']:g} | {_fmt(r['lutram'])} | {_fmt(r['dsp'])} | "
+                f"{r['dsp_per_lane']:g} | {_fmt(r['fmax_mhz'], 1)} | "
+                f"{_fmt(r['neuron_steps_per_s'] and r['neuron_steps_per_s'] / 1e6)} | "
+                f"{_fit_text(r)} | {_path_text(r)} |")
+        lines.append("")
+    if hw["ratios"]:
+        lines += ["### Multiplier baseline ÷ shift-add (same run, same target and shape)", "",
+                  "| target | C | L | k | baseline | LUTs | FFs | DSP | Fmax | throughput |",
+                  "|---|--:|--:|--:|---|--:|--:|--:|--:|--:|"]
+        for q in hw["ratios"]:
+            dsp = next(r["dsp"] for r in rows if r["target"] == q["target"]
+                       and r["variant"] == q["baseline"] and _shape(r) == _shape(q))
+            fits = "" if q["baseline_fits"] is not False else " (does not fit)"
+            lines.append(
+                f"| {q['target']} | {q['channels']} | {q['lanes']} | {q['order']} | "
+                f"{_label(q['baseline'])}{fits} | {_ratio(q['logic_luts_ratio'])} | "
+                f"{_ratio(q['ffs_ratio'])} | {dsp} vs 0 | {_ratio(q['fmax_mhz_ratio'])} | "
+                f"{_ratio(q['neuron_steps_per_s_ratio'])} |")
+        lines.append("")
+    lines += ["### Plots", ""]
+    lines += [f"![{title}](benchmarks/{name})" for _, title, name in PLOTS]
+    lines.append("")
+    failed = [r for r in hw["rows"] if "error" in r]
+    if failed:
+        lines += ["### Runs that failed", ""]
+        lines += [f"* {r['target']} {_shape(r)} {r['variant']}: {r['error'][:300]}"
+                  for r in failed]
+        lines.append("")
+    return lines
+
+
+def _ratio(value) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _cosim_section(cosim: dict) -> list[str]:
+    lines = ["## Verification throughput (`spikeforge bench cosim`)", "",
+             f"Measured {cosim['date']} on a {cosim['host_cpus']}-CPU host with:", "",
+             f"```sh\n{cosim['command']}\n```", "",
+             "The same regression under both simulators: " + ", ".join(
+                 f"C={c['channels']} L={c['lanes']} k={c['order']} d={c['dilation']}"
+                 + (" with membranes" if c["membrane_out"] else "")
+                 for c in cosim["regression"])
+             + f"; {cosim['samples']} samples of {cosim['steps']} time steps each, valid and "
+             f"ready probability {cosim['valid_probability']:g}, every output beat checked "
+             "against the golden integer model by the same scoreboard. *Loop* is the "
+             "simulation loop alone; *end to end* adds setup (for Verilator, starting the "
+             "simulator process; the cached build is not included, its time is listed "
+             "apart).", "",
+             "| simulator | jobs | beats | passed | loop beats/s | loop neuron-steps/s | "
+             "end-to-end beats/s | end-to-end neuron-steps/s |",
+             "|---|--:|--:|---|--:|--:|--:|--:|"]
+    for mode, jobs in (("single", 1), ("parallel", cosim["jobs"])):
+        for simulator, r in cosim[mode].items():
+            lines.append(f"| {simulator} | {jobs} | {r['beats']:,} | "
+                         f"{'yes' if r['passed'] else '**no**'} | "
+                         f"{r['loop_beats_per_s']:,.0f} | {r['loop_neuron_steps_per_s']:,.0f} | "
+                         f"{r['beats_per_s']:,.0f} | {r['neuron_steps_per_s']:,.0f} |")
+    best = cosim["parallel"]["verilator"]["neuron_steps_per_s"]
+    ratio = best / cosim["parallel"]["amaranth"]["neuron_steps_per_s"]
+    lines += ["", f"Target: ≥ 100,000 neuron-timesteps verified per second on "
+                  f"{cosim['jobs']} cores at L = 16 — measured {best:,.0f} end to end with "
+                  f"Verilator ({'met' if best >= 1e5 else '**not met**'}); Verilator is "
+                  f"{ratio:.0f}× the Amaranth simulator. Verilator builds (cached per "
+                  f"design): " + ", ".join(f"{s:.1f} s" for s in cosim["verilator_build_s"])
+              + ".", ""]
+    return lines
+
+
+def write_plots(hw: dict, directory) -> list[Path]:
+    """One PNG per metric of :data:`PLOTS`: grouped bars per shape and datapath, one panel
+    per target. A core that does not fit its device is marked instead of drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in hw["rows"] if "error" not in r]
+    written = []
+    for metric, title, name in PLOTS:
+        targets = [t for t in hw["devices"]
+                   if any(r["target"] == t and r.get(metric) is not None for r in rows)]
+        if not targets:
+            continue
+        figure, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2),
+                                    squeeze=False)
+        for axis, target in zip(axes[0], targets):
+            selected = [r for r in rows if r["target"] == target]
+            shapes = list(dict.fromkeys(_shape(r) for r in selected))
+            variants = list(dict.fromkeys(r["variant"] for r in selected))
+            width = 0.8 / len(variants)
+            for n, variant in enumerate(variants):
+                for m, shape in enumerate(shapes):
+                    row = next((r for r in selected
+                                if r["variant"] == variant and _shape(r) == shape), None)
+                    if row is None:
+                        continue
+                    x = m + (n - (len(variants) - 1) / 2) * width
+                    value = row.get(metric) if row.get("fits") is not False else None
+                    if value is None and row.get("fits") is False:
+                        axis.text(x, 0, "×", ha="center", va="bottom", color=f"C{n}",
+                                  fontsize=12, fontweight="bold")
+                    elif value is not None:
+                        axis.bar(x, value, width, color=f"C{n}",
+                                 label=_label(variant) if m == 0 else None)
+                axis.bar(0, 0, 0, color=f"C{n}", label=_label(variant))
+            handles, labels = axis.get_legend_handles_labels()
+            unique = dict(zip(labels, handles))
+            axis.legend(unique.values(), unique.keys(), fontsize=8)
+            axis.set_xticks(range(len(shapes)), [s.replace(" ", "\n") for s in shapes],
+                            fontsize=8)
+            axis.set_title(target, fontsize=10)
+            axis.set_ylabel(title, fontsize=9)
+        figure.suptitle(f"{title} (× = does not fit the device)", fontsize=10)
+        figure.tight_layout()
+        path = directory / name
+        figure.savefig(path, dpi=90, metadata={"Software": None})
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def render(hw: dict | None, cosim: dict | None) -> str:
+    lines = ["# Benchmarks", "",
+             "Written by `spikeforge bench hw` and `spikeforge bench cosim` (see each section "
+             "for the exact command); rerun them rather than editing this page. Raw results: "
+             "[`benchmarks/hw.json`](benchmarks/hw.json), "
+             "[`benchmarks/cosim.json`](benchmarks/cosim.json).", ""]
+    if hw:
+        lines += _hw_section(hw)
+    if cosim:
+        lines += _cosim_section(cosim)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_document(docs_dir) -> Path:
+    """Render ``docs_dir/benchmarks.md`` from the JSON files in ``docs_dir/benchmarks``."""
+    docs_dir = Path(docs_dir)
+    data = docs_dir / "benchmarks"
+    hw = json.loads((data / "hw.json").read_text()) if (data / "hw.json").is_file() else None
+    cosim = (json.loads((data / "cosim.json").read_text())
+             if (data / "cosim.json").is_file() else None)
+    if hw:
+        write_plots(hw, data)
+    path = docs_dir / "benchmarks.md"
+    path.write_text(render(hw, cosim))
+    return path
