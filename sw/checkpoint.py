@@ -1,0 +1,68 @@
+"""Training checkpoints: one dict with a format marker, read back with ``weights_only=True``.
+
+Layout (version 1), stable for the export step, which rebuilds the network from ``config``
+and ``model_inputs`` with :func:`spikeforge.golden.networks.build_model`:
+
+    format        "spikeforge-checkpoint"
+    version       1
+    config        the run configuration as plain YAML-able data (data / model / train)
+    model_inputs  {"in_features", "outputs", "steps"}: the dataset sizes the network was built for
+    state_dict    model weights and buffers (no DistributedDataParallel prefix)
+    optimizer, scheduler   their state dicts
+    epoch         completed epochs;  epochs: the run's total
+    seed          the training seed
+    rng           {"torch", "cuda", "numpy", "python"} generator states after ``epoch``
+    metrics       one dict per completed epoch;  best: the best epoch's metrics
+
+Every value is a tensor, a number, a string, a list, a tuple or a dict, so loading never runs
+pickled code.
+"""
+
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+
+FORMAT = "spikeforge-checkpoint"
+VERSION = 1
+_REQUIRED = ("config", "model_inputs", "state_dict", "optimizer", "scheduler", "epoch",
+             "epochs", "seed", "rng", "metrics", "best")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names the file and the reason."""
+
+
+def save_checkpoint(path, checkpoint: dict) -> None:
+    """Write ``checkpoint`` (without the marker) atomically: a crash leaves the old file."""
+    path = Path(path)
+    missing = [key for key in _REQUIRED if key not in checkpoint]
+    if missing:
+        raise ValueError(f"checkpoint for {path} lacks {missing}")
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` or raise :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise CheckpointError(f"{path}: not a readable checkpoint, the file is corrupted or "
+                              f"was not written by spikeforge ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a spikeforge checkpoint (no {FORMAT!r} marker)")
+    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data.get('version')!r} is not "
+                              f"supported (this spikeforge reads up to {VERSION})")
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {missing}")
+    return data
