@@ -1,0 +1,335 @@
+"""Training: strict configuration, short runs, checkpoints, resume, NaN stop, CLI, torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from spikeforge.golden.data import DataConfig, load_data
+from spikeforge.golden.networks import NEURONS, ModelConfig, NeuronConfig, build_model
+from spikeforge.sw import train as train_module
+from spikeforge.sw.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from spikeforge.sw.train import (ConfigError, RunConfig, TrainConfig, TrainingDiverged,
+                                 _loss_and_correct, _optimizer, config_to_dict, evaluate,
+                                 load_config, load_trained, parse_config, train, train_run)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def small(name="cpsn_bn", dataset="digits", epochs=2, seed=0, **model):
+    """A run small enough for CI: a subset of the data and one narrow hidden layer."""
+    return {"data": {"name": dataset, "batch_size": 32, "limit": 96},
+            "model": {"hidden": [16], "neuron": {"name": name}, **model},
+            "train": {"epochs": epochs, "lr": 0.01, "seed": seed}}
+
+
+def run(tmp_path, raw, name="run", **kwargs):
+    return train_run(parse_config(raw), tmp_path / name, progress=False, log=lambda _: None,
+                     **kwargs)
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def without_timing(metrics):
+    return [{k: v for k, v in row.items() if k != "epoch_s"} for row in metrics]
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_configs_parse_and_build(path):
+    config = load_config(path)
+    data = load_data(config.data)
+    model = build_model(config.model, data.in_features, data.num_outputs, data.steps)
+    x, _ = data.test[0]
+    assert model(x[:, None]).shape == (1, data.num_outputs)
+    assert parse_config(config_to_dict(config)) == config
+
+
+def test_required_configs_exist():
+    assert {"digits_cpsn", "digits_sliding_psn", "digits_pixels_prf",
+            "digits_pixels_cpsn"} <= {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("change,match", [
+    (("model", "neuron", "ordr", 3), r"unknown config key model\.neuron\.ordr"),
+    (("data", "batchsize", 3), r"unknown config key data\.batchsize"),
+    (("train", "epochs", "ten"), r"train\.epochs: expected int, got 'ten'"),
+    (("train", "lr", True), r"train\.lr: expected float, got True"),
+    (("model", "hidden", [16, 1.5]), r"model\.hidden\[1\]: expected int"),
+    (("model", "hidden", 16), r"model\.hidden: expected a list of int, got 16"),
+    (("model", "neuron", "quantize", "yes"), r"model\.neuron\.quantize: expected bool"),
+    (("model", "neuron", "tau", 2.0), r"model\.neuron\.tau is not an option of neuron"),
+    (("data", "length", 100), r"data\.length is not an option of dataset 'digits'"),
+    (("model", "neuron", 3), r"model\.neuron: expected a mapping"),
+    (("optimizer", "adam"), r"unknown config key optimizer"),
+])
+def test_bad_config_keys_are_named(change, match):
+    raw = small()
+    *path, key, value = change
+    section = raw
+    for part in path:
+        section = section[part]
+    section[key] = value
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw)
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    raw = small()
+    del raw["model"]["neuron"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: missing config key model\.neuron"):
+        load_config(path)
+    path.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+def test_short_run_writes_checkpoints_metrics_and_plots(tmp_path, seed):
+    summary = run(tmp_path, small(seed=seed))
+    out = tmp_path / "run"
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.csv", "metrics.json",
+                 "summary.json", "curves.png", "raster.png", "firing_rates.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics] == [1, 2]
+    assert {"train_loss", "train_acc", "val_acc", "test_acc", "rate/sn0"} <= set(metrics[0])
+    assert (out / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["format"] == FORMAT and checkpoint["version"] == 1
+    assert (checkpoint["epoch"], checkpoint["epochs"], checkpoint["seed"]) == (2, 2, seed)
+    assert checkpoint["model_inputs"] == {"in_features": 8, "outputs": 10, "steps": 8}
+    assert {"torch", "numpy", "python"} <= set(checkpoint["rng"])
+    assert checkpoint["optimizer"]["state"] and summary["epochs"] == 2
+    assert yaml.safe_load((out / "config.yaml").read_text()) == checkpoint["config"]
+    # the export step's entry point rebuilds the same network from the checkpoint alone
+    model, config, best = load_trained(out)
+    assert config == parse_config(small(seed=seed))
+    data = load_data(config.data)
+    x = torch.stack([data.test[i][0] for i in range(8)], 1)
+    reference = build_model(config.model, 8, 10, 8)
+    reference.load_state_dict(best["state_dict"])
+    assert torch.equal(model(x), reference.eval()(x))
+
+
+def test_seed_fixes_the_run(tmp_path, seed):
+    run(tmp_path, small(seed=seed), "a")
+    run(tmp_path, small(seed=seed), "b")
+    run(tmp_path, small(seed=seed + 1), "c")
+    a, b, c = (load_checkpoint(tmp_path / n / "last.pt") for n in "abc")
+    assert same_state(a["state_dict"], b["state_dict"])
+    assert without_timing(a["metrics"]) == without_timing(b["metrics"])
+    assert not same_state(a["state_dict"], c["state_dict"])
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, seed):
+    raw = small("masked_psn", epochs=3, seed=seed, dropout=0.2)  # λ schedule and dropout RNG
+    run(tmp_path, raw, "whole")
+    saves = []
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(path, checkpoint):
+        real_save(path, checkpoint)
+        saves.append(Path(path).name)
+        if checkpoint["epoch"] == 1 and Path(path).name == "last.pt":
+            raise KeyboardInterrupt  # killed after the first epoch
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, raw, "split")
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1
+    run(tmp_path, raw, "split", resume=True)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt")
+    split = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert split["epoch"] == 3
+    assert same_state(whole["state_dict"], split["state_dict"])
+    assert without_timing(whole["metrics"]) == without_timing(split["metrics"])
+    changed = small("masked_psn", epochs=3, seed=seed, dropout=0.3)
+    with pytest.raises(ConfigError, match="only train.epochs may change"):
+        run(tmp_path, changed, "split", resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = []
+
+    def poisoned(output, target, task):
+        loss, correct = _loss_and_correct(output, target, task)
+        if torch.is_grad_enabled():  # training batches only
+            calls.append(1)
+            if len(calls) > 4:  # 3 batches per epoch: the 2nd epoch's 2nd batch
+                loss = loss * float("nan")
+        return loss, correct
+
+    monkeypatch.setattr(train_module, "_loss_and_correct", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"not finite at epoch 2, batch 2.*last\.pt "
+                                               r"\(epoch 1\)"):
+        run(tmp_path, small(epochs=3))
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values()
+               if v.is_floating_point())
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+    result = CliRunner().invoke(evaluate, [str(tmp_path / "run"), "--checkpoint", "last"])
+    assert result.exit_code == 0, result.output
+
+
+def test_corrupted_and_foreign_checkpoints_are_refused(tmp_path):
+    run(tmp_path, small(epochs=1))
+    good = (tmp_path / "run" / "last.pt").read_bytes()
+    cases = {
+        "truncated.pt": (good[: len(good) // 2], "not a readable checkpoint"),
+        "garbage.pt": (b"\x00garbage" * 100, "not a readable checkpoint"),
+    }
+    for name, (content, match) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=rf"{name}: {match}"):
+            load_checkpoint(tmp_path / name)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match=r"foreign\.pt: not a spikeforge checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "pickled.pt")  # a pickled module
+    with pytest.raises(CheckpointError, match=r"pickled\.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "pickled.pt")
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    torch.save({**checkpoint, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"future\.pt: checkpoint version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+    del checkpoint["state_dict"]
+    torch.save(checkpoint, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match=r"partial\.pt: incomplete.*state_dict"):
+        load_checkpoint(tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match=r"nothing\.pt: no such checkpoint"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    result = CliRunner().invoke(evaluate, [str(tmp_path / "garbage.pt")])
+    assert result.exit_code == 1 and "garbage.pt: not a readable checkpoint" in result.output
+
+
+def test_cli_train_resume_and_evaluate(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(small(epochs=3)))
+    out = tmp_path / "cli"
+    runner = CliRunner()
+    result = runner.invoke(train, ["--config", str(config), "--epochs", "1", "--out", str(out),
+                                   "--seed", "5", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "seed 5" in result.output and "epoch 1/1" in result.output
+    result = runner.invoke(train, ["--out", str(out), "--resume", "--epochs", "2",
+                                   "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "epochs 2..2" in result.output
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    result = runner.invoke(evaluate, [str(out)])
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output and "sn0" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**small(), "model": {"neuron": {"name": "cpsn",
+                                                                   "ordr": 2}}}))
+    result = runner.invoke(train, ["--config", str(bad), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "unknown config key model.neuron.ordr" in result.output
+    result = runner.invoke(train, ["--out", str(tmp_path / "empty"), "--resume"])
+    assert result.exit_code == 1 and "no such checkpoint" in result.output
+
+
+@pytest.mark.parametrize("raw", [
+    {"data": {"name": "adding", "length": 32, "train_samples": 64, "test_samples": 16,
+              "batch_size": 32},
+     "model": {"hidden": [16], "readout": "last_membrane", "neuron": {"name": "cpsn"}},
+     "train": {"epochs": 1}},
+    {"data": {"name": "delayed-recall", "length": 32, "train_samples": 64,
+              "test_samples": 16, "batch_size": 32},
+     "model": {"arch": "sdtcm", "width": 16, "blocks": 1, "readout": "last_membrane",
+               "neuron": {"name": "prf"}},
+     "train": {"epochs": 1}},
+], ids=["adding", "delayed-recall"])
+def test_synthetic_tasks_train(tmp_path, raw):
+    summary = run(tmp_path, raw)
+    assert 0 <= summary["last"]["test_acc"] <= 1
+    assert torch.isfinite(torch.tensor(summary["last"]["train_loss"]))
+
+
+def test_shd_trains_from_a_local_file(tmp_path, rng):
+    from test_data import random_shd, write_shd
+
+    write_shd(tmp_path / "shd_train.h5", random_shd(rng, 24))
+    write_shd(tmp_path / "shd_test.h5", random_shd(rng, 8))
+    raw = {"data": {"name": "shd", "root": str(tmp_path), "steps": 20, "unit_pool": 10,
+                    "batch_size": 8},
+           "model": {"hidden": [16], "neuron": {"name": "cpsn_bn"}}, "train": {"epochs": 1}}
+    assert run(tmp_path, raw)["epochs"] == 1
+    raw["data"]["root"] = str(tmp_path / "elsewhere")
+    (tmp_path / "shd.yaml").write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(train, ["--config", str(tmp_path / "shd.yaml"), "--out",
+                                        str(tmp_path / "x")])
+    assert result.exit_code == 1 and "shd_train.h5" in result.output
+
+
+@pytest.mark.parametrize("dataset", ["digits", "digits-pixels"])
+@pytest.mark.parametrize("name", sorted(NEURONS))
+def test_every_neuron_trains_one_step(name, dataset, seed):
+    torch.manual_seed(seed)
+    arch = {"arch": "sdtcm", "width": 16, "blocks": 1} if name == "prf" else {"hidden": [16]}
+    config = parse_config({"data": {"name": dataset, "limit": 32},
+                           "model": {"neuron": {"name": name}, **arch}})
+    data = load_data(config.data)
+    model = build_model(config.model, data.in_features, data.num_outputs, data.steps)
+    model.set_epoch(0, 10)
+    optimizer = _optimizer(model, TrainConfig(lr=0.01))
+    x = torch.stack([data.train[i][0] for i in range(32)], 1)
+    y = torch.stack([data.train[i][1] for i in range(32)])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, _ = _loss_and_correct(model(x), y, data.task)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("layers.") for k in moved) and any(k.startswith("readout.")
+                                                                 for k in moved)
+
+
+def test_neuron_parameters_get_their_own_group():
+    model = build_model(ModelConfig(neuron=NeuronConfig(name="prf"), hidden=(8,)), 2, 2, 4)
+    optimizer = _optimizer(model, TrainConfig(lr=0.01, neuron_lr=1e-3, weight_decay=0.1))
+    others, neurons = optimizer.param_groups
+    assert (neurons["lr"], neurons["weight_decay"]) == (1e-3, 0.0)
+    assert (others["lr"], others["weight_decay"]) == (0.01, 0.1)
+    prf = dict(model.neuron_layers())["sn0"]
+    assert {id(p) for p in neurons["params"]} == {id(p) for p in prf.parameters()}
+
+
+def test_run_config_defaults():
+    config = RunConfig(data=DataConfig(name="digits"),
+                       model=ModelConfig(neuron=NeuronConfig(name="cpsn")))
+    assert config.train == TrainConfig() and config_to_dict(config)["train"]["epochs"] == 20
+
+
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(small(epochs=2)))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "spikeforge.sw.train", "--config", str(config), "--out", str(out),
+         "--no-progress"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 process(es) on cpu" in result.stdout
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["epoch"] == 2 and (out / "raster.png").is_file()
+    metrics = checkpoint["metrics"]
+    assert metrics[-1]["train_acc"] > 0
