@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .base import BACKENDS
 from .cpsn import CPSN
 from .cpsn_bn import CPSNBN
 from .lif import LIF, DecoupledResetLIF
@@ -80,16 +81,19 @@ def _anneal_lambda(neuron: MaskedPSN, epoch: int, epochs: int) -> None:
     neuron.lambda_ = MaskedPSN.lambda_schedule(epoch, epochs) if epochs >= 2 else 1.0
 
 
-_LEAKY = {"tau": 2.0, "v_threshold": 1.0}
+_B = {"backend": "torch"}  # "auto" runs a neuron's Triton kernel where one applies (CUDA)
+_LEAKY = {**_B, "tau": 2.0, "v_threshold": 1.0}
 _CPSN_OPTIONS = {"order": 2, "dilation_period": 3, "exp_min": -4, "exp_max": 0,
                  "quantize": True}
 
 #: Neuron name → how to build it. Adding a neuron is one entry here.
 NEURONS = {
-    "psn": NeuronSpec(PSN, ("T",)),
-    "masked_psn": NeuronSpec(MaskedPSN, ("T",), {"order": 2}, {"order": "k"}, _anneal_lambda),
-    "sliding_psn": NeuronSpec(SlidingPSN, (), {"order": 2}, {"order": "k"}),
-    "cpsn": NeuronSpec(CPSN, ("channels", "dilation"), {**_CPSN_OPTIONS, "v_threshold": 1.0}),
+    "psn": NeuronSpec(PSN, ("T",), dict(_B)),
+    "masked_psn": NeuronSpec(MaskedPSN, ("T",), {**_B, "order": 2}, {"order": "k"},
+                             _anneal_lambda),
+    "sliding_psn": NeuronSpec(SlidingPSN, (), {**_B, "order": 2}, {"order": "k"}),
+    "cpsn": NeuronSpec(CPSN, ("channels", "dilation"), {**_B, **_CPSN_OPTIONS,
+                                                        "v_threshold": 1.0}),
     "cpsn_bn": NeuronSpec(CPSNBN, ("channels", "dilation"), dict(_CPSN_OPTIONS)),
     "psu": NeuronSpec(PSU, (), dict(_LEAKY)),
     "ipsu": NeuronSpec(IPSU, ("T",), dict(_LEAKY)),
@@ -126,6 +130,7 @@ class NeuronConfig:
     delta_min: float | None = None
     delta_max: float | None = None
     detach_reset: bool | None = None
+    backend: str | None = None
 
     def __post_init__(self):
         if self.name not in NEURONS:
@@ -139,6 +144,9 @@ class NeuronConfig:
             if getattr(self, key) is not None and key not in takes:
                 raise ValueError(f"model.neuron.{key} is not an option of neuron "
                                  f"{self.name!r} (it takes {sorted(takes) or 'none'})")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"model.neuron.backend: unknown backend {self.backend!r}; choose "
+                             f"one of {list(BACKENDS)}")
         for key in ("order", "dilation_period"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"model.neuron.{key} must be >= 1, got {getattr(self, key)}")

@@ -203,6 +203,8 @@ def test_masked_psn_lambda_follows_the_epochs():
     (dict(name="nope"), "unknown neuron 'nope'"),
     (dict(name="cpsn", surrogate="tanh"), "unknown surrogate 'tanh'"),
     (dict(name="cpsn", order=0), "model.neuron.order must be >= 1"),
+    (dict(name="lif", backend="cuda"), "model.neuron.backend: unknown backend 'cuda'"),
+    (dict(name="cpsn_bn", backend="auto"), "model.neuron.backend is not an option"),
 ])
 def test_neuron_config_rejects_options_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -230,3 +232,6 @@ def test_neuron_options_reach_the_constructor():
     assert type(prf.surrogate_function).__name__ == "Sigmoid"
     assert prf.surrogate_function.alpha == 4.0
     assert math.isclose(NeuronConfig(name="cpsn").options()["exp_max"], 0)
+    lif = build_model(ModelConfig(neuron=NeuronConfig(name="lif", backend="auto"),
+                                  hidden=(4,)), 2, 2, 5)
+    assert dict(lif.neuron_layers())["sn0"].backend == "auto"
