@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.spikeforge-installed
 # Parallel test workers; CI machines have 2 cores.
 JOBS   ?= 2
 
-.PHONY: all setup test test-slow demo clean
+.PHONY: all setup test test-slow demo bench-kernels bench-hw bench-cosim clean
 
 all: test
 
@@ -34,6 +34,16 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/spikeforge generate --config examples/cpsn.json --out build/demo/cpsn
 	$(VENV)/bin/spikeforge cosim --config examples/cpsn.json --samples 32 --seed 1
+
+# Benchmarks print tables and write JSON (build/bench, docs/benchmarks*); they are not tests.
+bench-kernels: $(STAMP)
+	$(VENV)/bin/spikeforge bench kernels --out build/bench/kernels.json
+
+bench-hw: $(STAMP)
+	$(VENV)/bin/spikeforge bench hw
+
+bench-cosim: $(STAMP)
+	$(VENV)/bin/spikeforge bench cosim
 
 clean:
 	rm -rf build .pytest_cache

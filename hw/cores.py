@@ -18,27 +18,30 @@ __all__ = ["CoreType", "core_type", "config_from_json", "table_file", "core_veri
 
 @dataclass(frozen=True)
 class CoreType:
+    """A core type; ``options`` are its generator options (CPSN: ``arith``)."""
+
     neuron: str
-    component: Callable  # (config, weight_storage=, init_files=) -> wiring.Component
+    component: Callable  # (config, weight_storage=, init_files=, **options) -> Component
     latency: Callable  # config -> cycles
-    tables: tuple[str, ...]
-    pack_tables: Callable  # config -> {table: [words]}
+    table_names: Callable  # (**options) -> tuple of table names
+    pack_tables: Callable  # (config, **options) -> {table: [words]}
     layout: Callable  # (config, table) -> (element_width, elements_per_word)
 
-    def table_words(self, config) -> dict[str, tuple[list[int], int]]:
+    def table_words(self, config, **options) -> dict[str, tuple[list[int], int]]:
         """``{table: (words, word_width)}`` of a configuration."""
-        packed = self.pack_tables(config)
+        packed = self.pack_tables(config, **options)
         result = {}
-        for table in self.tables:
+        for table in self.table_names(**options):
             width, per_word = self.layout(config, table)
             result[table] = (packed[table], width * per_word)
         return result
 
 
 _TYPES = {
-    CPSNConfig: CoreType("cpsn", cpsn.CPSNCore, cpsn.cpsn_latency, ("signs", "shifts", "bias"),
+    CPSNConfig: CoreType("cpsn", cpsn.CPSNCore, cpsn.cpsn_latency,
+                         lambda arith="shift_add": cpsn_tables.arith_tables(arith),
                          cpsn_tables.pack_tables, cpsn_tables.table_width),
-    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, prf_tables.TABLES,
+    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, lambda: prf_tables.TABLES,
                         prf_tables.pack_tables, prf_tables.table_layout),
 }
 
@@ -67,11 +70,12 @@ def table_file(name: str, table: str) -> str:
     return f"{name}_{table}.hex"
 
 
-def core_verilog(config, name: str, weight_storage: str = "baked") -> str:
+def core_verilog(config, name: str, weight_storage: str = "baked", **options) -> str:
     """The core's Verilog text: reproducible (no source paths, no absolute file names)."""
     kind = core_type(config)
     init_files = None
     if weight_storage == "file":
-        init_files = {table: table_file(name, table) for table in kind.tables}
-    component = kind.component(config, weight_storage=weight_storage, init_files=init_files)
+        init_files = {table: table_file(name, table) for table in kind.table_names(**options)}
+    component = kind.component(config, weight_storage=weight_storage, init_files=init_files,
+                               **options)
     return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)

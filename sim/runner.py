@@ -94,13 +94,13 @@ def _control_file(name: str) -> str:
 
 
 def build_core(config, build_root=None, *, weight_storage: str = "file",
-               waves: bool = False):
-    """Verilate the core for ``config`` (for ``file`` storage: its shape); returns
-    ``(build_dir, seconds)``."""
+               waves: bool = False, **options):
+    """Verilate the core for ``config`` (for ``file`` storage: its shape) with the core type's
+    generator ``options`` (CPSN: ``arith``); returns ``(build_dir, seconds)``."""
     from cocotb_tools.runner import get_runner
 
     os.environ.update(verilator_env())
-    verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage)
+    verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage, **options)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     key = hashlib.sha256("\0".join([verilog, rom, *_BUILD_ARGS, str(waves)]).encode())
     kind = core_type(config).neuron
@@ -127,24 +127,26 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               max_steps: int = 32, valid_probability: float = 0.8,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
               build_root=None, run_dir=None, weight_storage: str = "file",
-              waves: bool = False) -> CosimResult:
+              waves: bool = False, **options) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
     ``max_steps`` time steps drawn from ``seed``. ``weight_storage='baked'`` verifies the
-    Verilog with tables inside (one build per weight set). Raises nothing on a mismatch: the
-    result's ``mismatch`` says where the first one happened.
+    Verilog with tables inside (one build per weight set); ``options`` go to the generator
+    (CPSN: ``arith='multiply'`` verifies the multiplier baseline against the same golden
+    model). Raises nothing on a mismatch: the result's ``mismatch`` says where the first one
+    happened.
     """
     from cocotb_tools.runner import get_runner
 
     build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
-                                    waves=waves)
+                                    waves=waves, **options)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     if weight_storage == "file":
-        for table, (words, width) in core_type(config).table_words(config).items():
+        for table, (words, width) in core_type(config).table_words(config, **options).items():
             write_hex(run_dir / table_file(CORE_NAME, table), words, width)
     job = {"config": config.to_json(), "seed": seed, "samples": samples,
            "min_steps": min_steps, "max_steps": max_steps,

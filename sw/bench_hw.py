@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..hw.cpsn_config import CPSNConfig
-from ..hw.generate import generate_cpsn
+from ..hw.generate import generate_core
 from ..hw.synth import TARGETS, synth_core_dir, tool_versions
 
 __all__ = ["Variant", "CoreKind", "CORE_KINDS", "Point", "PLANS", "run_points", "summarise"]
@@ -80,7 +80,7 @@ def _generate_cpsn(shape: dict, variant: Variant, directory: Path) -> dict:
     rng = np.random.default_rng([shape["channels"], shape["lanes"], shape["order"]])
     config = CPSNConfig.random(rng, channels=shape["channels"], lanes=shape["lanes"],
                                order=shape["order"])
-    return generate_cpsn(config, directory, **variant.options)
+    return generate_core(config, directory, **variant.options)
 
 
 CORE_KINDS = {

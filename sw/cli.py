@@ -25,6 +25,18 @@ def _load(path):
         _fail(str(exc))
 
 
+def _generator_options(config, arith: str) -> dict:
+    """Generator options for the configuration's core type (``arith`` is CPSN's alone)."""
+    from ..hw.cpsn_config import CPSNConfig
+
+    if isinstance(config, CPSNConfig):
+        return {"arith": arith}
+    if arith != "shift_add":
+        _fail(f"--arith {arith} applies to CPSN cores only; PRF cores choose multipliers "
+              f"or shift-add with coef_mode in their configuration")
+    return {}
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
@@ -41,7 +53,7 @@ def main():
               help="Core configuration (JSON), e.g. examples/cpsn.json.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the Verilog, .hex tables and the core description.")
-@click.option("--name", default="cpsn_core", show_default=True, help="Verilog module name.")
+@click.option("--name", default=None, help="Verilog module name (default: <neuron>_core).")
 @click.option("--weights", "weight_storage", type=click.Choice(["baked", "file"]),
               default="baked", show_default=True,
               help="Tables as ROM contents in the Verilog, or read with $readmemh from the "
@@ -51,26 +63,26 @@ def main():
               help="shift_add: the multiplication-free datapath; multiply: the baseline with a "
                    "real multiplier per tap (same results), for comparison.")
 def generate(config_path, out_dir, name, weight_storage, arith):
-    """Write a core's Verilog, weight tables and JSON description."""
-    from ..hw.generate import generate_cpsn
+    """Write a core's Verilog, weight tables and JSON description (CPSN or PRF)."""
+    from ..hw.generate import generate_core
 
     config = _load(config_path)
     try:
-        description = generate_cpsn(config, out_dir, name=name, weight_storage=weight_storage,
-                                    arith=arith)
+        description = generate_core(config, out_dir, name=name, weight_storage=weight_storage,
+                                    **_generator_options(config, arith))
     except ValueError as exc:
         _fail(str(exc))
     click.echo(f"wrote {len(description['files'])} files to {out_dir}:")
     for file_name in description["files"]:
         click.echo(f"  {file_name}")
-    click.echo(f"  {name}.json")
-    widths = description["widths"]
+    click.echo(f"  {description['name']}.json")
+    widths = ", ".join(f"{key} {value}" for key, value in description["widths"].items())
     click.echo(_table([
+        ("neuron", description["neuron"]),
         ("channels x lanes", f"{config.channels} x {config.lanes} "
-                             f"({config.groups} beats per time step)"),
-        ("order, dilation", f"k = {config.order}, d = {config.dilation}"),
-        ("widths", f"input {widths['input']}, bias {widths['bias']}, "
-                   f"membrane {widths['membrane']}"),
+                             f"({config.groups} beats per tile)"),
+        ("elements per beat", str(description["elements_per_beat"])),
+        ("widths", widths),
         ("latency", f"{description['latency_cycles']} cycles, one beat per clock"),
     ]))
 
@@ -219,7 +231,7 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
     in a harness that registers every port (Fmax describes the core, not the pads) and needs
     three pins. Writes synth_report.json.
     """
-    from ..hw.generate import generate_cpsn
+    from ..hw.generate import generate_core
     from ..hw.synth import REPORT_NAME, synth_core_dir
     from ..sim.verilator import MissingToolError
 
@@ -230,7 +242,8 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
         out_dir = Path(out_dir or Path("build", "synth", f"{Path(config_path).stem}-{arith}-"
                                                          f"{target}"))
         core_dir = out_dir / "core"
-        generate_cpsn(config, core_dir, weight_storage=weight_storage, arith=arith)
+        generate_core(config, core_dir, weight_storage=weight_storage,
+                      **_generator_options(config, arith))
     else:
         out_dir = Path(out_dir or Path(core_dir, f"synth-{target}"))
     click.echo(f"synthesising {core_dir} for {target}…")
@@ -253,6 +266,17 @@ def bench():
 
 def _command_line() -> str:
     return " ".join(["spikeforge", *sys.argv[1:]])
+
+
+@bench.command("kernels", context_settings={"ignore_unknown_options": True,
+                                             "allow_extra_args": True})
+@click.pass_context
+def bench_kernels(ctx):
+    """Time the fused Triton kernels against the torch paths (options: --help of the module:
+    --device, --out, --kernels, --dtype, --budget, --threads)."""
+    from .bench_kernels import main as run
+
+    run(ctx.args)
 
 
 @bench.command("hw")
@@ -301,8 +325,8 @@ def bench_hw(plan, jobs, docs_dir, keep_dir):
 
 
 @bench.command("cosim")
-@click.option("--samples", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--steps", default=64, show_default=True, type=click.IntRange(min=1),
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=128, show_default=True, type=click.IntRange(min=1),
               help="Time steps per sample.")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="Regression jobs at once in the parallel measurement.")
@@ -335,6 +359,16 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
     if not all(result[mode][s]["passed"] for mode in ("single", "parallel")
                for s in result[mode]):
         sys.exit(1)
+
+
+def _register_training_commands():
+    from .train import evaluate, train
+
+    main.add_command(train)
+    main.add_command(evaluate)
+
+
+_register_training_commands()
 
 
 if __name__ == "__main__":

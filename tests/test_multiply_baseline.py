@@ -16,7 +16,7 @@ import pytest
 from spikeforge.hw.cpsn import CPSNCore, cpsn_latency
 from spikeforge.hw.cpsn_config import CPSNConfig
 from spikeforge.hw.cpsn_tables import arith_tables, pack_tables, table_width
-from spikeforge.hw.generate import ROM_MODULE, core_verilog, generate_cpsn, table_file
+from spikeforge.hw.generate import ROM_MODULE, core_verilog, generate_core, table_file
 from spikeforge.hw.yosys import ECP5, WORD_LEVEL, cell_counts
 from spikeforge.sim import runner
 from spikeforge.sim.amaranth_sim import run_stream
@@ -108,7 +108,7 @@ def test_arith_is_validated(rng):
 
 def test_generate_writes_the_baseline(tmp_path, rng):
     config = CPSNConfig.random(rng, channels=8, lanes=4, order=3)
-    description = generate_cpsn(config, tmp_path, weight_storage="file", arith="multiply")
+    description = generate_core(config, tmp_path, weight_storage="file", arith="multiply")
     assert description["arith"] == "multiply"
     assert description["multipliers"] == 4 * 3
     assert set(description["tables"]) == {"weights", "bias"}
@@ -119,7 +119,7 @@ def test_generate_writes_the_baseline(tmp_path, rng):
 
 
 def _sources(config, arith, storage):
-    sources = {"cpsn.v": core_verilog(config, "cpsn", storage, arith)}
+    sources = {"cpsn.v": core_verilog(config, "cpsn", storage, arith=arith)}
     if storage == "file":
         sources[ROM_MODULE] = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE
                                ).read_text()
@@ -143,17 +143,13 @@ def test_baseline_synthesises_to_multipliers_and_shift_add_does_not(storage, rng
     assert "SB_MAC16" not in cell_counts(shift_add, "cpsn", ICE40_DSP)
 
 
-def test_baseline_cosimulates_under_verilator(seed, monkeypatch):
-    """The Verilator run goes through the shared runner and cocotb scoreboard; the runner
-    verilates ``core_verilog(config, name, storage)``, which here yields the baseline."""
+def test_baseline_cosimulates_under_verilator(seed):
+    """The Verilator run goes through the shared runner and cocotb scoreboard."""
     config = CPSNConfig.random(np.random.default_rng(seed), channels=12, lanes=4, order=5,
                                dilation=2, membrane_out=True)
-    monkeypatch.setattr(runner, "core_verilog",
-                        lambda c, name, weight_storage: core_verilog(c, name, weight_storage,
-                                                                     "multiply"))
     result = runner.run_cosim(config, seed=seed, samples=6, max_steps=20,
-                              weight_storage="baked", build_root=BUILD_ROOT)
+                              weight_storage="file", build_root=BUILD_ROOT, arith="multiply")
     assert result.mismatch is None, result.mismatch
     assert result.checked == result.beats == result.time_steps * config.groups
     verilated = Path(result.build_dir, "src", f"{runner.CORE_NAME}.v").read_text()
-    assert verilated == core_verilog(config, runner.CORE_NAME, "baked", "multiply")
+    assert verilated == core_verilog(config, runner.CORE_NAME, "file", arith="multiply")
