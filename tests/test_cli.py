@@ -65,3 +65,16 @@ def test_cosim_prints_summary_and_json(tmp_path, rng):
     assert "PASS" in result.output and "cycles/s" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["mismatches"] == 0 and summary["checked"] == summary["beats"] > 0
+
+
+def test_generate_accepts_prf_configurations(tmp_path):
+    example = EXAMPLE.parent / "prf.json"
+    result = invoke("generate", "--config", example, "--out", tmp_path, "--weights", "file")
+    assert result.exit_code == 0, result.output
+    description = json.loads((tmp_path / "prf_core.json").read_text())
+    assert description["neuron"] == "prf" and description["coef_mode"] == "shift_add"
+    assert description["elements_per_beat"] == 16  # 4 lanes x 4 time steps
+    assert b'"prf_core_powers.hex"' in (tmp_path / "prf_core.v").read_bytes()
+    result = invoke("generate", "--config", example, "--out", tmp_path / "x", "--arith",
+                    "multiply")
+    assert result.exit_code != 0 and "CPSN cores only" in result.output
