@@ -131,16 +131,17 @@ class CPSNCore(wiring.Component):
         m = Module()
 
         # Input register: an accepted beat waits here one cycle; its valid bit is the enable
-        # of every tap, so that high-fanout net comes straight from a flip-flop.
+        # of every tap, so that high-fanout net comes straight from a flip-flop. Data and
+        # tlast are sampled every cycle (only ``fire`` says they count), which keeps the
+        # handshake's own fanout small.
         ready = Signal(init=1)  # s_axis.tready: a credit (a free FIFO place) is left
         accept = Signal()
         m.d.comb += [self.s_axis.tready.eq(ready), accept.eq(self.s_axis.tvalid & ready)]
         fire = Signal()
         in_data = Signal(lanes * width)
         in_last = Signal()
-        m.d.sync += fire.eq(accept)
-        with m.If(accept):
-            m.d.sync += [in_data.eq(self.s_axis.tdata), in_last.eq(self.s_axis.tlast)]
+        m.d.sync += [fire.eq(accept), in_data.eq(self.s_axis.tdata),
+                     in_last.eq(self.s_axis.tlast)]
 
         # Stage 0: position of the incoming beat within its sample.
         group = Signal(range(cfg.groups))

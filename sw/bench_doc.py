@@ -6,6 +6,7 @@ renders whatever results exist, so the page always shows the latest run of each.
 """
 
 import json
+import re
 from pathlib import Path
 
 __all__ = ["TARGET_CHECKS", "target_checks", "write_plots", "render", "write_document"]
@@ -80,12 +81,12 @@ def _path_text(row: dict) -> str:
             f"`{_short(path['from'])}` → `{_short(path['to'])}`")
 
 
+_MAPPING_SUFFIX = re.compile(r"(_TRELLIS_|_SB_|_DFFLC|_LUT4|_CCU2C|_PFUMX|_L6MUX|\$CCU2).*$")
+
+
 def _short(cell: str) -> str:
-    """A cell name without the mapping suffixes Yosys and nextpnr append."""
-    for cut in ("_TRELLIS", "_SB_", "$", "_DFFLC", "_LUT4", "_CCU2C"):
-        if cut in cell[1:]:
-            cell = cell[:cell.index(cut, 1)]
-    return cell
+    """A cell name without the suffixes that technology mapping appends."""
+    return _MAPPING_SUFFIX.sub("", cell)
 
 
 def _hw_section(hw: dict) -> list[str]:
@@ -238,12 +239,9 @@ def write_plots(hw: dict, directory) -> list[Path]:
                         axis.text(x, 0, "×", ha="center", va="bottom", color=f"C{n}",
                                   fontsize=12, fontweight="bold")
                     elif value is not None:
-                        axis.bar(x, value, width, color=f"C{n}",
-                                 label=_label(variant) if m == 0 else None)
-                axis.bar(0, 0, 0, color=f"C{n}", label=_label(variant))
-            handles, labels = axis.get_legend_handles_labels()
-            unique = dict(zip(labels, handles))
-            axis.legend(unique.values(), unique.keys(), fontsize=8)
+                        axis.bar(x, value, width, color=f"C{n}")
+                axis.bar(0, 0, 0, color=f"C{n}", label=_label(variant))  # legend entry
+            axis.legend(fontsize=8)
             axis.set_xticks(range(len(shapes)), [s.replace(" ", "\n") for s in shapes],
                             fontsize=8)
             axis.set_title(target, fontsize=10)
