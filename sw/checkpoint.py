@@ -8,7 +8,7 @@ and ``model_inputs`` with :func:`spikeforge.golden.networks.build_model`:
     config        the run configuration as plain YAML-able data (data / model / train)
     model_inputs  {"in_features", "outputs", "steps"}: the dataset sizes the network was built for
     state_dict    model weights and buffers (no DistributedDataParallel prefix)
-    optimizer, scheduler   their state dicts
+    optimizer     its state dict (the learning-rate schedule is a function of the epoch)
     epoch         completed epochs;  epochs: the run's total
     seed          the training seed
     rng           {"torch", "cuda", "numpy", "python"} generator states after ``epoch``
@@ -27,8 +27,8 @@ __all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_chec
 
 FORMAT = "spikeforge-checkpoint"
 VERSION = 1
-_REQUIRED = ("config", "model_inputs", "state_dict", "optimizer", "scheduler", "epoch",
-             "epochs", "seed", "rng", "metrics", "best")
+_REQUIRED = ("config", "model_inputs", "state_dict", "optimizer", "epoch", "epochs", "seed",
+             "rng", "metrics", "best")
 
 
 class CheckpointError(ValueError):

@@ -19,6 +19,7 @@ CPU, nccl on CUDA); rank 0 writes the run directory.
 import csv
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -306,19 +307,24 @@ def _optimizer(model, config: TrainConfig):
     neuron_ids = {id(p) for _, module in model.neuron_layers() for p in module.parameters()}
     neuron = [p for p in model.parameters() if id(p) in neuron_ids]
     others = [p for p in model.parameters() if id(p) not in neuron_ids]
-    groups = [{"params": others}]
+    groups = [{"params": others, "initial_lr": config.lr}]
     if neuron:
-        groups.append({"params": neuron, "lr": config.neuron_lr or config.lr,
-                       "weight_decay": 0.0})
+        lr = config.neuron_lr or config.lr
+        groups.append({"params": neuron, "lr": lr, "initial_lr": lr, "weight_decay": 0.0})
     extra = {"momentum": 0.9} if config.optimizer == "sgd" else {}
     return _OPTIMIZERS[config.optimizer](groups, lr=config.lr,
                                          weight_decay=config.weight_decay, **extra)
 
 
-def _scheduler(optimizer, config: TrainConfig):
-    if config.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+def _set_learning_rates(optimizer, config: TrainConfig, epoch: int) -> float:
+    """Closed-form schedule, so a resumed or extended run needs no scheduler state:
+    ``lr·(1 + cos(π·epoch/epochs))/2`` (cosine) or ``lr`` (constant). Returns group 0's."""
+    factor = 1.0
+    if config.schedule == "cosine":
+        factor = (1 + math.cos(math.pi * epoch / config.epochs)) / 2
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+    return optimizer.param_groups[0]["lr"]
 
 
 def _write_metrics(out_dir: Path, metrics: list[dict]) -> None:
@@ -364,7 +370,6 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
                     "steps": data.steps}
     model = build_model(config.model, data.in_features, data.num_outputs, data.steps).to(device)
     optimizer = _optimizer(model, config.train)
-    scheduler = _scheduler(optimizer, config.train)
     metrics, best, start = [], None, 0
     if resume:
         checkpoint = load_checkpoint(out_dir / "last.pt", map_location=device)
@@ -374,9 +379,6 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
                               f"configuration (only train.epochs may change)")
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if config.train.schedule == "cosine":  # --epochs may extend the run
-            scheduler.T_max = config.train.epochs
         _set_rng_state(checkpoint["rng"])
         metrics, best, start = checkpoint["metrics"], checkpoint["best"], checkpoint["epoch"]
     net = model
@@ -391,13 +393,14 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
                                                             sort_keys=False))
         log(f"training {config.model.neuron.name} ({config.model.arch}) on {config.data.name}:"
             f" {sum(p.numel() for p in model.parameters())} parameters, seed {seed}, "
-            f"{world} process(es) on {device} ({torch.get_num_threads()} threads each), epochs {start + 1}..{config.train.epochs} "
-            f"-> {out_dir}")
+            f"{world} process(es) on {device} ({torch.get_num_threads()} threads each), "
+            f"epochs {start + 1}..{config.train.epochs} -> {out_dir}")
     started = time.perf_counter()
     for epoch in range(start, config.train.epochs):
         epoch_start = time.perf_counter()
         model.set_epoch(epoch, config.train.epochs)
         sampler.set_epoch(epoch)
+        lr = _set_learning_rates(optimizer, config.train, epoch)
         net.train()
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
         bar = _progress(loader, f"epoch {epoch + 1}/{config.train.epochs}",
@@ -405,11 +408,11 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         for batch, (x, y) in enumerate(bar):
             x, y = _time_first(x).to(device), y.to(device)
             loss, hits = _loss_and_correct(net(x), y, data.task)
-            finite = torch.tensor([float(torch.isfinite(loss))])
+            finite = torch.isfinite(loss.detach()).float()
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if not finite.item():
-                return _diverged(out_dir, epoch, batch, metrics, main, log)
+                raise _diverged(out_dir, epoch, batch, metrics, main, log)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.train.grad_clip:
@@ -420,9 +423,10 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
             if main and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{totals[0] / totals[2]:.4f}",
                                 acc=f"{100 * totals[1] / totals[2]:.1f}%")
-        scheduler.step()
         if world > 1:
+            totals = totals.to(device)
             dist.all_reduce(totals)
+            totals = totals.cpu()
         row = {"epoch": epoch + 1, "train_loss": totals[0].item() / totals[2].item(),
                "train_acc": totals[1].item() / totals[2].item()}
         splits = {"val": data.val, "test": data.test} if data.val is not None else \
@@ -431,7 +435,7 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
             result = evaluate_model(model, dataset, data.task, device)
             row[f"{split}_loss"], row[f"{split}_acc"] = result["loss"], result["acc"]
         row.update({f"rate/{name}": rate for name, rate in result["rates"].items()})  # test
-        row["lr"] = optimizer.param_groups[0]["lr"]
+        row["lr"] = lr
         row["epoch_s"] = time.perf_counter() - epoch_start
         metrics.append(row)
         select = "val_acc" if data.val is not None else "test_acc"
@@ -446,7 +450,7 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
             checkpoint = {
                 "config": config_to_dict(config), "model_inputs": model_inputs,
                 "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                "epoch": epoch + 1,
                 "epochs": config.train.epochs, "seed": seed, "rng": _rng_state(),
                 "metrics": metrics, "best": best}
             save_checkpoint(out_dir / "last.pt", checkpoint)
@@ -477,6 +481,8 @@ def _progress(loader, description: str, enabled: bool):
 
 
 def _diverged(out_dir: Path, epoch: int, batch: int, metrics: list, main: bool, log):
+    """Report a non-finite loss (message, curves of the completed epochs); returns the
+    exception to raise. ``last.pt`` is left as the last completed epoch wrote it."""
     message = (f"the loss is not finite at epoch {epoch + 1}, batch {batch + 1}: stopping; the "
                f"last good checkpoint is "
                + (f"{out_dir / 'last.pt'} (epoch {metrics[-1]['epoch']})" if metrics
@@ -485,7 +491,7 @@ def _diverged(out_dir: Path, epoch: int, batch: int, metrics: list, main: bool, 
         log(message)
         if metrics:
             plot_curves(metrics, out_dir / "curves.png")
-    raise TrainingDiverged(message)
+    return TrainingDiverged(message)
 
 
 def load_trained(path, device: str = "cpu"):

@@ -108,6 +108,7 @@ def test_short_run_writes_checkpoints_metrics_and_plots(tmp_path, seed):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics] == [1, 2]
+    assert [row["lr"] for row in metrics] == pytest.approx([0.01, 0.005])  # cosine
     assert {"train_loss", "train_acc", "val_acc", "test_acc", "rate/sn0"} <= set(metrics[0])
     assert (out / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
     checkpoint = load_checkpoint(out / "last.pt")
