@@ -361,17 +361,18 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
 def core_summary(description: dict) -> dict:
     """What a report needs to know about a core: identity, shape and throughput per clock.
 
-    A core streams ``channels`` neurons' time step in ``beats_per_time_step`` beats at one beat
-    per clock, so it advances ``channels / beats_per_time_step`` neuron-timesteps per cycle.
+    A core takes one beat per clock and each beat carries ``elements_per_beat`` neuron-time
+    steps (CPSN: ``L`` channels of one step), so that is its neuron-timesteps per cycle.
     """
     config = description.get("config", {})
-    summary = {key: description[key] for key in ("name", "neuron", "arith", "weight_storage",
-                                                   "latency_cycles", "multipliers")
+    summary = {key: description[key] for key in ("name", "neuron", "arith", "coef_mode",
+                                                   "weight_storage", "latency_cycles",
+                                                   "multipliers")
                if key in description}
     summary["shape"] = {key: value for key, value in config.items()
-                        if isinstance(value, (int, float, bool)) and key != "neuron"}
-    if "channels" in config and "beats_per_time_step" in description:
-        summary["neuron_steps_per_cycle"] = config["channels"] / description["beats_per_time_step"]
+                        if isinstance(value, (int, float, bool, str)) and key != "neuron"}
+    if "elements_per_beat" in description:
+        summary["neuron_steps_per_cycle"] = description["elements_per_beat"]
     return summary
 
 

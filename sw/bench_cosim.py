@@ -111,6 +111,7 @@ def run_bench(*, samples: int = 16, steps: int = 128, jobs: int = 2,
     """Both simulators on the regression: one job, then ``jobs`` jobs in parallel."""
     cases = regression_cases(samples, steps)
     build = [build_core(config, build_root)[1] for config, _ in cases]  # cached, timed apart
+    load = os.getloadavg()[0]  # other work on the host slows every simulator alike
     verilator = run_verilator(cases, build_root)
     amaranth = run_amaranth(cases)
     return {
@@ -118,7 +119,8 @@ def run_bench(*, samples: int = 16, steps: int = 128, jobs: int = 2,
                                 case)) for case in REGRESSION],
         "samples": samples, "steps": steps,
         "valid_probability": VALID_PROBABILITY, "ready_probability": READY_PROBABILITY,
-        "host_cpus": os.cpu_count(), "jobs": jobs, "verilator_build_s": build,
+        "host_cpus": os.cpu_count(), "load_average": round(load, 2), "jobs": jobs,
+        "verilator_build_s": build,
         "runs": verilator + amaranth,
         "single": {"verilator": _rates([verilator], sum(r["total_s"] for r in verilator)),
                    "amaranth": _rates([amaranth], sum(r["total_s"] for r in amaranth))},

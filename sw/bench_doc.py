@@ -170,8 +170,10 @@ def _ratio(value) -> str:
 
 
 def _cosim_section(cosim: dict) -> list[str]:
+    load = (f" (load average {cosim['load_average']:g} before the run: the host was shared)"
+            if cosim.get("load_average") else "")
     lines = ["## Verification throughput (`spikeforge bench cosim`)", "",
-             f"Measured {cosim['date']} on a {cosim['host_cpus']}-CPU host with:", "",
+             f"Measured {cosim['date']} on a {cosim['host_cpus']}-CPU host{load} with:", "",
              f"```sh\n{cosim['command']}\n```", "",
              "The same regression under both simulators: " + ", ".join(
                  f"C={c['channels']} L={c['lanes']} k={c['order']} d={c['dilation']}"

@@ -162,7 +162,8 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
     shape = core["shape"]
     rows = [
         ("target", f"{report['target']}: {report['device']}"),
-        ("core", f"{core['name']} ({core['neuron']}, {core.get('arith', '-')}, "
+        ("core", f"{core['name']} ({core['neuron']}, "
+                 f"{core.get('arith', core.get('coef_mode', '-'))}, "
                  + ", ".join(f"{k}={v}" for k, v in shape.items()
                              if k in ("channels", "lanes", "order", "dilation", "input_width"))
                  + ")"),

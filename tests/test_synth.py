@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from spikeforge.hw import synth, yosys
 from spikeforge.hw.cpsn_config import CPSNConfig
-from spikeforge.hw.generate import generate_cpsn
+from spikeforge.hw.generate import generate_core
 from spikeforge.sim.verilator import MissingToolError
 from spikeforge.sw import bench_doc, bench_hw
 from spikeforge.sw.cli import main
@@ -25,7 +25,7 @@ def invoke(*args):
 def small_core(tmp_path, rng):
     """A folded core (C > L, so tables are ROM data) small enough for every device."""
     config = CPSNConfig.random(rng, channels=8, lanes=2, order=3, membrane_out=True)
-    description = generate_cpsn(config, tmp_path / "core")
+    description = generate_core(config, tmp_path / "core")
     return tmp_path / "core", description
 
 
