@@ -427,6 +427,8 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
             totals = totals.to(device)
             dist.all_reduce(totals)
             totals = totals.cpu()
+        if not main:
+            continue  # rank 0 evaluates, reports and checkpoints
         row = {"epoch": epoch + 1, "train_loss": totals[0].item() / totals[2].item(),
                "train_acc": totals[1].item() / totals[2].item()}
         splits = {"val": data.val, "test": data.test} if data.val is not None else \
@@ -442,21 +444,19 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         improved = best is None or row[select] > best[select]
         if improved:
             best = row
-        if main:
-            log(f"epoch {epoch + 1}/{config.train.epochs}: loss {row['train_loss']:.4f}, "
-                f"train {100 * row['train_acc']:.2f}%"
-                + (f", val {100 * row['val_acc']:.2f}%" if "val_acc" in row else "")
-                + f", test {100 * row['test_acc']:.2f}% ({row['epoch_s']:.1f} s)")
-            checkpoint = {
-                "config": config_to_dict(config), "model_inputs": model_inputs,
-                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch + 1,
-                "epochs": config.train.epochs, "seed": seed, "rng": _rng_state(),
-                "metrics": metrics, "best": best}
-            save_checkpoint(out_dir / "last.pt", checkpoint)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", checkpoint)
-            _write_metrics(out_dir, metrics)
+        log(f"epoch {epoch + 1}/{config.train.epochs}: loss {row['train_loss']:.4f}, "
+            f"train {100 * row['train_acc']:.2f}%"
+            + (f", val {100 * row['val_acc']:.2f}%" if "val_acc" in row else "")
+            + f", test {100 * row['test_acc']:.2f}% ({row['epoch_s']:.1f} s)")
+        checkpoint = {
+            "config": config_to_dict(config), "model_inputs": model_inputs,
+            "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "epoch": epoch + 1, "epochs": config.train.epochs, "seed": seed,
+            "rng": _rng_state(), "metrics": metrics, "best": best}
+        save_checkpoint(out_dir / "last.pt", checkpoint)
+        if improved:
+            save_checkpoint(out_dir / "best.pt", checkpoint)
+        _write_metrics(out_dir, metrics)
     if world > 1:
         dist.barrier()
     summary = {"config": config_to_dict(config), "seed": seed, "epochs": len(metrics),
