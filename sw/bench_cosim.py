@@ -51,11 +51,12 @@ def _measure(simulator: str, config: CPSNConfig, samples, seed: int, build_root)
                                          result.wall_s)
     else:
         expected = expected_beats(config, samples)
+        beats = input_beats(config, samples)
         loop_start = time.perf_counter()
-        outputs, cycles = run_stream(CPSNCore(config), input_beats(config, samples),
-                                     np.random.default_rng([seed, 1]),
+        outputs, cycles = run_stream(CPSNCore(config), beats, np.random.default_rng([seed, 1]),
                                      valid_probability=VALID_PROBABILITY,
-                                     ready_probability=READY_PROBABILITY)
+                                     ready_probability=READY_PROBABILITY,
+                                     max_cycles=10 * len(beats) + 1000)
         board = Scoreboard(config, expected)
         for beat in outputs:
             board.check(beat)
@@ -106,7 +107,7 @@ def _parallel(simulator: str, cases, jobs: int, build_root) -> dict:
     return _rates(jobs_runs, time.perf_counter() - start)
 
 
-def run_bench(*, samples: int = 16, steps: int = 128, jobs: int = 2,
+def run_bench(*, samples: int = 64, steps: int = 128, jobs: int = 2,
               build_root=None) -> dict:
     """Both simulators on the regression: one job, then ``jobs`` jobs in parallel."""
     cases = regression_cases(samples, steps)

@@ -49,7 +49,8 @@ def target_checks(rows: list[dict]) -> list[dict]:
                 continue
             value = row.get(metric) if row.get("fits") is not False else None
             checks.append({"target": target, "requirement": text, "shape": _shape(row),
-                           "value": value, "fits": row.get("fits"), "met": bool(test(value))})
+                           "value": value, "fits": row.get("fits"), "met": bool(test(value)),
+                           "row": row})
     return checks
 
 
@@ -118,11 +119,14 @@ def _hw_section(hw: dict) -> list[str]:
     checks = target_checks(rows)
     if checks:
         lines += ["### Targets", "",
-                  "| target | requirement | core | measured | met |", "|---|---|---|---|---|"]
+                  "| target | requirement | core | measured | met | limited by |",
+                  "|---|---|---|---|---|---|"]
         for c in checks:
             value = "does not fit" if c["fits"] is False else _fmt(c["value"], 1)
+            limit = "" if c["met"] else (_fit_text(c["row"]) if c["fits"] is False
+                                         else _path_text(c["row"]))
             lines.append(f"| {c['target']} | {c['requirement']} | {c['shape']} | {value} | "
-                         f"{'yes' if c['met'] else '**no**'} |")
+                         f"{'yes' if c['met'] else '**no**'} | {limit} |")
         lines.append("")
     for target in hw["devices"]:
         selected = [r for r in rows if r["target"] == target]
@@ -216,6 +220,7 @@ def write_plots(hw: dict, directory) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rows = [r for r in hw["rows"] if "error" not in r]
+    colours = {v: f"C{n}" for n, v in enumerate(dict.fromkeys(r["variant"] for r in rows))}
     written = []
     for metric, title, name in PLOTS:
         targets = [t for t in hw["devices"]
@@ -238,11 +243,11 @@ def write_plots(hw: dict, directory) -> list[Path]:
                     x = m + (n - (len(variants) - 1) / 2) * width
                     value = row.get(metric) if row.get("fits") is not False else None
                     if value is None and row.get("fits") is False:
-                        axis.text(x, 0, "×", ha="center", va="bottom", color=f"C{n}",
+                        axis.text(x, 0, "×", ha="center", va="bottom", color=colours[variant],
                                   fontsize=12, fontweight="bold")
                     elif value is not None:
-                        axis.bar(x, value, width, color=f"C{n}")
-                axis.bar(0, 0, 0, color=f"C{n}", label=_label(variant))  # legend entry
+                        axis.bar(x, value, width, color=colours[variant])
+                axis.bar(0, 0, 0, color=colours[variant], label=_label(variant))  # legend entry
             axis.legend(fontsize=8)
             axis.set_xticks(range(len(shapes)), [s.replace(" ", "\n") for s in shapes],
                             fontsize=8)

