@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hw.cpsn_config import CPSNConfig
+from .fixed import signed_width
 from .kernels import BACKENDS, triton_applies
 from .surrogate import ATan
 
@@ -136,11 +137,18 @@ class CPSN(nn.Module):
         """The hardware configuration of this neuron for inputs ``x = X_int · 2^−input_frac_bits``.
 
         The bias is rounded to the nearest accumulator unit (halves to even); everything
-        else is exact. Raises ``ValueError`` naming the field if the bias does not fit.
+        else is exact. ``bias_width=None`` takes the format's default width, widened to hold
+        this bias; a given width that the bias does not fit raises ``ValueError``.
         """
         sign, exponent = power_of_two_codes(self.weight, self.exp_min, self.exp_max)
         scale = math.ldexp(1.0, input_frac_bits - self.exp_min)
         bias = torch.round(self.bias.double() * scale)
+        if bias_width is None and bias.numel():
+            default = CPSNConfig(channels=1, order=self.order, signs=[[0] * self.order],
+                                 exponents=[[self.exp_min] * self.order], bias=[0],
+                                 input_width=input_width, exp_min=self.exp_min,
+                                 exp_max=self.exp_max).bias_width
+            bias_width = max(default, signed_width(int(bias.min()), int(bias.max())))
         return CPSNConfig(channels=self.channels, order=self.order, dilation=self.dilation,
                           lanes=lanes, input_width=input_width, input_frac_bits=input_frac_bits,
                           exp_min=self.exp_min, exp_max=self.exp_max, bias_width=bias_width,

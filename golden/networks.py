@@ -170,13 +170,15 @@ NORMS = ("batchnorm", "none")
 class ModelConfig:
     """``model``: architecture, sizes, readout and the neuron.
 
-    ``mlp`` takes ``hidden`` (layer widths, default ``[128]``); ``sdtcm`` takes ``width``
-    (default 64) and ``blocks`` (default 2).
+    ``mlp`` takes ``hidden`` (layer widths, default ``[128]``) and optionally ``neurons``, one
+    neuron per hidden layer (e.g. a CPSN layer then a PRF layer; ``neuron`` then serves only a
+    ``mean_spikes`` readout); ``sdtcm`` takes ``width`` (default 64) and ``blocks`` (default 2).
     """
 
     neuron: NeuronConfig
     arch: str = "mlp"
     hidden: tuple[int, ...] | None = None
+    neurons: tuple[NeuronConfig, ...] | None = None
     width: int | None = None
     blocks: int | None = None
     readout: str = "mean_membrane"
@@ -188,8 +190,8 @@ class ModelConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"model.{key}: unknown value {getattr(self, key)!r}; choose "
                                  f"one of {list(allowed)}")
-        takes = {"mlp": ("hidden",), "sdtcm": ("width", "blocks")}[self.arch]
-        for key in ("hidden", "width", "blocks"):
+        takes = {"mlp": ("hidden", "neurons"), "sdtcm": ("width", "blocks")}[self.arch]
+        for key in ("hidden", "width", "blocks", "neurons"):
             if getattr(self, key) is not None and key not in takes:
                 raise ValueError(f"model.{key} is not an option of arch {self.arch!r} "
                                  f"(it takes {list(takes)})")
@@ -199,6 +201,20 @@ class ModelConfig:
                              f"(hidden={self.hidden}, width={self.width}, blocks={self.blocks})")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"model.dropout must lie in [0, 1), got {self.dropout}")
+        layers = len(self.hidden or (128,))
+        if self.neurons is not None and len(self.neurons) != layers:
+            raise ValueError(f"model.neurons lists {len(self.neurons)} neuron(s) but the "
+                             f"network has {layers} hidden layer(s)")
+
+    def layer_neuron(self, layer: int) -> NeuronConfig:
+        """The neuron of hidden layer ``layer`` (0-based): ``neurons[layer]`` or ``neuron``."""
+        return self.neurons[layer] if self.neurons else self.neuron
+
+    @property
+    def neuron_label(self) -> str:
+        """The hidden layers' neurons for logs, e.g. ``cpsn_bn+prf``."""
+        names = [n.name for n in self.neurons] if self.neurons else [self.neuron.name]
+        return "+".join(dict.fromkeys(names))
 
 
 class SeqBatchNorm(nn.BatchNorm1d):
@@ -290,7 +306,8 @@ class SpikingNetwork(nn.Module):
             for layer, hidden in enumerate(config.hidden or (128,)):
                 layers[f"fc{layer}"] = nn.Linear(width, hidden)
                 layers[f"norm{layer}"] = _norm(config.norm, hidden)
-                layers[f"sn{layer}"] = make_neuron(config.neuron, hidden, steps, layer)
+                layers[f"sn{layer}"] = make_neuron(config.layer_neuron(layer), hidden, steps,
+                                                   layer)
                 layers[f"drop{layer}"] = nn.Dropout(config.dropout)
                 width = hidden
         else:
@@ -316,10 +333,10 @@ class SpikingNetwork(nn.Module):
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Call at the start of every epoch (0-based) of ``epochs`` (e.g. masked PSN's λ)."""
-        on_epoch = NEURONS[self.config.neuron.name].on_epoch
+        schedules = {spec.cls: spec.on_epoch for spec in NEURONS.values() if spec.on_epoch}
         for _, module in self.neuron_layers():
-            if on_epoch is not None and not isinstance(module, Heaviside):
-                on_epoch(module, epoch, epochs)
+            if type(module) in schedules:
+                schedules[type(module)](module, epoch, epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[2] != self.in_features:

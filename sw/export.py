@@ -1,10 +1,13 @@
 """Weight export: per-layer tables in every FPGA format, one manifest, and its verification.
 
-A manifest directory is what ``spikeforge generate --from`` and ``cosim --from`` read. The
-``.hex`` files are canonical (the generated Verilog reads them through ``INIT_FILE``); ``.coe``
-and ``.mif`` hold the same words for vendor memory generators and ``weights.npz`` holds the
-unpacked integer tables for people and notebooks. :func:`load_export` refuses a directory
-whose hashes, shapes or widths disagree *before* anything is generated or simulated.
+An export directory is what ``spikeforge generate --from`` and ``cosim --from`` read. Per
+neuron layer (core) it holds the ROM tables as ``.hex`` (canonical: the generated Verilog reads
+them through ``INIT_FILE`` parameters), Xilinx ``.coe`` and Intel ``.mif`` (the same words, for
+vendor memory generators) and ``<layer>_weights.npz`` (the unpacked integer tables). A whole
+network adds ``network.npz`` (integer synapse and readout weights) and its formats. Everything
+is listed in ``manifest.json`` with a sha256, the source checkpoint's hash and the
+quantisation report. :func:`load_export` and :func:`load_network` refuse a directory whose
+hashes, shapes or widths disagree with the cores *before* anything is generated or simulated.
 """
 
 import hashlib
@@ -13,26 +16,34 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.cpsn_config import CPSNConfig
-from ..hw.cpsn_tables import TABLES, pack_tables, table_width, unpack_tables
+from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
+from ..hw.cores import config_from_json, core_type
 from ..hw.memfile import read_hex, write_coe, write_hex, write_mif
 
-__all__ = ["MANIFEST", "ExportError", "export_layers", "load_export", "sha256_file"]
+__all__ = ["MANIFEST", "NETWORK_NPZ", "ExportError", "export_layers", "export_network",
+           "load_export", "load_network", "sha256_file"]
 
 MANIFEST = "manifest.json"
-#: The configuration's integer arrays, stored unpacked in ``weights.npz``.
-ARRAYS = ("signs", "exponents", "bias")
+NETWORK_NPZ = "network.npz"
 FORMAT = "spikeforge-export"
-VERSION = 1
+VERSION = 2
 
-#: What each CPSN table element means, for the manifest's readers.
-_TABLE_FORMATS = {
-    "signs": "tap sign in {-1, 0, +1} (0 = disabled tap), 2-bit two's complement",
-    "shifts": "left shift = exponent - exp_min, unsigned",
-    "bias": "bias in accumulator units 2^(exp_min - input_frac_bits), two's complement",
+#: (neuron, table) → (logical shape axes, signed, what an element means), for the readers.
+_TABLE_INFO = {
+    ("cpsn", "signs"): (("channels", "order"), True,
+                        "tap sign in {-1, 0, +1} (0 = disabled tap), 2-bit two's complement"),
+    ("cpsn", "shifts"): (("channels", "order"), False, "left shift = exponent - exp_min"),
+    ("cpsn", "bias"): (("channels",), True,
+                       "bias in accumulator units 2^(exp_min - input_frac_bits)"),
+    ("prf", "delta"): (("channels",), False,
+                       "input scale Δ, delta_frac_bits fraction bits (dsp: integer; shift_add: "
+                       "csd_terms signed digits, 2-bit sign above the bit position)"),
+    ("prf", "powers"): (("time_parallelism", "channels", 2), True,
+                        "Λ^n for n = 1..P, real then imaginary, coef_frac_bits fraction bits "
+                        "(dsp: integer; shift_add: csd_terms signed digits)"),
+    ("prf", "v_th"): (("channels",), True, "threshold on the state grid (state_frac_bits)"),
 }
-_TABLE_SHAPES = {"signs": ("channels", "order"), "shifts": ("channels", "order"),
-                 "bias": ("channels",)}
+_SYNAPSE_FIELDS = ("weight_width", "weight_frac_bits", "shift", "out_width", "input_bound")
 
 
 class ExportError(ValueError):
@@ -43,53 +54,98 @@ def sha256_file(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _table_entry(config: CPSNConfig, layer: str, table: str, words, out_dir: Path) -> dict:
-    element_width, per_word = table_width(config, table)
-    word_width = element_width * per_word
-    files = {"hex": f"{layer}_{table}.hex", "coe": f"{layer}_{table}.coe",
-             "mif": f"{layer}_{table}.mif"}
-    write_hex(out_dir / files["hex"], words, word_width)
-    write_coe(out_dir / files["coe"], words, word_width)
-    write_mif(out_dir / files["mif"], words, word_width)
-    return {
-        "shape": [getattr(config, axis) for axis in _TABLE_SHAPES[table]],
-        "element_width": element_width,
-        "signed": table != "shifts",
-        "format": _TABLE_FORMATS[table],
-        "words": config.groups,
-        "elements_per_word": per_word,
-        "word_width": word_width,
-        "files": files,
-        "sha256": {kind: sha256_file(out_dir / name) for kind, name in files.items()},
-    }
+def _shape(config, axes) -> list[int]:
+    return [axis if isinstance(axis, int) else getattr(config, axis) for axis in axes]
 
 
-def export_layers(layers: list[tuple[str, CPSNConfig]], out_dir, *,
-                  source: dict | None = None, extra: dict | None = None) -> dict:
-    """Write every layer's tables and ``manifest.json``; returns the manifest.
+def _expected_tables(config) -> dict:
+    """What the core needs of each table: words and layout, from the configuration."""
+    kind = core_type(config)
+    expected = {}
+    for table, (words, word_width) in kind.table_words(config).items():
+        element_width, per_word = kind.layout(config, table)
+        axes, signed, meaning = _TABLE_INFO[kind.neuron, table]
+        expected[table] = {
+            "words": words,
+            "info": {"shape": _shape(config, axes), "signed": signed, "format": meaning,
+                     "element_width": element_width, "elements_per_word": per_word,
+                     "word_width": word_width, "depth": len(words)},
+        }
+    return expected
 
-    ``source`` describes where the weights came from (checkpoint path and its sha256);
-    ``extra`` is copied into the manifest (e.g. the quantisation report).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = [name for name, _ in layers]
-    if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
-        raise ValueError(f"layer names must be unique identifiers, got {names}")
-    entries = []
-    for name, config in layers:
-        scalars = {k: v for k, v in config.to_json().items() if k not in ARRAYS}
-        tables = {table: _table_entry(config, name, table, words, out_dir)
-                  for table, words in pack_tables(config).items()}
-        npz = f"{name}_weights.npz"
-        np.savez(out_dir / npz, signs=config.signs, exponents=config.exponents,
-                 bias=config.bias)
-        entries.append({"name": name, "neuron": "cpsn", "config": scalars, "tables": tables,
-                        "npz": {"file": npz, "sha256": sha256_file(out_dir / npz)}})
+
+def _write_tables(config, layer: str, out_dir: Path) -> dict:
+    tables = {}
+    for table, expected in _expected_tables(config).items():
+        words, info = expected["words"], expected["info"]
+        files = {kind: f"{layer}_{table}.{kind}" for kind in ("hex", "coe", "mif")}
+        write_hex(out_dir / files["hex"], words, info["word_width"])
+        write_coe(out_dir / files["coe"], words, info["word_width"])
+        write_mif(out_dir / files["mif"], words, info["word_width"])
+        tables[table] = {**info, "files": files,
+                         "sha256": {kind: sha256_file(out_dir / name)
+                                    for kind, name in files.items()}}
+    return tables
+
+
+def _core_entry(name: str, config, out_dir: Path) -> dict:
+    arrays = type(config)._JSON_TABLES
+    scalars = {k: v for k, v in config.to_json().items() if k not in arrays}
+    npz = f"{name}_weights.npz"
+    np.savez(out_dir / npz, **{table: getattr(config, table) for table in arrays})
+    return {"name": name, "neuron": core_type(config).neuron, "config": scalars,
+            "tables": _write_tables(config, name, out_dir),
+            "npz": {"file": npz, "sha256": sha256_file(out_dir / npz)}}
+
+
+def _write_manifest(out_dir: Path, entries: list, source, extra) -> dict:
     manifest = {"format": FORMAT, "version": VERSION, "source": source or {}, "layers": entries,
                 **(extra or {})}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _check_names(names: list[str]) -> None:
+    if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+        raise ValueError(f"layer names must be unique identifiers, got {names}")
+
+
+def export_layers(layers: list, out_dir, *, source: dict | None = None,
+                  extra: dict | None = None) -> dict:
+    """Write the tables of ``[(name, CPSNConfig | PRFConfig)]`` and ``manifest.json``.
+
+    ``source`` says where the weights came from (checkpoint path and its sha256); ``extra`` is
+    copied into the manifest. Returns the manifest.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_names([name for name, _ in layers])
+    entries = [_core_entry(name, config, out_dir) for name, config in layers]
+    return _write_manifest(out_dir, entries, source, extra)
+
+
+def export_network(network: IntegerNetwork, out_dir, *, source: dict | None = None,
+                   extra: dict | None = None) -> dict:
+    """Write every core's tables, ``network.npz`` and ``manifest.json`` for ``network``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_names([layer.name for layer in network.layers] + ["readout"])
+    entries = [_core_entry(layer.name, layer.core, out_dir) for layer in network.layers]
+    synapses = [(layer.name, layer.synapse) for layer in network.layers] + \
+        [("readout", network.readout)]
+    np.savez(out_dir / NETWORK_NPZ, **{f"{name}_{part}": getattr(synapse, part)
+                                       for name, synapse in synapses
+                                       for part in ("weight", "bias")})
+    description = {
+        "input": {"features": network.in_features, "width": network.input_width,
+                  "frac_bits": network.input_frac_bits},
+        "synapses": {name: {"inputs": synapse.inputs, "outputs": synapse.outputs,
+                            **{f: getattr(synapse, f) for f in _SYNAPSE_FIELDS}}
+                     for name, synapse in synapses},
+        "readout_kind": network.readout_kind,
+        "npz": {"file": NETWORK_NPZ, "sha256": sha256_file(out_dir / NETWORK_NPZ)},
+    }
+    return _write_manifest(out_dir, entries, source, {"network": description, **(extra or {})})
 
 
 def _check_hash(directory: Path, layer: str, file_name: str, expected: str) -> Path:
@@ -102,14 +158,7 @@ def _check_hash(directory: Path, layer: str, file_name: str, expected: str) -> P
     return path
 
 
-def load_export(directory) -> tuple[dict, list[tuple[str, CPSNConfig]]]:
-    """Verify an export directory and rebuild each layer's configuration from its ``.hex``.
-
-    Checks the format marker, every file's sha256, that each layer has every table, that the
-    table shapes and widths agree with the core the configuration describes, and that the
-    ``.hex`` tables equal ``weights.npz``. Returns ``(manifest, [(name, config)])``.
-    """
-    directory = Path(directory)
+def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
         raise ExportError(f"{directory} has no {MANIFEST}; run `spikeforge export` first")
@@ -117,46 +166,95 @@ def load_export(directory) -> tuple[dict, list[tuple[str, CPSNConfig]]]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path}: not valid JSON ({exc})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
+            manifest.get("version") != VERSION:
         raise ExportError(f"{path}: not a {FORMAT} v{VERSION} manifest")
-    layers = []
-    for entry in manifest.get("layers", []):
-        name = entry.get("name", "?")
-        if entry.get("neuron") != "cpsn":
-            raise ExportError(f"layer {name!r}: unsupported neuron {entry.get('neuron')!r}")
-        missing = sorted(set(TABLES) - set(entry.get("tables", {})))
-        if missing:
-            raise ExportError(f"layer {name!r}: table(s) {missing} missing from the manifest")
-        with np.load(_check_hash(directory, name, entry["npz"]["file"],
-                                 entry["npz"]["sha256"])) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        try:
-            config = CPSNConfig.from_json({**entry["config"], **{k: v.tolist()
-                                                                   for k, v in arrays.items()}})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ExportError(f"layer {name!r}: {exc}") from None
-        packed = {}
-        for table in TABLES:
-            info = entry["tables"][table]
-            element_width, per_word = table_width(config, table)
-            want = {"element_width": element_width, "elements_per_word": per_word,
-                    "word_width": element_width * per_word, "words": config.groups,
-                    "shape": [getattr(config, a) for a in _TABLE_SHAPES[table]]}
-            for key, value in want.items():
-                if info.get(key) != value:
-                    raise ExportError(f"layer {name!r}, table {table!r}: {key} is "
-                                      f"{info.get(key)} in the manifest but the core needs "
-                                      f"{value}")
-            for kind, file_name in info["files"].items():
-                _check_hash(directory, name, file_name, info["sha256"][kind])
-            packed[table] = read_hex(directory / info["files"]["hex"], want["word_width"],
-                                     config.groups)
-        from_hex = unpack_tables(config, packed)
-        for table in ARRAYS:
-            if not np.array_equal(getattr(from_hex, table), getattr(config, table)):
-                raise ExportError(f"layer {name!r}: the .hex tables and {entry['npz']['file']} "
-                                  f"disagree on {table}")
-        layers.append((name, from_hex))
-    if not layers:
+    if not manifest.get("layers"):
         raise ExportError(f"{path}: the manifest lists no layers")
-    return manifest, layers
+    return manifest
+
+
+def _load_npz(directory: Path, name: str, entry: dict) -> dict:
+    try:
+        file_name, digest = entry["file"], entry["sha256"]
+    except (KeyError, TypeError):
+        raise ExportError(f"layer {name!r}: the manifest's npz entry is incomplete") from None
+    with np.load(_check_hash(directory, name, file_name, digest)) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def _load_core(directory: Path, entry: dict):
+    """One layer's configuration, after checking its tables against the core it describes."""
+    name = entry.get("name", "?")
+    arrays = _load_npz(directory, name, entry.get("npz"))
+    try:
+        config = config_from_json({**entry["config"], "neuron": entry.get("neuron"),
+                                   **{k: v.tolist() for k, v in arrays.items()}})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"layer {name!r}: {exc}") from None
+    expected = _expected_tables(config)
+    listed = entry.get("tables", {})
+    missing = sorted(set(expected) - set(listed))
+    if missing:
+        raise ExportError(f"layer {name!r}: table(s) {missing} missing from the manifest")
+    for table, want in expected.items():
+        info = listed[table]
+        for key in ("shape", "element_width", "elements_per_word", "word_width", "depth"):
+            if info.get(key) != want["info"][key]:
+                raise ExportError(f"layer {name!r}, table {table!r}: {key} is {info.get(key)} "
+                                  f"in the manifest but the core needs {want['info'][key]}")
+        for kind, file_name in info["files"].items():
+            _check_hash(directory, name, file_name, info["sha256"][kind])
+        try:
+            words = read_hex(directory / info["files"]["hex"], info["word_width"], info["depth"])
+        except ValueError as exc:
+            raise ExportError(f"layer {name!r}: {exc}") from None
+        if words != want["words"]:
+            raise ExportError(f"layer {name!r}: {info['files']['hex']} and {entry['npz']['file']} "
+                              f"disagree (table {table!r})")
+    return config
+
+
+def load_export(directory) -> tuple[dict, list]:
+    """Verify an export directory; returns ``(manifest, [(layer name, core configuration)])``.
+
+    Checks the format marker, every file's sha256, that each layer has every table its core
+    reads, that the table shapes and widths agree with that core, and that the ``.hex`` words
+    equal the tables packed from ``<layer>_weights.npz``.
+    """
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    return manifest, [(entry.get("name", "?"), _load_core(directory, entry))
+                      for entry in manifest["layers"]]
+
+
+def load_network(directory) -> tuple[dict, IntegerNetwork]:
+    """Verify an export of a whole network (:func:`load_export` plus ``network.npz``) and
+    rebuild its :class:`~spikeforge.golden.network_int.IntegerNetwork`."""
+    directory = Path(directory)
+    manifest, cores = load_export(directory)
+    description = manifest.get("network")
+    if not isinstance(description, dict):
+        raise ExportError(f"{directory / MANIFEST}: an export of cores only, not of a network "
+                          f"(made by `spikeforge export RUN`)")
+    arrays = _load_npz(directory, "network", description.get("npz"))
+    try:
+        synapses = {}
+        for name, fields in description["synapses"].items():
+            synapses[name] = IntegerSynapse(weight=arrays[f"{name}_weight"],
+                                            bias=arrays[f"{name}_bias"],
+                                            **{f: fields[f] for f in _SYNAPSE_FIELDS})
+            if [synapses[name].outputs, synapses[name].inputs] != [fields["outputs"],
+                                                                   fields["inputs"]]:
+                raise ValueError(f"synapse {name!r}: network.npz holds a "
+                                 f"{synapses[name].outputs}x{synapses[name].inputs} matrix, "
+                                 f"the manifest says {fields['outputs']}x{fields['inputs']}")
+        network = IntegerNetwork(
+            input_width=description["input"]["width"],
+            input_frac_bits=description["input"]["frac_bits"],
+            layers=tuple(IntegerLayer(name, synapses[name], core) for name, core in cores),
+            readout=synapses["readout"], readout_kind=description["readout_kind"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{directory / MANIFEST}: the network does not fit together: "
+                          f"{type(exc).__name__}: {exc}") from None
+    return manifest, network

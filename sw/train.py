@@ -391,7 +391,7 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config),
                                                             sort_keys=False))
-        log(f"training {config.model.neuron.name} ({config.model.arch}) on {config.data.name}:"
+        log(f"training {config.model.neuron_label} ({config.model.arch}) on {config.data.name}:"
             f" {sum(p.numel() for p in model.parameters())} parameters, seed {seed}, "
             f"{world} process(es) on {device} ({torch.get_num_threads()} threads each), "
             f"epochs {start + 1}..{config.train.epochs} -> {out_dir}")
@@ -565,7 +565,7 @@ def evaluate(run, which, device):
     except (CheckpointError, DatasetNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     result = evaluate_model(model, data.test, data.task, device)
-    click.echo(f"{path}: {config.model.neuron.name} ({config.model.arch}) on "
+    click.echo(f"{path}: {config.model.neuron_label} ({config.model.arch}) on "
                f"{config.data.name}, epoch {checkpoint['epoch']}/{checkpoint['epochs']}, "
                f"seed {checkpoint['seed']}")
     click.echo(f"test accuracy  {100 * result['acc']:.2f}% ({len(data.test)} samples, "

@@ -182,12 +182,14 @@ def test_float_module_rejects_nan_and_bad_shapes():
         module(torch.zeros(3, 1, 5))
 
 
-def test_export_refuses_bias_that_does_not_fit():
+def test_export_widens_the_default_bias_width_and_refuses_a_given_one():
     module = CPSN(2, 2)
     with torch.no_grad():
         module.bias.fill_(-1e6)
+    config = module.to_config(input_width=8, input_frac_bits=4)
+    assert config.bias[0] == -1e6 * 2 ** 8 and config.bias_width == 29  # -2^28 + ... fits 29 bits
     with pytest.raises(ValueError, match="CPSNConfig.bias"):
-        module.to_config(input_width=8, input_frac_bits=4)
+        module.to_config(input_width=8, input_frac_bits=4, bias_width=16)
 
 
 def test_power_of_two_codes_match_quantiser(seed):

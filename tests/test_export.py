@@ -64,7 +64,7 @@ def test_not_a_manifest(tmp_path):
     with pytest.raises(ExportError, match="has no manifest.json"):
         load_export(tmp_path)
     (tmp_path / MANIFEST).write_text(json.dumps({"format": "other"}))
-    with pytest.raises(ExportError, match="not a spikeforge-export v1 manifest"):
+    with pytest.raises(ExportError, match="not a spikeforge-export v2 manifest"):
         load_export(tmp_path)
 
 
@@ -77,5 +77,21 @@ def test_hex_and_npz_must_agree(exported):
     from spikeforge.sw.export import sha256_file
     manifest["layers"][0]["npz"]["sha256"] = sha256_file(directory / "layer0_weights.npz")
     (directory / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ExportError, match="disagree on signs"):
+    with pytest.raises(ExportError, match=r"layer0_signs.hex and layer0_weights.npz disagree \(table .signs.\)"):
         load_export(directory)
+
+
+def test_prf_layers_round_trip_and_are_checked(tmp_path, rng):
+    from spikeforge.sim.regression import random_prf_config
+
+    config = random_prf_config(rng)
+    export_layers([("prf0", config)], tmp_path)
+    _, [(name, loaded)] = load_export(tmp_path)
+    assert name == "prf0" and loaded.to_json() == config.to_json()
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    powers = manifest["layers"][0]["tables"]["powers"]
+    assert powers["shape"] == [config.time_parallelism, config.channels, 2]
+    manifest["layers"][0]["config"]["state_width"] += 3  # v_th words would be wider
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=r"layer 'prf0', table 'v_th': element_width"):
+        load_export(tmp_path)

@@ -1,0 +1,219 @@
+"""Bit-exact integer model of a whole network: what an exported network computes.
+
+A network is an input quantiser, then per hidden layer an integer *synapse* (fully connected,
+BatchNorm folded in) feeding a neuron *core* (CPSN or PRF, exactly the hardware's integer
+model), then an integer readout. Semantics (``docs/network_fixed_point.md``):
+
+    input       X = sat_W0(round(x · 2^f0))                      (round half to even)
+    synapse l   A = Wq · a + bq                                   (exact, int64)
+                U = sat_Wl(round_shift(A, shift_l))               (round half up)
+    core l      S = core(U)                                       (cpsn_integer / prf_integer)
+    readout     Z = Σ_t (Rq · S_t + rq)   or   Rq · S_{T−1} + rq  (exact), class = argmax Z
+
+``a`` is ``X`` for the first layer and the previous core's spikes after it. The neuron inputs
+``U`` are what the cores receive on their input stream; :class:`NetworkTrace` records them so
+co-simulation can feed each core the integers the model saw.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ..hw.cpsn_config import CPSNConfig
+from ..hw.prf_config import PRFConfig
+from .cpsn_int import cpsn_integer
+from .fixed import check_int, check_int_array, signed_range
+from .prf_int import prf_integer, round_shift
+
+__all__ = ["IntegerSynapse", "IntegerLayer", "IntegerNetwork", "NetworkTrace", "READOUTS",
+           "core_spikes", "saturate"]
+
+READOUTS = ("mean_membrane", "last_membrane")
+_ACCUMULATOR_BITS = 62  # every sum must fit int64 with margin
+
+
+def saturate(values: np.ndarray, width: int) -> tuple[np.ndarray, int]:
+    """Clip to the signed ``width``-bit range; returns ``(values, number clipped)``."""
+    lo, hi = signed_range(width)
+    clipped = int(np.count_nonzero((values < lo) | (values > hi)))
+    return np.clip(values, lo, hi), clipped
+
+
+def core_spikes(config, x: np.ndarray) -> np.ndarray:
+    """Spikes ``[T, N, C]`` of a core's integer model (CPSN or PRF) for inputs ``x``."""
+    if isinstance(config, CPSNConfig):
+        return cpsn_integer(config, x)[0].astype(np.int64)
+    if isinstance(config, PRFConfig):
+        return prf_integer(config, x)[0]
+    raise TypeError(f"no integer core model for a {type(config).__name__}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IntegerSynapse:
+    """A fully connected layer in integer arithmetic.
+
+    Members:
+        weight: ``[outputs, inputs]`` signed ``weight_width``-bit integers, real value
+            ``weight · 2^−weight_frac_bits``.
+        bias: ``[outputs]`` integers on the accumulator grid.
+        weight_width, weight_frac_bits: the weight format.
+        shift: right shift (round half up) from the accumulator to the output grid; negative
+            is an exact left shift. Ignored when ``out_width`` is None.
+        out_width: signed width the output saturates to (a core's ``input_width``); None keeps
+            the exact accumulator (the readout).
+        input_bound: largest ``|a|`` the inputs may have (1 for spikes), for the overflow check.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    weight_width: int
+    weight_frac_bits: int
+    shift: int
+    out_width: int | None
+    input_bound: int
+
+    def __post_init__(self):
+        owner = "IntegerSynapse"
+        width = check_int(owner, "weight_width", self.weight_width, min_value=2, max_value=32)
+        check_int(owner, "weight_frac_bits", self.weight_frac_bits, min_value=-64, max_value=64)
+        check_int(owner, "shift", self.shift, min_value=-62, max_value=62)
+        check_int(owner, "input_bound", self.input_bound, min_value=1)
+        if self.out_width is not None:
+            check_int(owner, "out_width", self.out_width, min_value=2, max_value=32)
+        weight = np.asarray(self.weight)
+        if weight.ndim != 2:
+            raise ValueError(f"{owner}.weight must be [outputs, inputs], got {list(weight.shape)}")
+        lo, hi = signed_range(width)
+        object.__setattr__(self, "weight", check_int_array(owner, "weight", weight, weight.shape,
+                                                           min_value=lo, max_value=hi))
+        object.__setattr__(self, "bias", check_int_array(owner, "bias", self.bias,
+                                                         (weight.shape[0],)))
+        largest = (int(np.abs(self.weight).sum(axis=1).max()) * self.input_bound
+                   + int(np.abs(self.bias).max()))
+        if largest.bit_length() >= _ACCUMULATOR_BITS:
+            raise ValueError(f"{owner}: the accumulator could reach {largest}, more than "
+                             f"{_ACCUMULATOR_BITS} bits; reduce the weight or input widths")
+
+    @property
+    def inputs(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def outputs(self) -> int:
+        return self.weight.shape[0]
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """``W · a + b`` exactly, for ``a`` ``[..., inputs]`` integers."""
+        return np.asarray(a, dtype=np.int64) @ self.weight.T + self.bias
+
+    def __call__(self, a: np.ndarray) -> tuple[np.ndarray, int]:
+        """``(outputs, number saturated)`` on the output grid."""
+        return saturate(round_shift(self.accumulate(a), self.shift), self.out_width)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IntegerLayer:
+    """A hidden layer: ``name`` (the core's name, e.g. ``sn0``), its synapse and its core."""
+
+    name: str
+    synapse: IntegerSynapse
+    core: object  # CPSNConfig | PRFConfig
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"layer name {self.name!r} must be an identifier")
+        if self.synapse.out_width != self.core.input_width:
+            raise ValueError(f"layer {self.name!r}: the synapse saturates to "
+                             f"{self.synapse.out_width} bits but the core takes "
+                             f"{self.core.input_width}-bit inputs")
+        if self.synapse.outputs != self.core.channels:
+            raise ValueError(f"layer {self.name!r}: the synapse has {self.synapse.outputs} "
+                             f"outputs but the core has {self.core.channels} channels")
+
+
+@dataclasses.dataclass
+class NetworkTrace:
+    """What one run of :class:`IntegerNetwork` saw.
+
+    Members:
+        logits: ``[N, outputs]`` int64 readout ``Z``.
+        inputs: layer name → ``[T, N, C]`` integer core inputs ``U``.
+        spikes: layer name → ``[T, N, C]`` core spikes.
+        saturated: ``"input"`` and each layer name → number of values clipped.
+    """
+
+    logits: np.ndarray
+    inputs: dict
+    spikes: dict
+    saturated: dict
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class IntegerNetwork:
+    """The exported network (see the module docstring).
+
+    Members:
+        input_width, input_frac_bits: format of the quantised network input ``X``.
+        layers: the hidden layers, input to output.
+        readout: the output synapse (``out_width=None``).
+        readout_kind: ``mean_membrane`` (sum over time) or ``last_membrane`` (last step).
+    """
+
+    input_width: int
+    input_frac_bits: int
+    layers: tuple
+    readout: IntegerSynapse
+    readout_kind: str
+
+    def __post_init__(self):
+        check_int("IntegerNetwork", "input_width", self.input_width, min_value=2, max_value=32)
+        if self.readout_kind not in READOUTS:
+            raise ValueError(f"IntegerNetwork.readout_kind must be one of {READOUTS}, got "
+                             f"{self.readout_kind!r}")
+        if not self.layers:
+            raise ValueError("IntegerNetwork needs at least one hidden layer")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.readout.out_width is not None:
+            raise ValueError("IntegerNetwork.readout must keep the exact accumulator "
+                             "(out_width=None)")
+        widths = [self.layers[0].synapse.inputs] + [layer.core.channels for layer in self.layers]
+        consumers = [layer.synapse for layer in self.layers] + [self.readout]
+        for index, (width, synapse) in enumerate(zip(widths, consumers)):
+            if synapse.inputs != width:
+                what = "the readout" if index == len(self.layers) else \
+                    f"layer {self.layers[index].name!r}"
+                raise ValueError(f"{what} takes {synapse.inputs} inputs but receives {width}")
+
+    @property
+    def in_features(self) -> int:
+        return self.layers[0].synapse.inputs
+
+    def quantise_input(self, x) -> tuple[np.ndarray, int]:
+        """``(X, number saturated)`` for a float input ``[T, N, in_features]``."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 3 or x.shape[2] != self.in_features:
+            raise ValueError(f"network input must be [T, N, {self.in_features}], got "
+                             f"{list(x.shape)}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("network input contains NaN or infinity")
+        return saturate(np.round(np.ldexp(x, self.input_frac_bits)).astype(np.int64),
+                        self.input_width)
+
+    def run(self, x) -> NetworkTrace:
+        """Run on a float input ``[T, N, in_features]`` (quantised by :meth:`quantise_input`)."""
+        activity, clipped = self.quantise_input(x)
+        trace = NetworkTrace(logits=None, inputs={}, spikes={}, saturated={"input": clipped})
+        for layer in self.layers:
+            drive, clipped = layer.synapse(activity)
+            activity = core_spikes(layer.core, drive)
+            trace.inputs[layer.name], trace.spikes[layer.name] = drive, activity
+            trace.saturated[layer.name] = clipped
+        if self.readout_kind == "mean_membrane":
+            trace.logits = self.readout.accumulate(activity).sum(axis=0)
+        else:
+            trace.logits = self.readout.accumulate(activity[-1])
+        return trace
