@@ -21,7 +21,7 @@ import numpy as np
 
 from ..hw.cores import core_type, core_verilog, table_file
 from ..hw.generate import ROM_MODULE
-from ..hw.memfile import write_hex
+from ..hw.memfile import read_hex, write_hex
 from .beats import random_samples
 from .verilator import verilator_env
 
@@ -127,15 +127,18 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               max_steps: int = 32, valid_probability: float = 0.8,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
               build_root=None, run_dir=None, weight_storage: str = "file",
-              waves: bool = False, **options) -> CosimResult:
+              table_files: dict | None = None, waves: bool = False,
+              **options) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
     ``max_steps`` time steps drawn from ``seed``. ``weight_storage='baked'`` verifies the
     Verilog with tables inside (one build per weight set); ``options`` go to the generator
     (CPSN: ``arith='multiply'`` verifies the multiplier baseline against the same golden
-    model). Raises nothing on a mismatch: the result's ``mismatch`` says where the first one
-    happened.
+    model). ``table_files`` maps each table to a ``.hex`` file (an export's) that the core
+    reads instead of tables written from ``config``; they must hold exactly the words the
+    configuration packs to. Raises nothing on a mismatch: the result's ``mismatch`` says where
+    the first one happened.
     """
     from cocotb_tools.runner import get_runner
 
@@ -147,7 +150,14 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
     run_dir.mkdir(parents=True)
     if weight_storage == "file":
         for table, (words, width) in core_type(config).table_words(config, **options).items():
-            write_hex(run_dir / table_file(CORE_NAME, table), words, width)
+            target = run_dir / table_file(CORE_NAME, table)
+            if table_files is None:
+                write_hex(target, words, width)
+            elif read_hex(table_files[table], width, len(words)) == words:
+                shutil.copyfile(table_files[table], target)
+            else:
+                raise ValueError(f"{table_files[table]} does not hold the {table!r} table of "
+                                 f"this configuration")
     job = {"config": config.to_json(), "seed": seed, "samples": samples,
            "min_steps": min_steps, "max_steps": max_steps,
            "valid_probability": valid_probability, "ready_probability": ready_probability,

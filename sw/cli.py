@@ -12,6 +12,8 @@ from .. import __version__
 from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS
 from .configs import load_core_config
+from .demo import demo
+from .train import evaluate, train
 
 
 def _fail(message: str):
@@ -49,8 +51,11 @@ def main():
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Core configuration (JSON), e.g. examples/cpsn.json.")
+@click.option("--from", "export_dir", type=click.Path(file_okay=False),
+              help="An export directory (`spikeforge export`): one core per neuron layer in "
+                   "<out>/<layer>, reading the exported tables.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the Verilog, .hex tables and the core description.")
 @click.option("--name", default=None, help="Verilog module name (default: <neuron>_core).")
@@ -62,10 +67,25 @@ def main():
               show_default=True,
               help="shift_add: the multiplication-free datapath; multiply: the baseline with a "
                    "real multiplier per tap (same results), for comparison.")
-def generate(config_path, out_dir, name, weight_storage, arith):
-    """Write a core's Verilog, weight tables and JSON description (CPSN or PRF)."""
+def generate(config_path, export_dir, out_dir, name, weight_storage, arith):
+    """Write a core's Verilog, weight tables and JSON description (CPSN or PRF), or with
+    --from one core per neuron layer of an exported network."""
     from ..hw.generate import generate_core
 
+    if (config_path is None) == (export_dir is None):
+        _fail("give either --config (one core) or --from (an export directory)")
+    if export_dir is not None:
+        from .export import ExportError
+        from .network import generate_from
+
+        click.echo(f"generating the cores of {export_dir}:")
+        try:
+            descriptions = generate_from(export_dir, out_dir, arith=arith, log=click.echo)
+        except (ExportError, ValueError) as exc:
+            _fail(str(exc))
+        click.echo(f"wrote {len(descriptions)} cores to {out_dir} (tables read through "
+                   f"$readmemh from the exported .hex files)")
+        return
     config = _load(config_path)
     try:
         description = generate_core(config, out_dir, name=name, weight_storage=weight_storage,
@@ -88,8 +108,11 @@ def generate(config_path, out_dir, name, weight_storage, arith):
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Core configuration (JSON).")
+@click.option("--from", "export_dir", type=click.Path(file_okay=False),
+              help="An export directory (`spikeforge export`): every core is fed the integer "
+                   "inputs the integer model records on --samples test samples.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Stimulus and timing seed.")
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1),
               help="Random input samples.")
@@ -106,12 +129,20 @@ def generate(config_path, out_dir, name, weight_storage, arith):
               help="Verilator build cache (default: build/cosim).")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the summary as JSON.")
-def cosim(config_path, seed, samples, min_steps, max_steps, valid_probability,
+def cosim(config_path, export_dir, seed, samples, min_steps, max_steps, valid_probability,
           ready_probability, weight_storage, waves, build_dir, json_path):
-    """Co-simulate a core under Verilator against the bit-exact golden model."""
+    """Co-simulate a core under Verilator against the bit-exact golden model, or with --from
+    every core of an exported network on real test samples."""
     from ..sim.runner import run_cosim
     from ..sim.verilator import MissingToolError
 
+    if (config_path is None) == (export_dir is None):
+        _fail("give either --config (one core, random stimulus) or --from (an export "
+              "directory, real test data)")
+    if export_dir is not None:
+        _cosim_export(export_dir, seed, samples, valid_probability, ready_probability,
+                      build_dir, json_path)
+        return
     if min_steps > max_steps:
         _fail(f"--min-steps ({min_steps}) is larger than --max-steps ({max_steps})")
     config = _load(config_path)
@@ -150,6 +181,133 @@ def cosim(config_path, seed, samples, min_steps, max_steps, valid_probability,
         click.echo("FAIL: the hardware differs from the golden model", err=True)
         sys.exit(1)
     click.echo("PASS: every output beat matches the golden model")
+
+
+@main.command("export")
+@click.argument("run", required=False, type=click.Path(exists=True))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Export directory [default: build/<run name>].")
+@click.option("--check", "check_dir", default=None, type=click.Path(file_okay=False),
+              help="Only verify an export directory: hashes, shapes and widths.")
+@click.option("--input-width", default=8, show_default=True, type=click.IntRange(2, 24),
+              help="Bits of the quantised network input.")
+@click.option("--core-input-width", default=8, show_default=True, type=click.IntRange(2, 24),
+              help="Bits of every core's input (the synapse outputs).")
+@click.option("--weight-width", default=8, show_default=True, type=click.IntRange(2, 24),
+              help="Bits of the synapse and readout weights.")
+@click.option("--percentile", default=99.99, show_default=True,
+              type=click.FloatRange(0, 100, min_open=True),
+              help="Calibration: this percentile of |activation| must fit; larger values "
+                   "saturate (counted in the report).")
+@click.option("--calibration-samples", default=512, show_default=True,
+              type=click.IntRange(min=1), help="Training samples used for calibration.")
+@click.option("--lanes", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Channels per beat of every core (largest divisor of the width).")
+@click.option("--prf-coef-mode", type=click.Choice(["shift_add", "dsp"]), default="shift_add",
+              show_default=True, help="PRF coefficients as CSD shift-adds or multipliers.")
+@click.option("--prf-csd-terms", default=4, show_default=True, type=click.IntRange(1, 8))
+@click.option("--prf-coef-width", default=16, show_default=True, type=click.IntRange(2, 32))
+@click.option("--prf-parallelism", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="PRF time steps per beat (a power of two).")
+@click.option("--tolerance", default=None, type=click.FloatRange(0, 100, max_open=True),
+              help="Search the smallest widths whose integer accuracy (validation split) is "
+                   "within this many percentage points of the float network's.")
+def export(run, out_dir, check_dir, input_width, core_input_width, weight_width, percentile,
+           calibration_samples, lanes, prf_coef_mode, prf_csd_terms, prf_coef_width,
+           prf_parallelism, tolerance):
+    """Quantise a trained run (RUN: its directory or a checkpoint) to integer weight tables:
+    .hex/.coe/.mif per core table, weights.npz and a hashed manifest.json."""
+    from ..golden.data import DatasetNotFoundError
+    from .checkpoint import CheckpointError
+    from .export import ExportError, load_export, load_network
+    from .network import core_rows, export_run
+    from .quantise import Formats, QuantisationError
+
+    if (run is None) == (check_dir is None):
+        _fail("give either RUN (to export) or --check DIR (to verify an export)")
+    if check_dir is not None:
+        try:
+            manifest, layers = load_export(check_dir)
+            if "network" in manifest:
+                load_network(check_dir)
+        except ExportError as exc:
+            _fail(str(exc))
+        files = sum(len(t["files"]) for e in manifest["layers"] for t in e["tables"].values())
+        click.echo(_table(core_rows(manifest)))
+        network = " and network.npz" if "network" in manifest else ""
+        click.echo(f"OK: {len(layers)} layer(s), {files} table files{network}: hashes, shapes "
+                   f"and widths agree with the cores")
+        return
+    out_dir = Path(out_dir or Path("build", Path(run).stem if Path(run).is_file()
+                                   else Path(run).name))
+    try:
+        formats = Formats(input_width=input_width, core_input_width=core_input_width,
+                          weight_width=weight_width, percentile=percentile, lanes=lanes,
+                          prf_coef_mode=prf_coef_mode, prf_csd_terms=prf_csd_terms,
+                          prf_coef_width=prf_coef_width, prf_time_parallelism=prf_parallelism)
+        manifest = export_run(run, out_dir, formats,
+                              tolerance=None if tolerance is None else tolerance / 100,
+                              calibration_samples=calibration_samples, log=click.echo)
+    except (CheckpointError, DatasetNotFoundError, ExportError, QuantisationError,
+            ValueError) as exc:
+        _fail(str(exc))
+    click.echo(_table(report_rows(manifest["report"]) + core_rows(manifest)))
+    click.echo(f"wrote {out_dir}/{'manifest.json'} and the tables of "
+               f"{len(manifest['layers'])} core(s)")
+
+
+def report_rows(report: dict) -> list[tuple[str, str]]:
+    """Table rows of a quantisation report."""
+    rows = [("float accuracy", f"{100 * report['float_accuracy']:.2f}% "
+                               f"({report['samples']} test samples)"),
+            ("integer accuracy", f"{100 * report['integer_accuracy']:.2f}% (same samples, "
+                                 f"{100 * report['prediction_agreement']:.2f}% same "
+                                 f"predictions)"),
+            ("input saturated", str(report["input_saturated"]))]
+    for name, layer in report["layers"].items():
+        rows.append((f"{name} ({layer['neuron']})",
+                     f"spike agreement float/integer {100 * layer['spike_agreement']:.2f}%, "
+                     f"firing rate {layer['firing_rate_integer']:.3f}, saturated inputs "
+                     f"{layer['saturated']} ({100 * layer['saturated_fraction']:.3f}%)"))
+    return rows
+
+
+def _cosim_export(export_dir, seed, samples, valid_probability, ready_probability, build_dir,
+                  json_path):
+    from ..sim.verilator import MissingToolError
+    from .export import ExportError
+    from .network import cosim_from
+
+    click.echo(f"co-simulating every core of {export_dir} on {samples} test samples under "
+               f"Verilator (seed {seed})…")
+    try:
+        report = cosim_from(export_dir, samples=samples, seed=seed, build_root=build_dir,
+                            valid_probability=valid_probability,
+                            ready_probability=ready_probability, log=click.echo)
+    except (ExportError, MissingToolError) as exc:
+        _fail(str(exc))
+    click.echo(_table(cosim_rows(report)))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+    if not report["passed"]:
+        click.echo("FAIL: the hardware differs from the integer model", err=True)
+        sys.exit(1)
+    click.echo("PASS: every output spike of every core matches the integer model")
+
+
+def cosim_rows(report: dict) -> list[tuple[str, str]]:
+    """Table rows of a :func:`~spikeforge.sw.network.cosim_from` report."""
+    rows = [("test samples", str(report["samples"])),
+            ("integer-model accuracy", f"{100 * report['integer_accuracy']:.2f}%")]
+    if report["float_accuracy"] is not None:
+        rows.append(("float-network accuracy", f"{100 * report['float_accuracy']:.2f}%"))
+    for name, layer in report["layers"].items():
+        rows.append((f"{name} ({layer['neuron']})",
+                     f"agreement {100 * layer['agreement']:.2f}% of {layer['beats']} beats "
+                     f"({layer['spikes_checked']} spikes), {layer['cycles']} cycles, "
+                     f"{layer['sim_wall_s']:.2f} s"))
+    rows.append(("wall time", f"{report['wall_s']:.1f} s (Verilator builds included)"))
+    return rows
 
 
 def _percent(used, available) -> str:
@@ -362,14 +520,9 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
         sys.exit(1)
 
 
-def _register_training_commands():
-    from .train import evaluate, train
-
-    main.add_command(train)
-    main.add_command(evaluate)
-
-
-_register_training_commands()
+# Commands that live in their own modules.
+for _command in (train, evaluate, demo):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ class Formats:
             fits (100: the largest value); larger values saturate and are counted.
         lanes: channels per beat of every core (the largest divisor of the layer width that
             is not above it).
-        prf_coef_mode, prf_csd_terms, prf_coef_width, prf_time_parallelism: PRF core format
-            (:class:`~spikeforge.hw.prf_config.PRFConfig`).
+        prf_coef_mode, prf_csd_terms, prf_coef_width, prf_state_frac_bits,
+            prf_time_parallelism: PRF core format (:class:`~spikeforge.hw.prf_config.PRFConfig`;
+            the state width follows from its proven bound).
     """
 
     input_width: int = 8
@@ -56,6 +57,7 @@ class Formats:
     prf_coef_mode: str = "shift_add"
     prf_csd_terms: int = 4
     prf_coef_width: int = 16
+    prf_state_frac_bits: int = 16
     prf_time_parallelism: int = 1
 
     def __post_init__(self):
@@ -174,6 +176,7 @@ def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats):
                 input_width=formats.core_input_width, input_frac_bits=frac_bits, lanes=lanes,
                 coef_mode=formats.prf_coef_mode, csd_terms=formats.prf_csd_terms,
                 coef_width=formats.prf_coef_width,
+                state_frac_bits=formats.prf_state_frac_bits,
                 time_parallelism=formats.prf_time_parallelism)
         cpsn = neuron.to_cpsn(input_frac_bits=frac_bits) if isinstance(neuron, CPSNBN) else neuron
         return cpsn.to_config(input_width=formats.core_input_width,
