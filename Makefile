@@ -31,19 +31,19 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m slow
 
+# Train a CPSN + PRF network on digits, export, generate, co-simulate on test data, synthesise.
 demo: $(STAMP)
-	$(VENV)/bin/spikeforge generate --config examples/cpsn.json --out build/demo/cpsn
-	$(VENV)/bin/spikeforge cosim --config examples/cpsn.json --samples 32 --seed 1
+	$(VENV)/bin/spikeforge demo --out build/demo --jobs $(JOBS)
 
 # Benchmarks print tables and write JSON (build/bench, docs/benchmarks*); they are not tests.
 bench-kernels: $(STAMP)
 	$(VENV)/bin/spikeforge bench kernels --out build/bench/kernels.json
 
 bench-hw: $(STAMP)
-	$(VENV)/bin/spikeforge bench hw
+	$(VENV)/bin/spikeforge bench hw --jobs $(JOBS)
 
 bench-cosim: $(STAMP)
-	$(VENV)/bin/spikeforge bench cosim
+	$(VENV)/bin/spikeforge bench cosim --jobs $(JOBS)
 
 clean:
 	rm -rf build .pytest_cache

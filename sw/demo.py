@@ -7,6 +7,7 @@ it as ``summary.json``).
 """
 
 import json
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -79,7 +80,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     begin = _stage(1, f"train {DEMO_CONFIG.name} (CPSN layer + PRF layer on 8x8 digits)")
     torch.set_num_threads(1)  # fastest for this small network, even on an idle machine
     config = _replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
-    train_run(config, out_dir / "run", progress=True, log=click.echo)
+    train_run(config, out_dir / "run", progress=sys.stderr.isatty(), log=click.echo)
     times["train"] = time.perf_counter() - begin
 
     begin = _stage(2, "export: fold BatchNorm, calibrate, quantise, write tables")
