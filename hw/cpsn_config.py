@@ -10,14 +10,12 @@ so every shift is a left shift by ``exponent − exp_min`` and the sum is exact.
 """
 
 import dataclasses
-import json
 import math
-import re
-from pathlib import Path
 
 import numpy as np
 
 from ..golden.fixed import check_int, check_int_array, signed_range, signed_width
+from .config_json import JSONConfig
 
 __all__ = ["CPSNConfig"]
 
@@ -25,7 +23,7 @@ _OWNER = "CPSNConfig"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CPSNConfig:
+class CPSNConfig(JSONConfig):
     """A CPSN core: shape, number format and per-channel tables.
 
     Tables follow ``neurons.md`` §2: ``signs[c][i]`` and ``exponents[c][i]`` weight input
@@ -33,6 +31,8 @@ class CPSNConfig:
     the accumulator grid (``2^(exp_min − input_frac_bits)`` per unit); the neuron fires when
     ``H = Σ taps + bias >= 0``, i.e. the threshold is ``−bias``.
     """
+
+    NEURON = "cpsn"
 
     channels: int
     order: int
@@ -173,48 +173,4 @@ class CPSNConfig:
     _JSON_FIELDS = ("channels", "lanes", "order", "dilation", "input_width", "input_frac_bits",
                     "exp_min", "exp_max", "bias_width", "membrane_out")
     _JSON_TABLES = ("signs", "exponents", "bias")
-
-    def to_json(self) -> dict:
-        data = {"neuron": "cpsn"}
-        data.update({name: getattr(self, name) for name in self._JSON_FIELDS})
-        data.update({name: getattr(self, name).tolist() for name in self._JSON_TABLES})
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "CPSNConfig":
-        """Build from a JSON object, refusing unknown or missing keys by name."""
-        if not isinstance(data, dict):
-            raise TypeError(f"a {_OWNER} JSON document must be an object, got "
-                            f"{type(data).__name__}")
-        data = dict(data)
-        neuron = data.pop("neuron", "cpsn")
-        if neuron != "cpsn":
-            raise ValueError(f"{_OWNER}: 'neuron' must be 'cpsn', got {neuron!r}")
-        known = set(cls._JSON_FIELDS) | set(cls._JSON_TABLES)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{_OWNER}: unknown key(s) {unknown}; known keys are "
-                             f"{sorted(known)}")
-        required = {"channels", "order", *cls._JSON_TABLES}
-        missing = sorted(required - set(data))
-        if missing:
-            raise ValueError(f"{_OWNER}: missing key(s) {missing}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path) -> "CPSNConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_json(data)
-
-    def save(self, path) -> None:
-        text = json.dumps(self.to_json(), indent=1)
-        # One table row per line: readable and diff-friendly.
-        text = re.sub(r"\[\s+([^\[\]]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
-                      text)
-        Path(path).write_text(text + "\n")
-
-
+    _JSON_REQUIRED = ("channels", "order", *_JSON_TABLES)

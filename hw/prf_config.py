@@ -7,15 +7,14 @@ neither torch nor amaranth. The number formats, the rounding and the state-bound
 """
 
 import dataclasses
-import json
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
 from ..golden.fixed import check_int, check_int_array, signed_range, signed_width
 from ..golden.prf_int import csd_digits, csd_quantise, csd_value, round_shift
+from .config_json import JSONConfig
 
 __all__ = ["PRFConfig", "COEF_MODES"]
 
@@ -65,7 +64,7 @@ def _quantise_pole(re: Fraction, im: Fraction, frac_bits: int, coef_mode: str,
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PRFConfig:
+class PRFConfig(JSONConfig):
     """A PRF core: shape, number formats and per-channel integer tables.
 
     Real values: input ``c = x · 2^−input_frac_bits``;
@@ -74,6 +73,8 @@ class PRFConfig:
     ``state_frac_bits``. ``state_width=None`` picks the smallest width that holds the proven
     state bound and the thresholds; a given width is checked against it.
     """
+
+    NEURON = "prf"
 
     channels: int
     phi_re: np.ndarray
@@ -379,41 +380,4 @@ class PRFConfig:
                     "coef_width", "coef_frac_bits", "delta_width", "delta_frac_bits",
                     "state_width", "state_frac_bits", "coef_mode", "csd_terms", "membrane_out")
     _JSON_TABLES = ("phi_re", "phi_im", "delta", "v_th")
-
-    def to_json(self) -> dict:
-        data = {"neuron": "prf"}
-        data.update({name: getattr(self, name) for name in self._JSON_FIELDS})
-        data.update({name: getattr(self, name).tolist() for name in self._JSON_TABLES})
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "PRFConfig":
-        """Build from a JSON object, refusing unknown or missing keys by name."""
-        if not isinstance(data, dict):
-            raise TypeError(f"a {_OWNER} JSON document must be an object, got "
-                            f"{type(data).__name__}")
-        data = dict(data)
-        neuron = data.pop("neuron", "prf")
-        if neuron != "prf":
-            raise ValueError(f"{_OWNER}: 'neuron' must be 'prf', got {neuron!r}")
-        known = set(cls._JSON_FIELDS) | set(cls._JSON_TABLES)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{_OWNER}: unknown key(s) {unknown}; known keys are "
-                             f"{sorted(known)}")
-        missing = sorted({"channels", *cls._JSON_TABLES} - set(data))
-        if missing:
-            raise ValueError(f"{_OWNER}: missing key(s) {missing}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path) -> "PRFConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_json(data)
-
-    def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+    _JSON_REQUIRED = ("channels", *_JSON_TABLES)
