@@ -235,3 +235,18 @@ def test_neuron_options_reach_the_constructor():
     lif = build_model(ModelConfig(neuron=NeuronConfig(name="lif", backend="auto"),
                                   hidden=(4,)), 2, 2, 5)
     assert dict(lif.neuron_layers())["sn0"].backend == "auto"
+
+
+def test_mlp_layers_can_mix_neurons():
+    cpsn, prf = NeuronConfig("cpsn_bn", order=3), NeuronConfig("prf")
+    config = ModelConfig(neuron=NeuronConfig("lif"), hidden=(8, 6), neurons=(cpsn, prf))
+    model = build_model(config, in_features=4, outputs=3, steps=5)
+    layers = dict(model.neuron_layers())
+    assert type(layers["sn0"]).__name__ == "CPSNBN" and layers["sn0"].order == 3
+    assert type(layers["sn1"]).__name__ == "PRF"
+    assert config.neuron_label == "cpsn_bn+prf"
+    assert model(torch.rand(5, 2, 4)).shape == (2, 3)
+    with pytest.raises(ValueError, match="model.neurons lists 1 neuron"):
+        ModelConfig(neuron=NeuronConfig("lif"), hidden=(8, 6), neurons=(cpsn,))
+    with pytest.raises(ValueError, match="model.neurons is not an option of arch 'sdtcm'"):
+        ModelConfig(neuron=NeuronConfig("prf"), arch="sdtcm", neurons=(prf,))
