@@ -13,6 +13,7 @@ from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS
 from .configs import load_core_config
 from .demo import demo
+from .text import table
 from .train import evaluate, train
 
 
@@ -37,11 +38,6 @@ def _generator_options(config, arith: str) -> dict:
         _fail(f"--arith {arith} applies to CPSN cores only; PRF cores choose multipliers "
               f"or shift-add with coef_mode in their configuration")
     return {}
-
-
-def _table(rows: list[tuple[str, str]]) -> str:
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
 
 
 @click.group()
@@ -97,7 +93,7 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith):
         click.echo(f"  {file_name}")
     click.echo(f"  {description['name']}.json")
     widths = ", ".join(f"{key} {value}" for key, value in description["widths"].items())
-    click.echo(_table([
+    click.echo(table([
         ("neuron", description["neuron"]),
         ("channels x lanes", f"{config.channels} x {config.lanes} "
                              f"({config.groups} beats per tile)"),
@@ -165,7 +161,7 @@ def cosim(config_path, export_dir, seed, samples, min_steps, max_steps, valid_pr
         round(result.neuron_steps_per_s), "build_s": round(result.build_s, 2),
         "total_s": round(total, 2), "waves": result.waves,
     }
-    click.echo(_table([
+    click.echo(table([
         ("beats checked", f"{result.checked} / {result.beats} "
                           f"({result.time_steps} time steps x {config.groups} groups)"),
         ("mismatches", "0" if result.passed else f"1 (stopped) — {result.mismatch}"),
@@ -220,7 +216,7 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
     from ..golden.data import DatasetNotFoundError
     from .checkpoint import CheckpointError
     from .export import ExportError, load_export, load_network
-    from .network import core_rows, export_run
+    from .network import core_rows, export_run, report_rows
     from .quantise import Formats, QuantisationError
 
     if (run is None) == (check_dir is None):
@@ -233,7 +229,7 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
         except ExportError as exc:
             _fail(str(exc))
         files = sum(len(t["files"]) for e in manifest["layers"] for t in e["tables"].values())
-        click.echo(_table(core_rows(manifest)))
+        click.echo(table(core_rows(manifest)))
         network = " and network.npz" if "network" in manifest else ""
         click.echo(f"OK: {len(layers)} layer(s), {files} table files{network}: hashes, shapes "
                    f"and widths agree with the cores")
@@ -251,32 +247,16 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
     except (CheckpointError, DatasetNotFoundError, ExportError, QuantisationError,
             ValueError) as exc:
         _fail(str(exc))
-    click.echo(_table(report_rows(manifest["report"]) + core_rows(manifest)))
+    click.echo(table(report_rows(manifest["report"]) + core_rows(manifest)))
     click.echo(f"wrote {out_dir}/{'manifest.json'} and the tables of "
                f"{len(manifest['layers'])} core(s)")
-
-
-def report_rows(report: dict) -> list[tuple[str, str]]:
-    """Table rows of a quantisation report."""
-    rows = [("float accuracy", f"{100 * report['float_accuracy']:.2f}% "
-                               f"({report['samples']} test samples)"),
-            ("integer accuracy", f"{100 * report['integer_accuracy']:.2f}% (same samples, "
-                                 f"{100 * report['prediction_agreement']:.2f}% same "
-                                 f"predictions)"),
-            ("input saturated", str(report["input_saturated"]))]
-    for name, layer in report["layers"].items():
-        rows.append((f"{name} ({layer['neuron']})",
-                     f"spike agreement float/integer {100 * layer['spike_agreement']:.2f}%, "
-                     f"firing rate {layer['firing_rate_integer']:.3f}, saturated inputs "
-                     f"{layer['saturated']} ({100 * layer['saturated_fraction']:.3f}%)"))
-    return rows
 
 
 def _cosim_export(export_dir, seed, samples, valid_probability, ready_probability, build_dir,
                   json_path):
     from ..sim.verilator import MissingToolError
     from .export import ExportError
-    from .network import cosim_from
+    from .network import cosim_from, cosim_rows
 
     click.echo(f"co-simulating every core of {export_dir} on {samples} test samples under "
                f"Verilator (seed {seed})…")
@@ -286,28 +266,13 @@ def _cosim_export(export_dir, seed, samples, valid_probability, ready_probabilit
                             ready_probability=ready_probability, log=click.echo)
     except (ExportError, MissingToolError) as exc:
         _fail(str(exc))
-    click.echo(_table(cosim_rows(report)))
+    click.echo(table(cosim_rows(report)))
     if json_path:
         Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
     if not report["passed"]:
         click.echo("FAIL: the hardware differs from the integer model", err=True)
         sys.exit(1)
     click.echo("PASS: every output spike of every core matches the integer model")
-
-
-def cosim_rows(report: dict) -> list[tuple[str, str]]:
-    """Table rows of a :func:`~spikeforge.sw.network.cosim_from` report."""
-    rows = [("test samples", str(report["samples"])),
-            ("integer-model accuracy", f"{100 * report['integer_accuracy']:.2f}%")]
-    if report["float_accuracy"] is not None:
-        rows.append(("float-network accuracy", f"{100 * report['float_accuracy']:.2f}%"))
-    for name, layer in report["layers"].items():
-        rows.append((f"{name} ({layer['neuron']})",
-                     f"agreement {100 * layer['agreement']:.2f}% of {layer['beats']} beats "
-                     f"({layer['spikes_checked']} spikes), {layer['cycles']} cycles, "
-                     f"{layer['sim_wall_s']:.2f} s"))
-    rows.append(("wall time", f"{report['wall_s']:.1f} s (Verilator builds included)"))
-    return rows
 
 
 def _percent(used, available) -> str:
@@ -411,7 +376,7 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
                                 constraint_mhz=constraint_mhz, seed=seed)
     except (MissingToolError, OSError, ValueError) as exc:
         _fail(str(exc))
-    click.echo(_table(synth_rows(report)))
+    click.echo(table(synth_rows(report)))
     click.echo(f"wrote {out_dir / REPORT_NAME}")
     if report["place_and_route"] and not report["fits"]:
         click.echo(f"FAIL: the core does not fit {report['device']}", err=True)
@@ -512,7 +477,7 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
                          f"{r['beats_per_s']:,.0f} beats/s, {r['neuron_steps_per_s']:,.0f} "
                          f"neuron-timesteps/s end to end ({r['loop_neuron_steps_per_s']:,.0f} "
                          f"in the loop){'' if r['passed'] else ' FAILED'}"))
-    click.echo(_table(rows))
+    click.echo(table(rows))
     write_json(result, Path(docs_dir, "benchmarks", "cosim.json"))
     click.echo(f"wrote {write_document(docs_dir)} and {Path(docs_dir, 'benchmarks')}/cosim.json")
     if not all(result[mode][s]["passed"] for mode in ("single", "parallel")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 
+from .text import table
+
 __all__ = ["DEMO_CONFIG", "DEMO_FORMATS", "demo"]
 
 #: The demo network; the package root is the repository root (setuptools package-dir).
@@ -71,7 +73,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     import torch
 
     from ..hw.synth import TARGETS
-    from .network import cosim_from, export_run, generate_from
+    from .network import core_rows, cosim_from, export_run, generate_from, report_rows
     from .quantise import Formats
     from .train import _replace_train, load_config, train_run
 
@@ -91,6 +93,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     begin = _stage(2, "export: fold BatchNorm, calibrate, quantise, write tables")
     manifest = export_run(out_dir / "run", out_dir / "export", Formats(**DEMO_FORMATS),
                           log=click.echo)
+    click.echo(table(report_rows(manifest["report"]) + core_rows(manifest)))
     times["export"] = time.perf_counter() - begin
 
     begin = _stage(3, "generate one core per neuron layer")
@@ -105,6 +108,8 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     synth = {}
     if run_synth:
         begin = _stage(5, f"synthesise and place-and-route for {target} (yowasp)")
+        click.echo(f"  {len(descriptions)} cores, {jobs} at a time: Yosys synthesis, then "
+                   f"nextpnr place-and-route (a few minutes)…")
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = {d["name"]: pool.submit(_synth, out_dir / "cores" / d["name"], target,
                                               out_dir / "synth" / d["name"])
@@ -135,9 +140,8 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
         if run_synth:
             rows.append((f"{name} on {target}", _core_size(synth.get(name))))
     rows.append(("time", ", ".join(f"{k} {v:.0f} s" for k, v in times.items())))
-    width = max(len(name) for name, _ in rows)
     click.secho("\nspikeforge demo summary", bold=True)
-    click.echo("\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+    click.echo(table(rows))
     summary = {"report": report, "cosim": cosim, "times_s": times,
                "synth": {name: {k: r.get(k) for k in ("resources", "fmax_mhz", "fits", "device",
                                                        "error")}

@@ -20,7 +20,8 @@ from .quantise import (Formats, quantisation_report, quantise_network, smallest_
                        stack_dataset)
 from .train import config_to_dict, load_trained, parse_config
 
-__all__ = ["export_run", "generate_from", "cosim_from", "core_rows"]
+__all__ = ["export_run", "generate_from", "cosim_from", "core_rows", "report_rows",
+           "cosim_rows"]
 
 
 def _checkpoint_path(run) -> Path:
@@ -185,4 +186,35 @@ def core_rows(manifest: dict) -> list[tuple[str, str]]:
                       f"bits, coefficients {c['coef_width']}, state {c['state_width']} bits")
         rows.append((entry["name"], f"{entry['neuron']} C={c['channels']} L={c['lanes']}: "
                                     f"{detail}"))
+    return rows
+
+
+def report_rows(report: dict) -> list[tuple[str, str]]:
+    """Table rows of a quantisation report."""
+    rows = [("float accuracy", f"{100 * report['float_accuracy']:.2f}% "
+                               f"({report['samples']} test samples)"),
+            ("integer accuracy", f"{100 * report['integer_accuracy']:.2f}% (same samples, "
+                                 f"{100 * report['prediction_agreement']:.2f}% same "
+                                 f"predictions)"),
+            ("input saturated", str(report["input_saturated"]))]
+    for name, layer in report["layers"].items():
+        rows.append((f"{name} ({layer['neuron']})",
+                     f"spike agreement float/integer {100 * layer['spike_agreement']:.2f}%, "
+                     f"firing rate {layer['firing_rate_integer']:.3f}, saturated inputs "
+                     f"{layer['saturated']} ({100 * layer['saturated_fraction']:.3f}%)"))
+    return rows
+
+
+def cosim_rows(report: dict) -> list[tuple[str, str]]:
+    """Table rows of a :func:`~spikeforge.sw.network.cosim_from` report."""
+    rows = [("test samples", str(report["samples"])),
+            ("integer-model accuracy", f"{100 * report['integer_accuracy']:.2f}%")]
+    if report["float_accuracy"] is not None:
+        rows.append(("float-network accuracy", f"{100 * report['float_accuracy']:.2f}%"))
+    for name, layer in report["layers"].items():
+        rows.append((f"{name} ({layer['neuron']})",
+                     f"agreement {100 * layer['agreement']:.2f}% of {layer['beats']} beats "
+                     f"({layer['spikes_checked']} spikes), {layer['cycles']} cycles, "
+                     f"{layer['sim_wall_s']:.2f} s"))
+    rows.append(("wall time", f"{report['wall_s']:.1f} s (Verilator builds included)"))
     return rows

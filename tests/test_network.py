@@ -201,3 +201,14 @@ def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
     for layer in report["layers"].values():
         assert layer["agreement"] == 1.0 and layer["beats"] > 0
     assert report["float_accuracy"] is not None
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """`make demo` in small: one epoch, four co-simulated samples, no synthesis."""
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1",
+                                       "--samples", "4", "--no-synth"])
+    assert result.exit_code == 0, result.output
+    assert "spikeforge demo summary" in result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["cosim"]["passed"] and summary["cosim"]["samples"] == 4
+    assert set(summary["cosim"]["layers"]) == {"sn0", "sn1"}
