@@ -159,11 +159,12 @@ class PRFCore(wiring.Component):
         return data
 
     @staticmethod
-    def _carry(m, advance, word, name):
-        """Move a table word one stage down the pipeline (constants need no register)."""
+    def _carry(m, advance, word, name, *, reset_less=False):
+        """Move a table word one stage down the pipeline (constants need no register).
+        ``reset_less``: a pure datapath register (no reset fan-out)."""
         if isinstance(word, int):
             return word
-        register = Signal(len(word), name=name)
+        register = Signal(len(word), name=name, reset_less=reset_less)
         with m.If(advance):
             m.d.sync += register.eq(word)
         return register
@@ -193,7 +194,9 @@ class PRFCore(wiring.Component):
                 m.d.sync += group.eq(group + 1)
 
         # Stage 1: the tile, its position and its table words.
-        tile = Signal(len(self.s_axis.tdata))
+        # Pure datapath registers (the tile, drives, input parts, membranes, table words) have
+        # no reset: only the valid, first, last and group bits and the state say what counts.
+        tile = Signal(len(self.s_axis.tdata), reset_less=True)
         first1, last1, group1, valid1 = Signal(), Signal(), Signal(range(cfg.groups)), Signal()
         with m.If(fire):
             m.d.sync += [tile.eq(self.s_axis.tdata), first1.eq(~in_sample),
@@ -205,8 +208,8 @@ class PRFCore(wiring.Component):
         # Stage 2: drive = R(Δ·x) on the state grid.
         delta = _Coefficients(cfg, "delta", words1["delta"])
         drive_bits = drive_width(cfg)
-        drive = [[Signal(signed(drive_bits), name=f"drive_l{l}_j{j}") for j in range(steps)]
-                 for l in range(lanes)]
+        drive = [[Signal(signed(drive_bits), name=f"drive_l{l}_j{j}", reset_less=True)
+                  for j in range(steps)] for l in range(lanes)]
         for l in range(lanes):
             for j in range(steps):
                 x = tile.word_select(j * lanes + l, width).as_signed()
@@ -214,8 +217,8 @@ class PRFCore(wiring.Component):
                     m.d.sync += drive[l][j].eq(_rounded(delta.times(l, x), cfg.input_shift))
         first2, last2, group2, valid2 = (self._carry(m, advance, s, f"{s.name}_s2")
                                          for s in (first1, last1, group1, valid1))
-        powers2 = self._carry(m, advance, words1["powers"], "powers_s2")
-        v_th2 = self._carry(m, advance, words1["v_th"], "v_th_s2")
+        powers2 = self._carry(m, advance, words1["powers"], "powers_s2", reset_less=True)
+        v_th2 = self._carry(m, advance, words1["v_th"], "v_th_s2", reset_less=True)
 
         # Stage 3: the tile's input parts, Σ_{lag<=j} R(Λ^lag ⊗ drive[j−lag]).
         powers = _Coefficients(cfg, "powers", powers2)
@@ -223,10 +226,10 @@ class PRFCore(wiring.Component):
         def power(lane, n, part):  # element index of Λ^n's real (0) or imaginary (1) part
             return (lane * steps + n - 1) * 2 + part
 
-        input_u = [[Signal(signed(state_width), name=f"input_u_l{l}_j{j}") for j in range(steps)]
-                   for l in range(lanes)]
-        input_r = [[Signal(signed(state_width), name=f"input_r_l{l}_j{j}") for j in range(steps)]
-                   for l in range(lanes)]
+        input_u = [[Signal(signed(state_width), name=f"input_u_l{l}_j{j}", reset_less=True)
+                    for j in range(steps)] for l in range(lanes)]
+        input_r = [[Signal(signed(state_width), name=f"input_r_l{l}_j{j}", reset_less=True)
+                    for j in range(steps)] for l in range(lanes)]
         for l in range(lanes):
             for j in range(steps):
                 total_u, total_r = drive[l][j], Const(0, 1)
@@ -238,8 +241,8 @@ class PRFCore(wiring.Component):
                     m.d.sync += [input_u[l][j].eq(total_u), input_r[l][j].eq(total_r)]
         first3, last3, group3, valid3 = (self._carry(m, advance, s, f"{s.name[:-3]}_s3")
                                          for s in (first2, last2, group2, valid2))
-        powers3 = self._carry(m, advance, powers2, "powers_s3")
-        v_th3 = self._carry(m, advance, v_th2, "v_th_s3")
+        powers3 = self._carry(m, advance, powers2, "powers_s3", reset_less=True)
+        v_th3 = self._carry(m, advance, v_th2, "v_th_s3", reset_less=True)
 
         # State of the tile's channels: read as the beat enters stage 3, written as it leaves.
         state_bits = 2 * state_width * lanes
@@ -260,8 +263,8 @@ class PRFCore(wiring.Component):
 
         # Stage 3 → output: u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state.
         feedback = _Coefficients(cfg, "powers", powers3)
-        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}") for j in range(steps)]
-                    for l in range(lanes)]
+        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}", reset_less=True)
+                     for j in range(steps)] for l in range(lanes)]
         ends = []
         for l in range(lanes):
             u0 = start.word_select(2 * l, state_width).as_signed()
@@ -282,7 +285,8 @@ class PRFCore(wiring.Component):
         m.d.comb += new_state.eq(Cat(ends))
         last4, valid4 = (self._carry(m, advance, s, f"{s.name[:-3]}_out")
                          for s in (last3, valid3))
-        v_th4 = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th3, "v_th_out"))
+        v_th4 = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th3, "v_th_out",
+                                                     reset_less=True))
 
         m.d.comb += [
             out_valid.eq(valid4),
