@@ -9,34 +9,56 @@ import json
 import re
 from pathlib import Path
 
+from .bench_hw import CORE_KINDS
+
 __all__ = ["TARGET_CHECKS", "target_checks", "write_plots", "render", "write_document"]
 
-#: Issue #7's targets: (description, kind, target, shape, variant, metric, test).
+#: Issue #7's targets: (description, kind, target, shape, variant, metric, test). Every row
+#: of the kind, target and variant whose shape matches is checked. On the iCE40 the target
+#: shape (k = 8, L = 16) is listed with every other k = 8 core the sweep has, so the largest
+#: one that fits is there too.
 TARGET_CHECKS = (
     ("zero DSP", "cpsn", "ecp5-25k", {"lanes": 16, "order": 8}, "shift_add", "dsp",
      lambda v: v == 0),
     ("Fmax ≥ 200 MHz", "cpsn", "ecp5-25k", {"lanes": 16, "order": 8}, "shift_add", "fmax_mhz",
      lambda v: v is not None and v >= 200),
-    ("Fmax ≥ 60 MHz", "cpsn", "ice40-up5k", {"lanes": 16, "order": 8}, "shift_add",
+    ("Fmax ≥ 60 MHz", "cpsn", "ice40-up5k", {"order": 8}, "shift_add",
      "fmax_mhz", lambda v: v is not None and v >= 60),
+    ("zero DSP", "prf", "ecp5-25k", {}, "shift_add", "dsp", lambda v: v == 0),
 )
 
+#: (metric, title, file). CPSN plots keep these names; another kind's get its name in front
+#: (``prf_luts.png``).
 PLOTS = (("logic_luts", "LUTs (ECP5: LUT4 incl. the two in each carry cell)", "luts.png"),
          ("ffs", "flip-flops", "ffs.png"),
-         ("dsp_per_lane", "DSP blocks per lane (parallel neuron)", "dsp_per_lane.png"),
+         ("dsp_per_lane", "DSP blocks per neuron-step computed in parallel", "dsp_per_lane.png"),
          ("fmax_mhz", "Fmax (MHz)", "fmax.png"),
-         ("neuron_steps_per_s", "neuron-timesteps per second (Fmax × L)", "throughput.png"))
+         ("neuron_steps_per_s", "neuron-timesteps per second", "throughput.png"))
 
-_VARIANT_LABELS = {"shift_add": "shift-add (mul-free)", "multiply": "multiplier (DSP)",
-                   "multiply_lut": "multiplier (LUT)"}
+#: Section titles of the core kinds.
+_KIND_TITLES = {"cpsn": "CPSN (channel-wise PSN, shift-add datapath)",
+                "prf": "PRF (parallel resonate-and-fire scan unit)"}
 
 
-def _label(variant: str) -> str:
-    return _VARIANT_LABELS.get(variant, variant)
+def _plot_file(kind: str, name: str) -> str:
+    return name if kind == "cpsn" else f"{kind}_{name}"
+
+
+def _label(variant: str, kind: str = "cpsn") -> str:
+    for candidate in CORE_KINDS[kind].variants:
+        if candidate.name == variant:
+            return candidate.label
+    return variant
 
 
 def _shape(row: dict) -> str:
-    return f"C={row['channels']} L={row['lanes']} k={row['order']}"
+    kind = CORE_KINDS[row.get("kind", "cpsn")]
+    return " ".join(f"{s}={row[a]}" for s, a in zip(kind.symbols, kind.axes))
+
+
+def _parallel(kind) -> str:
+    """The neuron-steps per clock of a kind, in its symbols (``L`` or ``L × P``)."""
+    return " × ".join(kind.symbols[kind.axes.index(a)] for a in kind.per_lane)
 
 
 def target_checks(rows: list[dict]) -> list[dict]:
@@ -92,6 +114,7 @@ def _short(cell: str) -> str:
 
 def _hw_section(hw: dict) -> list[str]:
     rows = [r for r in hw["rows"] if "error" not in r]
+    kinds = [k for k in CORE_KINDS.values() if any(r["kind"] == k.name for r in hw["rows"])]
     lines = ["## FPGA resources, Fmax and throughput (`spikeforge bench hw`)", "",
              f"Measured {hw['date']} on a {hw['host_cpus']}-CPU host with:", "",
              f"```sh\n{hw['command']}\n```", ""]
@@ -101,8 +124,8 @@ def _hw_section(hw: dict) -> list[str]:
     lines += ["Devices: " + "; ".join(f"`{t}` = {d}" for t, d in hw["devices"].items()) + ".",
               ""]
     lines += [
-        "How the numbers are made: each core is generated (random tables, `W = 8`, exponents "
-        "in [−4, 0], `d = 1`, spikes only, tables baked into the Verilog), then synthesised "
+        "How the numbers are made: each core is generated (" + "; ".join(
+            f"{k.name.upper()}: {k.description}" for k in kinds) + "), then synthesised "
         "inside a harness that registers every core port (inputs from a serial shift chain on "
         "one pin, outputs into an XOR compaction chain to one pin; three pins in all). "
         "Resource counts are the core module's alone (Yosys `stat` with the core's hierarchy "
@@ -112,10 +135,11 @@ def _hw_section(hw: dict) -> list[str]:
         "unconstrained and not part of it), with the clock constraint given to the "
         "timing-driven placer (" + ", ".join(
             f"{t}: {c:g} MHz" for t, c in hw["constraints_mhz"].items() if c) +
-        ") and placement seed 1. Throughput is Fmax × L neuron-timesteps per second (one beat "
-        "of L neurons per clock). `C = L` cores have constant tables, which Yosys folds into "
-        "the logic (no shifter, no table ROM); `C > L` cores read their tables from ROM every "
-        "beat, as a core whose weights are data does.", ""]
+        ") and placement seed 1. Throughput is Fmax × the neuron-timesteps of one beat (" +
+        ", ".join(f"{k.name.upper()}: {_parallel(k)}" for k in kinds) + "; one beat per "
+        "clock). `C = L` cores have constant tables, which Yosys folds into the logic (no "
+        "shifter, no table ROM); `C > L` cores read their tables from ROM every beat, as a "
+        "core whose weights are data does.", ""]
     checks = target_checks(rows)
     if checks:
         lines += ["### Targets", "",
@@ -127,45 +151,70 @@ def _hw_section(hw: dict) -> list[str]:
                                          else _path_text(c["row"]))
             lines.append(f"| {c['target']} | {c['requirement']} | {c['shape']} | {value} | "
                          f"{'yes' if c['met'] else '**no**'} | {limit} |")
-        lines.append("")
-    for target in hw["devices"]:
-        selected = [r for r in rows if r["target"] == target]
-        lines += [f"### {target}: {hw['devices'][target]}", "",
-                  "| C | L | k | datapath | LUTs | carry | FFs | BRAM | LUT RAM | DSP | DSP/lane"
-                  " | Fmax (MHz) | M neuron-steps/s | utilisation | critical path |",
-                  "|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
-        for r in selected:
-            lines.append(
-                f"| {r['channels']} | {r['lanes']} | {r['order']} | {_label(r['variant'])} | "
-                f"{_fmt(r['logic_luts'])} | {_fmt(r['carry'])} | {_fmt(r['ffs'])} | "
-                f"{r['bram']:g} | {_fmt(r['lutram'])} | {_fmt(r['dsp'])} | "
-                f"{r['dsp_per_lane']:g} | {_fmt(r['fmax_mhz'], 1)} | "
-                f"{_fmt(r['neuron_steps_per_s'] and r['neuron_steps_per_s'] / 1e6)} | "
-                f"{_fit_text(r)} | {_path_text(r)} |")
-        lines.append("")
-    if hw["ratios"]:
-        lines += ["### Multiplier baseline ÷ shift-add (same run, same target and shape)", "",
-                  "| target | C | L | k | baseline | LUTs | FFs | DSP | Fmax | throughput |",
-                  "|---|--:|--:|--:|---|--:|--:|--:|--:|--:|"]
-        for q in hw["ratios"]:
-            dsp = next(r["dsp"] for r in rows if r["target"] == q["target"]
-                       and r["variant"] == q["baseline"] and _shape(r) == _shape(q))
-            fits = "" if q["baseline_fits"] is not False else " (does not fit)"
-            lines.append(
-                f"| {q['target']} | {q['channels']} | {q['lanes']} | {q['order']} | "
-                f"{_label(q['baseline'])}{fits} | {_ratio(q['logic_luts_ratio'])} | "
-                f"{_ratio(q['ffs_ratio'])} | {dsp} vs 0 | {_ratio(q['fmax_mhz_ratio'])} | "
-                f"{_ratio(q['neuron_steps_per_s_ratio'])} |")
-        lines.append("")
-    lines += ["### Plots", ""]
-    lines += [f"![{title}](benchmarks/{name})" for _, title, name in PLOTS]
-    lines.append("")
+        lines += ["", "The targets are CPSN at k = 8, L = 16 (any C) and every PRF shift-add "
+                  "core; on the iCE40 every k = 8 CPSN core of the sweep is listed, so where "
+                  "L = 16 does not fit the device the largest one that does is there too.",
+                  ""]
+    for kind in kinds:
+        lines += _kind_section(hw, kind, [r for r in rows if r["kind"] == kind.name])
     failed = [r for r in hw["rows"] if "error" in r]
     if failed:
         lines += ["### Runs that failed", ""]
-        lines += [f"* {r['target']} {_shape(r)} {r['variant']}: {r['error'][:300]}"
-                  for r in failed]
+        lines += [f"* {r['target']} {r['kind']} {_shape(r)} {r['variant']}: "
+                  f"{r['error'][:300]}" for r in failed]
         lines.append("")
+    return lines
+
+
+def _kind_section(hw: dict, kind, rows: list[dict]) -> list[str]:
+    """Tables per target, the baseline ratios and the plots of one core kind."""
+    title = _KIND_TITLES.get(kind.name, kind.name.upper())
+    symbols = " | ".join(kind.symbols)
+    lines = [f"### {title}", ""]
+    for target in hw["devices"]:
+        selected = [r for r in rows if r["target"] == target]
+        if not selected:
+            continue
+        lines += [f"#### {kind.name.upper()} on {target}: {hw['devices'][target]}", "",
+                  f"| {symbols} | datapath | LUTs | carry | FFs | BRAM | LUT RAM | DSP | "
+                  f"DSP/{_parallel(kind)} | Fmax (MHz) | M neuron-steps/s | utilisation | "
+                  "critical path |",
+                  "|" + "--:|" * len(kind.axes) + "---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+                  "---|---|"]
+        for r in selected:
+            lines.append(
+                "| " + " | ".join(str(r[a]) for a in kind.axes) +
+                f" | {_label(r['variant'], kind.name)} | "
+                f"{_fmt(r['logic_luts'])} | {_fmt(r['carry'])} | {_fmt(r['ffs'])} | "
+                f"{r['bram']:g} | {_fmt(r['lutram'])} | {_fmt(r['dsp'])} | "
+                f"{r['dsp_per_lane']:.3g} | {_fmt(r['fmax_mhz'], 1)} | "
+                f"{_fmt(r['neuron_steps_per_s'] and r['neuron_steps_per_s'] / 1e6)} | "
+                f"{_fit_text(r)} | {_path_text(r)} |")
+        lines.append("")
+    ratios = [q for q in hw["ratios"] if q.get("kind", "cpsn") == kind.name]
+    if ratios:
+        design = _label(kind.variants[0].name, kind.name)
+        lines += [f"#### {kind.name.upper()}: baseline ÷ {design} (same run, same target and "
+                  "shape)", "",
+                  f"| target | {symbols} | baseline | LUTs | FFs | DSP | Fmax | throughput |",
+                  "|---|" + "--:|" * len(kind.axes) + "---|--:|--:|--:|--:|--:|"]
+        for q in ratios:
+            dsp = next(r["dsp"] for r in rows if r["target"] == q["target"]
+                       and r["variant"] == q["baseline"] and _shape(r) == _shape(q))
+            base = next(r["dsp"] for r in rows if r["target"] == q["target"]
+                        and r["variant"] == q["design"] and _shape(r) == _shape(q))
+            fits = "" if q["baseline_fits"] is not False else " (does not fit)"
+            lines.append(
+                f"| {q['target']} | " + " | ".join(str(q[a]) for a in kind.axes) +
+                f" | {_label(q['baseline'], kind.name)}{fits} | "
+                f"{_ratio(q['logic_luts_ratio'])} | {_ratio(q['ffs_ratio'])} | "
+                f"{dsp} vs {base} | {_ratio(q['fmax_mhz_ratio'])} | "
+                f"{_ratio(q['neuron_steps_per_s_ratio'])} |")
+        lines.append("")
+    lines += [f"#### {kind.name.upper()} plots", ""]
+    lines += [f"![{kind.name.upper()}: {title_}](benchmarks/{_plot_file(kind.name, name)})"
+              for _, title_, name in PLOTS]
+    lines.append("")
     return lines
 
 
@@ -210,8 +259,9 @@ def _cosim_section(cosim: dict) -> list[str]:
 
 
 def write_plots(hw: dict, directory) -> list[Path]:
-    """One PNG per metric of :data:`PLOTS`: grouped bars per shape and datapath, one panel
-    per target. A core that does not fit its device is marked instead of drawn."""
+    """One PNG per core kind and metric of :data:`PLOTS`: grouped bars per shape and
+    datapath, one panel per target. A core that does not fit its device is marked instead of
+    drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,47 +269,54 @@ def write_plots(hw: dict, directory) -> list[Path]:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    rows = [r for r in hw["rows"] if "error" not in r]
-    colours = {v: f"C{n}" for n, v in enumerate(dict.fromkeys(r["variant"] for r in rows))}
     written = []
-    for metric, title, name in PLOTS:
-        targets = [t for t in hw["devices"]
-                   if any(r["target"] == t and r.get(metric) is not None for r in rows)]
-        if not targets:
-            continue
-        figure, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2),
-                                    squeeze=False)
-        for axis, target in zip(axes[0], targets):
-            selected = [r for r in rows if r["target"] == target]
-            shapes = list(dict.fromkeys(_shape(r) for r in selected))
-            variants = list(dict.fromkeys(r["variant"] for r in selected))
-            width = 0.8 / len(variants)
-            for n, variant in enumerate(variants):
-                for m, shape in enumerate(shapes):
-                    row = next((r for r in selected
-                                if r["variant"] == variant and _shape(r) == shape), None)
-                    if row is None:
-                        continue
-                    x = m + (n - (len(variants) - 1) / 2) * width
-                    value = row.get(metric) if row.get("fits") is not False else None
-                    if value is None and row.get("fits") is False:
-                        axis.text(x, 0, "×", ha="center", va="bottom", color=colours[variant],
-                                  fontsize=12, fontweight="bold")
-                    elif value is not None:
-                        axis.bar(x, value, width, color=colours[variant])
-                axis.bar(0, 0, 0, color=colours[variant], label=_label(variant))  # legend entry
-            axis.legend(fontsize=8)
-            axis.set_xticks(range(len(shapes)), [s.replace(" ", "\n") for s in shapes],
-                            fontsize=8)
-            axis.set_title(target, fontsize=10)
-            axis.set_ylabel(title, fontsize=9)
-        figure.suptitle(f"{title} (× = does not fit the device)", fontsize=10)
-        figure.tight_layout()
-        path = directory / name
-        figure.savefig(path, dpi=90, metadata={"Software": None})
-        plt.close(figure)
-        written.append(path)
+    for kind in CORE_KINDS.values():
+        rows = [r for r in hw["rows"] if "error" not in r and r["kind"] == kind.name]
+        colours = {v.name: f"C{n}" for n, v in enumerate(kind.variants)}
+        for metric, title, name in PLOTS:
+            if metric == "neuron_steps_per_s":
+                title = f"{title} (Fmax × {_parallel(kind)})"
+            targets = [t for t in hw["devices"]
+                       if any(r["target"] == t and r.get(metric) is not None for r in rows)]
+            if not targets:
+                continue
+            figure, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2),
+                                        squeeze=False)
+            for axis, target in zip(axes[0], targets):
+                _plot_panel(axis, [r for r in rows if r["target"] == target], metric,
+                            colours, kind.name)
+                axis.set_title(target, fontsize=10)
+                axis.set_ylabel(title, fontsize=9)
+            figure.suptitle(f"{kind.name.upper()}: {title} (× = does not fit the device)",
+                            fontsize=10)
+            figure.tight_layout()
+            path = directory / _plot_file(kind.name, name)
+            figure.savefig(path, dpi=90, metadata={"Software": None})
+            plt.close(figure)
+            written.append(path)
     return written
+
+
+def _plot_panel(axis, selected: list[dict], metric: str, colours: dict, kind: str) -> None:
+    shapes = list(dict.fromkeys(_shape(r) for r in selected))
+    variants = list(dict.fromkeys(r["variant"] for r in selected))
+    width = 0.8 / len(variants)
+    for n, variant in enumerate(variants):
+        for m, shape in enumerate(shapes):
+            row = next((r for r in selected
+                        if r["variant"] == variant and _shape(r) == shape), None)
+            if row is None:
+                continue
+            x = m + (n - (len(variants) - 1) / 2) * width
+            value = row.get(metric) if row.get("fits") is not False else None
+            if value is None and row.get("fits") is False:
+                axis.text(x, 0, "×", ha="center", va="bottom", color=colours[variant],
+                          fontsize=12, fontweight="bold")
+            elif value is not None:
+                axis.bar(x, value, width, color=colours[variant])
+        axis.bar(0, 0, 0, color=colours[variant], label=_label(variant, kind))  # legend entry
+    axis.legend(fontsize=8)
+    axis.set_xticks(range(len(shapes)), [s.replace(" ", "\n") for s in shapes], fontsize=8)
 
 
 def render(hw: dict | None, cosim: dict | None) -> str:

