@@ -169,6 +169,10 @@ def _lanes(channels: int, wanted: int) -> int:
 
 
 def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats):
+    for tensor_name, tensor in [*neuron.named_parameters(), *neuron.named_buffers()]:
+        if not torch.isfinite(tensor).all():
+            raise QuantisationError(f"layer {name}: the trained {tensor_name} contains NaN or "
+                                    f"infinity")
     lanes = _lanes(neuron.channels, formats.lanes)
     try:
         if isinstance(neuron, PRF):

@@ -212,3 +212,14 @@ def test_demo_runs_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["cosim"]["passed"] and summary["cosim"]["samples"] == 4
     assert set(summary["cosim"]["layers"]) == {"sn0", "sn1"}
+
+
+@pytest.mark.parametrize("tensor", ["layers.sn1.log_theta", "layers.sn0.running_var",
+                                    "layers.fc1.weight"])
+def test_non_finite_weights_are_refused_by_layer(trained, tensor):
+    model, config, _ = load_trained(trained)
+    with torch.no_grad():
+        model.state_dict()[tensor].view(-1)[0] = float("nan")
+    calibration, _ = stack_dataset(load_data(config.data).train, 64)
+    with pytest.raises(QuantisationError, match=r"layer sn[01]: the trained \w+ contains? NaN"):
+        quantise_network(model, calibration)
