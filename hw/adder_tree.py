@@ -24,7 +24,8 @@ class PipelinedAdderTree(wiring.Component):
 
     Each level adds pairs and registers the result when ``en`` is set; an odd operand passes
     through a register so all paths have the same delay. A node is as wide as its operands
-    plus one bit, capped at ``out_width``, which the caller proves is enough.
+    plus one bit, capped at ``out_width``, which the caller proves is enough. The registers
+    have no reset (a datapath: the caller's valid bit says which sums count).
 
     Latency: :func:`tree_levels` cycles (enabled cycles). Throughput: one sum per cycle.
 
@@ -60,7 +61,7 @@ class PipelinedAdderTree(wiring.Component):
             for n in range(0, len(level), 2):
                 pair = level[n:n + 2]
                 width = min(self.out_width, max(len(v) for v in pair) + (len(pair) == 2))
-                node = Signal(signed(width), name=f"l{depth}_n{n // 2}")
+                node = Signal(signed(width), name=f"l{depth}_n{n // 2}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += node.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
                 nodes.append(node)

@@ -19,16 +19,29 @@ __all__ = ["CPSNCore", "ARITHS", "WEIGHT_STORAGES", "cpsn_latency", "cpsn_fifo_d
 WEIGHT_STORAGES = ("baked", "file")
 
 
+#: Register stages between the taps and the adder tree (see ``CPSNCore.elaborate``).
+TERM_STAGES = 3
+
+
 def cpsn_latency(config: CPSNConfig) -> int:
-    """Cycles from an input transfer to its output beat: input register, taps, two term
+    """Cycles from an input transfer to its output beat: input register, taps, three term
     stages, the adder tree, then the output FIFO."""
-    return 5 + tree_levels(config.order + 1)
+    return 3 + TERM_STAGES + tree_levels(config.order + 1)
 
 
 def cpsn_fifo_depth(config: CPSNConfig) -> int:
     """Output FIFO places: every beat in flight, including the one whose credit returns as
     the next beat is offered, so the stream runs without bubbles."""
     return cpsn_latency(config) + 1
+
+
+def _popcount(bits):
+    """The number of set bits among ``bits`` (one-bit values), as a balanced adder tree."""
+    level = [Cat(bit) for bit in bits]
+    while len(level) > 1:
+        level = [level[n] + level[n + 1] if n + 1 < len(level) else level[n]
+                 for n in range(0, len(level), 2)]
+    return level[0]
 
 
 class CPSNCore(wiring.Component):
@@ -41,13 +54,14 @@ class CPSNCore(wiring.Component):
     ``k−1`` transfer-counted delay lines (memories of about ``d·G`` words of ``L·W`` bits), so
     ``C`` can be large.
     History older than the current sample is masked by a time counter, which makes every
-    sample start from zeros without clearing memory.
+    sample start from zeros without clearing memory. The position counters and (baked) table
+    ROMs are kept once per lane, so that their nets do not span all lanes (Fmax).
 
     Protocol: AXI4-Stream on both sides. ``s_axis.tlast`` goes with the final beat of a sample
     (group ``G−1`` of its last time step) and is copied to the matching output beat. ``tlast``
     on another beat also ends the sample there (the next beat starts a new sample at group 0).
 
-    Latency: ``5 + ceil(log2(k+1))`` cycles from an input transfer to its output beat when the
+    Latency: ``6 + ceil(log2(k+1))`` cycles from an input transfer to its output beat when the
     output is not stalled. Throughput: one beat per clock for every ``C/L`` (no bubbles when
     input is always valid and output always ready).
 
@@ -59,7 +73,7 @@ class CPSNCore(wiring.Component):
     accepted beat. Backpressure neither drops nor duplicates beats.
 
     Datapath (``arith``): ``shift_add`` (the default) forms each term as a shift and a
-    conditional negation. ``multiply`` is the baseline for measuring what that saves: it stores
+    conditional complement (the +1 of each negation is folded into the bias). ``multiply`` is the baseline for measuring what that saves: it stores
     the signed integer weight ``sign · 2^(e − exp_min)`` per tap (table ``weights``) and forms
     the term with a real ``*``, one multiplier per tap and lane; the terms, the pipeline, the
     latency and every output bit are the same.
@@ -98,32 +112,93 @@ class CPSNCore(wiring.Component):
             "m_axis": Out(AXIStreamSignature(config.lanes, user_width=user_width)),
         })
 
-    def _table(self, m, table, fire, group):
-        """A table's word for the current group, aligned with the taps (one cycle later)."""
-        width, per_word = table_width(self.config, table)
-        word_width = width * per_word
-        words = pack_tables(self.config, self.arith)[table]
-        if self.weight_storage == "baked" and self.config.groups == 1:
-            return Const(words[0], word_width)
-        data = Signal(word_width, name=f"{table}_word")
-        if self.weight_storage == "baked":
-            rom = memory.Memory(shape=word_width, depth=self.config.groups, init=words)
-            m.submodules[f"{table}_rom"] = rom
-            read = rom.read_port()
-            m.d.comb += [read.addr.eq(group), read.en.eq(fire), data.eq(read.data)]
-        else:
-            m.submodules[f"{table}_rom"] = Instance(
-                "spikeforge_rom",
-                p_WIDTH=word_width,
-                p_DEPTH=self.config.groups,
-                p_ADDR_WIDTH=max(1, (self.config.groups - 1).bit_length()),
-                p_INIT_FILE=self.init_files[table],
-                i_clk=ClockSignal(),
-                i_en=fire,
-                i_addr=group if len(group) else Const(0, 1),
-                o_data=data,
-            )
-        return data
+    def _lane_tables(self, m, groups):
+        """Per lane, each table's part of the word for the lane's current group, aligned with
+        the taps (one cycle later): ``[{table: word}]``, element ``i`` of a lane at bits
+        ``[i·w, (i+1)·w)``.
+
+        Baked tables are one ROM per lane and table, read with the lane's own group counter
+        (``groups[lane]``), so no address net spans every lane; constants when ``C = L``.
+        File tables are one ROM per table (the word layout of the ``$readmemh`` file), read
+        with the counter ``groups[-1]``. Reads have no enable: a word is used only in the
+        cycle after an accepted beat (the stage-1 valid bit), when it is that beat's group's
+        word; so the handshake's valid bit does not reach the tables."""
+        cfg = self.config
+        lanes = [{} for _ in range(cfg.lanes)]
+        for table in arith_tables(self.arith):
+            width, per_word = table_width(cfg, table)
+            lane_bits = width * per_word // cfg.lanes
+            words = pack_tables(cfg, self.arith)[table]
+            if self.weight_storage == "file":
+                data = Signal(width * per_word, name=f"{table}_word")
+                m.submodules[f"{table}_rom"] = Instance(
+                    "spikeforge_rom",
+                    p_WIDTH=width * per_word,
+                    p_DEPTH=cfg.groups,
+                    p_ADDR_WIDTH=max(1, (cfg.groups - 1).bit_length()),
+                    p_INIT_FILE=self.init_files[table],
+                    i_clk=ClockSignal(),
+                    i_en=Const(1, 1),
+                    i_addr=groups[-1] if cfg.groups > 1 else Const(0, 1),
+                    o_data=data,
+                )
+            for lane in range(cfg.lanes):
+                if self.weight_storage == "file":
+                    lanes[lane][table] = data.word_select(lane, lane_bits)
+                    continue
+                parts = [(word >> (lane * lane_bits)) & ((1 << lane_bits) - 1)
+                         for word in words]
+                if cfg.groups == 1:
+                    lanes[lane][table] = Const(parts[0], lane_bits)
+                    continue
+                rom = memory.Memory(shape=lane_bits, depth=cfg.groups, init=parts)
+                m.submodules[f"{table}_rom_l{lane}"] = rom
+                read = rom.read_port()
+                lanes[lane][table] = Signal(lane_bits, name=f"{table}_l{lane}")
+                m.d.comb += [read.addr.eq(groups[lane]), lanes[lane][table].eq(read.data)]
+        return lanes
+
+    @staticmethod
+    def _delay(m, value, name, constant=False, *, shape=None):
+        """``value`` one cycle later, in a datapath register without reset or enable; a
+        constant (``constant``: it depends on constant tables only) needs no register."""
+        if constant:
+            return value
+        register = Signal(shape if shape is not None else len(value), name=name,
+                          reset_less=True)
+        m.d.sync += register.eq(value)
+        return register
+
+    def _constant_bias(self, lane: int) -> int:
+        """A lane's bias plus its count of negative weights, with constant tables: the +1s
+        that turn the complemented terms (``~v``) into ``−v``."""
+        cfg = self.config
+        bias = int(cfg.bias[lane])
+        if self.arith == "shift_add":
+            bias += int((cfg.signs[lane] < 0).sum())
+        return bias
+
+    def _position(self, m, fire, in_last, suffix):
+        """Counters of the incoming beat's group and time step (up to the last step the mask
+        needs), and per tap ``j`` a register, written with the beat's taps (stage 1), that
+        says whether the tap lies inside the beat's sample: ``(group, tap_live)``."""
+        cfg = self.config
+        group = Signal(range(cfg.groups), name=f"group_{suffix}")
+        step_limit = (cfg.order - 1) * cfg.dilation
+        step = Signal(range(step_limit + 1), name=f"step_{suffix}")
+        with m.If(fire):
+            with m.If(in_last):
+                m.d.sync += [group.eq(0), step.eq(0)]
+            with m.Elif(group == cfg.groups - 1):
+                m.d.sync += group.eq(0)
+                with m.If(step != step_limit):
+                    m.d.sync += step.eq(step + 1)
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+        tap_live = Signal(cfg.order, name=f"tap_live_{suffix}")
+        with m.If(fire):
+            m.d.sync += [tap_live[j].eq(step >= j * cfg.dilation) for j in range(cfg.order)]
+        return group, tap_live
 
     def elaborate(self, platform):
         cfg = self.config
@@ -134,115 +209,136 @@ class CPSNCore(wiring.Component):
         # of every tap, so that high-fanout net comes straight from a flip-flop. Data and
         # tlast are sampled every cycle (only ``fire`` says they count), which keeps the
         # handshake's own fanout small.
+        depth = cpsn_fifo_depth(cfg)
         ready = Signal(init=1)  # s_axis.tready: a credit (a free FIFO place) is left
         accept = Signal()
         m.d.comb += [self.s_axis.tready.eq(ready), accept.eq(self.s_axis.tvalid & ready)]
         fire = Signal()
-        in_data = Signal(lanes * width)
-        in_last = Signal()
+        in_data = Signal(lanes * width, reset_less=True)
+        in_last = Signal(reset_less=True)
         m.d.sync += [fire.eq(accept), in_data.eq(self.s_axis.tdata),
                      in_last.eq(self.s_axis.tlast)]
 
-        # Stage 0: position of the incoming beat within its sample.
-        group = Signal(range(cfg.groups))
-        step_limit = (order - 1) * cfg.dilation  # the mask needs to know steps up to here
-        step = Signal(range(step_limit + 1))
-        with m.If(fire):
-            with m.If(in_last):
-                m.d.sync += [group.eq(0), step.eq(0)]
-            with m.Elif(group == cfg.groups - 1):
-                m.d.sync += group.eq(0)
-                with m.If(step != step_limit):
-                    m.d.sync += step.eq(step + 1)
-            with m.Else():
-                m.d.sync += group.eq(group + 1)
+        # Stage 0: position of the incoming beat within its sample, tracked by one copy of
+        # the group and step counters per lane. The copies count alike, but each feeds back
+        # on itself, so synthesis keeps them apart: the live bits that mask a lane's taps and
+        # the group that addresses its tables then fan out to that lane only (a net spanning
+        # all lanes costs more routing than a clock period at L = 16).
+        positions = [self._position(m, fire, in_last, f"l{lane}") for lane in range(lanes)]
+        groups = [group for group, _ in positions]
+        if self.weight_storage == "file":  # the shared table ROMs' own counter
+            groups.append(self._position(m, fire, in_last, "tables")[0])
 
         # Stage 1: tap j holds x[t − j·d]. Tap 1 delays by d·G transfers; later taps chain
         # from the previous tap's register, which already lags one transfer, hence d·G − 1.
         taps = []
         for j in range(order):
-            depth = 0 if j == 0 else cfg.dilation * cfg.groups - (j > 1)
-            line = TransferDelay(lanes * width, depth)
+            line_depth = 0 if j == 0 else cfg.dilation * cfg.groups - (j > 1)
+            line = TransferDelay(lanes * width, line_depth)
             m.submodules[f"tap{j}"] = line
             m.d.comb += [line.en.eq(fire), line.i.eq(in_data if j < 2 else taps[-1])]
             taps.append(line.o)
-        tap_live = Signal(order, name="tap_live")  # tap j is inside the current sample
-        s1_valid, s1_last = Signal(), Signal()
+        s1_valid, s1_last = Signal(), Signal(reset_less=True)
         with m.If(fire):
-            m.d.sync += [tap_live[j].eq(step >= j * cfg.dilation) for j in range(order)]
             m.d.sync += s1_last.eq(in_last)
         m.d.sync += s1_valid.eq(fire)
-        words = {table: self._table(m, table, fire, group) for table in arith_tables(self.arith)}
-        bias = words["bias"]
+        lane_words = self._lane_tables(m, groups)
 
-        # Stages 2 and 3: signed terms, in two register stages so that no path has both the
-        # shifter (or multiplier) and a carry chain. From here on nothing stalls. Stage 2 also
-        # registers, per lane and tap, whether the term is used (tap inside the sample and
-        # weight not zero): stage 3 masks with that local bit rather than with the tap's
-        # live bit, which would fan out to every lane.
-        # Shift-add: stage 2 shifts, stage 3 negates and masks; the only "multiplication" is
-        # a shift and a negation. Multiply: stage 2 is the baseline's real multiplier, stage
-        # 3 masks; the terms are the same.
+        # Stages 2 to 4: signed terms. From here on nothing stalls, and every register is a
+        # pure datapath register (no reset, no enable): only the valid bit says what counts.
+        # A tap outside the sample is zeroed (by its lane's live bit): a zero input makes a
+        # zero term, so nothing later depends on the sample.
+        # Shift-add: stage 2 copies the table words and the zeroed taps into registers, so
+        # that no path has both a table read and a shifter; stage 3 shifts by the low half of
+        # the shift code, stage 4 by the high half, zeroes a zero weight's term and
+        # complements a negative one: the term is ~v = −v − 1, no carry chain. The +1 of every
+        # negative term is added to the bias instead: the lane's count of negative weights, a
+        # constant with constant tables, else counted in stage 3 and added in stage 4. The
+        # only "multiplication" is a shift and a complement.
+        # Multiply (the baseline): stage 2 is the real multiplier, stages 3 and 4 register its
+        # product (a DSP block's pipeline registers). The table words are not copied: Yosys
+        # puts a weight register shared by several multipliers into one DSP block and builds
+        # the others from logic. The sums are the same.
+        constant = self.weight_storage == "baked" and cfg.groups == 1
         lane_sums = []
         for lane in range(lanes):
-            term_regs = []
+            words = lane_words[lane]
+            if self.arith == "shift_add":
+                words = {table: self._delay(m, word, f"{table}_l{lane}_s2", constant)
+                         for table, word in words.items()}
+            term_regs, negatives = [], []
             for i in range(order):
                 j = order - 1 - i
-                element = lane * order + i
-                x = taps[j].word_select(lane, width).as_signed()
-                used = Signal(name=f"used_l{lane}_i{i}")
+                element = i  # within the lane's part of a table word
+                name = f"l{lane}_i{i}"
+                tap_live = positions[lane][1]
+                # AND, not a multiplexer with a zero input: Yosys would make the zero a
+                # synchronous reset, and a reset net per tap and lane leaves the iCE40 placer
+                # no legal packing (flip-flops of a logic block share one reset).
+                x = (taps[j].word_select(lane, width)
+                     & tap_live[j].replicate(width)).as_signed()
                 if self.arith == "multiply":
                     weight_width, _ = table_width(cfg, "weights")
                     weight = words["weights"].word_select(element, weight_width).as_signed()
-                    product = Signal(signed(cfg.term_width), name=f"product_l{lane}_i{i}")
-                    m.d.sync += [product.eq(x * weight), used.eq(tap_live[j] & (weight != 0))]
-                    value = product
+                    product = x * weight
+                    for n in (2, 3):
+                        product = self._delay(m, product, f"product_{name}_s{n}",
+                                              shape=signed(cfg.term_width))
+                    term = self._delay(m, product, f"term_{name}",
+                                       shape=signed(cfg.term_width))
                 else:
+                    x = self._delay(m, x, f"x_{name}_s2", shape=signed(width))
                     sign_width, _ = table_width(cfg, "signs")
                     shift_width, _ = table_width(cfg, "shifts")
                     sign = words["signs"].word_select(element, sign_width).as_signed()
                     shift = words["shifts"].word_select(element, shift_width)
-                    shifted = Signal(signed(cfg.term_width), name=f"shifted_l{lane}_i{i}")
-                    m.d.sync += [shifted.eq(x << shift), used.eq(tap_live[j] & (sign != 0))]
-                    # Constant tables (baked, C = L) stay constants so negation folds away.
-                    negative = sign < 0
-                    if not isinstance(words["signs"], Const):
-                        negative = Signal(name=f"negative_l{lane}_i{i}")
-                        m.d.sync += negative.eq(sign < 0)
-                    # −v = ~v + 1: one carry chain whose operand is v XOR the sign.
-                    value = (shifted ^ negative.replicate(cfg.term_width)) + negative
-                term = Signal(signed(cfg.term_width), name=f"term_l{lane}_i{i}")
-                m.d.sync += term.eq(Mux(used, value, 0))
+                    low = (shift_width + 1) // 2
+                    partial = self._delay(m, x << shift[:low], f"shifted_{name}_s3",
+                                          shape=signed(cfg.term_width))
+                    high = self._delay(m, shift[low:], f"shift_high_{name}_s3", constant)
+                    nonzero = self._delay(m, sign != 0, f"nonzero_{name}_s3", constant)
+                    negative = self._delay(m, sign < 0, f"negative_{name}_s3", constant)
+                    shifted = partial << Cat(Const(0, low), high)
+                    term = self._delay(m, (shifted ^ negative.replicate(cfg.term_width))
+                                       & nonzero.replicate(cfg.term_width), f"term_{name}",
+                                       shape=signed(cfg.term_width))
+                    negatives.append(sign < 0)
                 term_regs.append(term)
-            bias_regs = [Signal(signed(cfg.bias_width), name=f"bias_l{lane}_s{n}")
-                         for n in (2, 3)]
-            m.d.sync += [bias_regs[0].eq(bias.word_select(lane, cfg.bias_width).as_signed()),
-                         bias_regs[1].eq(bias_regs[0])]
-            bias_reg = bias_regs[1]
-            tree = PipelinedAdderTree([cfg.term_width] * order + [cfg.bias_width],
+            bias = words["bias"].as_signed()
+            if constant:  # shift-add: with the lane's count of negative weights folded in
+                bias = Const(self._constant_bias(lane), signed(cfg.membrane_width))
+            elif negatives:
+                count = self._delay(m, _popcount(negatives), f"negatives_l{lane}_s3")
+                bias = self._delay(m, bias, f"bias_l{lane}_s3", shape=signed(cfg.bias_width))
+                bias = self._delay(m, bias + count, f"bias_l{lane}_s4",
+                                   shape=signed(cfg.membrane_width))
+            else:  # multiply: the table words are those of stage 1
+                for n in (2, 3, 4):
+                    bias = self._delay(m, bias, f"bias_l{lane}_s{n}",
+                                       shape=signed(cfg.bias_width))
+            tree = PipelinedAdderTree([cfg.term_width] * order + [len(bias)],
                                       cfg.membrane_width)
             m.submodules[f"tree{lane}"] = tree
             m.d.comb += tree.en.eq(1)
-            for n, operand in enumerate(term_regs + [bias_reg]):
+            for n, operand in enumerate(term_regs + [bias]):
                 m.d.comb += getattr(tree.operands, f"x{n}").eq(operand)
             lane_sums.append(tree.sum)
 
         # valid/last travel beside the data through the term stages and the tree.
         valid, last = s1_valid, s1_last
-        for n in range(2 + tree_levels(order + 1)):
-            next_valid, next_last = Signal(name=f"valid_d{n}"), Signal(name=f"last_d{n}")
+        for n in range(TERM_STAGES + tree_levels(order + 1)):
+            next_valid = Signal(name=f"valid_d{n}")
+            next_last = Signal(name=f"last_d{n}", reset_less=True)
             m.d.sync += [next_valid.eq(valid), next_last.eq(last)]
             valid, last = next_valid, next_last
 
         # Output FIFO and credits: an accepted beat takes a credit, a beat read from the FIFO
         # gives it back; with no credit left the input waits, so the FIFO never overflows.
-        # ``ready`` is written without an adder so that the handshake loop stays short.
         outputs = [Cat(~total[-1] for total in lane_sums), last]
         sink = [self.m_axis.tdata, self.m_axis.tlast]
         if cfg.membrane_out:
             outputs.append(Cat(lane_sums))
             sink.append(self.m_axis.tuser)
-        depth = cpsn_fifo_depth(cfg)
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(width=len(Cat(outputs)), depth=depth)
         m.d.comb += [
             out_fifo.w_en.eq(valid),
@@ -253,6 +349,7 @@ class CPSNCore(wiring.Component):
         ]
         credits = Signal(range(depth + 1), init=depth)
         returned = out_fifo.r_rdy & self.m_axis.tready
+        # ``ready`` is written without an adder so that the handshake loop stays short.
         m.d.sync += [credits.eq(credits - accept + returned),
                      ready.eq(returned | Mux(accept, credits != 1, credits != 0))]
         return m

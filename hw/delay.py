@@ -14,7 +14,8 @@ class TransferDelay(wiring.Component):
 
     On every cycle with ``en`` set, ``o`` becomes the ``i`` that was presented ``depth`` enabled
     cycles earlier (``depth = 0``: this cycle's ``i``; a plain register). Cycles without ``en``
-    change nothing, so a stalled stream keeps its history. Depths of two or more are a
+    change nothing, so a stalled stream keeps its history. Nothing is reset (registers and
+    memory alike): a user masks history it has not written. Depths of two or more are a
     circular buffer in one simple dual-port memory, which synthesis maps to block or
     distributed RAM; the output is the memory's read register (read-before-write).
 
@@ -37,13 +38,15 @@ class TransferDelay(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self.depth == 0:
+        if self.depth < 2:  # registers without reset: history is data, not state
+            out = Signal(self.width, reset_less=True)
+            m.d.comb += self.o.eq(out)
             with m.If(self.en):
-                m.d.sync += self.o.eq(self.i)
-        elif self.depth == 1:
-            held = Signal(self.width)
-            with m.If(self.en):
-                m.d.sync += [held.eq(self.i), self.o.eq(held)]
+                if self.depth == 0:
+                    m.d.sync += out.eq(self.i)
+                else:
+                    held = Signal(self.width, reset_less=True)
+                    m.d.sync += [held.eq(self.i), out.eq(held)]
         else:
             m.submodules.buffer = buffer = memory.Memory(shape=self.width, depth=self.depth,
                                                          init=[])

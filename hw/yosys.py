@@ -10,7 +10,9 @@ from pathlib import Path
 __all__ = ["tool_executable", "yosys_executable", "cell_counts", "WORD_LEVEL", "ECP5"]
 
 #: Word-level netlist before arithmetic is merged or mapped: a multiply is a ``$mul`` cell.
-WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt; wreduce; peepopt; opt_clean"
+#: ``opt_clean`` before ``opt`` (as the ``synth_*`` scripts do): otherwise ``opt`` stops
+#: with "conflicting init values" on a register without reset whose input is a constant.
+WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt_clean; opt; wreduce; peepopt; opt_clean"
 #: Lattice ECP5 mapping: a multiply that synthesis puts in a DSP shows as ``MULT18X18D``.
 ECP5 = "synth_ecp5 -top {top}"
 
