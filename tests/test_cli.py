@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 from click.testing import CliRunner
 
 from spikeforge.hw.cpsn_config import CPSNConfig
