@@ -11,6 +11,7 @@ import click
 from .. import __version__
 from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS
+from .bench_hw import PLANS
 from .configs import load_core_config
 from .demo import demo
 from .text import table
@@ -404,7 +405,7 @@ def bench_kernels(ctx):
 
 
 @bench.command("hw")
-@click.option("--plan", type=click.Choice(["standard", "smoke"]), default="standard",
+@click.option("--plan", type=click.Choice(sorted(PLANS)), default="standard",
               show_default=True, help="Which sweep (see spikeforge.sw.bench_hw.PLANS).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="Synthesis runs at once.")
