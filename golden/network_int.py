@@ -26,7 +26,7 @@ from .fixed import check_int, check_int_array, signed_range
 from .prf_int import prf_integer, round_shift
 
 __all__ = ["IntegerSynapse", "IntegerLayer", "IntegerNetwork", "NetworkTrace", "READOUTS",
-           "core_spikes", "saturate"]
+           "core_outputs", "core_spikes", "saturate"]
 
 READOUTS = ("mean_membrane", "last_membrane")
 _ACCUMULATOR_BITS = 62  # every sum must fit int64 with margin
@@ -39,13 +39,20 @@ def saturate(values: np.ndarray, width: int) -> tuple[np.ndarray, int]:
     return np.clip(values, lo, hi), clipped
 
 
-def core_spikes(config, x: np.ndarray) -> np.ndarray:
-    """Spikes ``[T, N, C]`` of a core's integer model (CPSN or PRF) for inputs ``x``."""
+def core_outputs(config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(spikes, membrane)`` of a core's integer model (CPSN or PRF; PRF's membrane is the
+    real state ``u``) for inputs ``x`` (``[T, N, C]`` or ``[T, C]``)."""
     if isinstance(config, CPSNConfig):
-        return cpsn_integer(config, x)[0].astype(np.int64)
+        return cpsn_integer(config, x)
     if isinstance(config, PRFConfig):
-        return prf_integer(config, x)[0]
+        spikes, u, _ = prf_integer(config, x)
+        return spikes, u
     raise TypeError(f"no integer core model for a {type(config).__name__}")
+
+
+def core_spikes(config, x: np.ndarray) -> np.ndarray:
+    """Spikes (int64) of a core's integer model for inputs ``x``."""
+    return core_outputs(config, x)[0].astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

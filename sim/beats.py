@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..golden.cpsn_int import check_inputs, cpsn_integer
+from ..golden.cpsn_int import check_inputs
 from ..golden.fixed import to_twos_complement
-from ..golden.prf_int import prf_integer
+from ..golden.network_int import core_outputs
 from ..hw.cpsn_config import CPSNConfig
 from ..hw.prf_config import PRFConfig
 
-__all__ = ["Beat", "BeatPosition", "TileFormat", "stream_format", "golden_outputs",
+__all__ = ["Beat", "BeatPosition", "TileFormat", "stream_format",
            "input_beats", "expected_beats", "random_samples"]
 
 
@@ -128,14 +128,6 @@ def stream_format(config) -> TileFormat:
     raise TypeError(f"no stream format for {type(config).__name__}")
 
 
-def golden_outputs(config, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(spikes, membrane)`` ``[T, C]`` of the integer golden model for one sample."""
-    if isinstance(config, CPSNConfig):
-        return cpsn_integer(config, sample)
-    spikes, u, _ = prf_integer(config, sample)
-    return spikes, u
-
-
 def _validated(config, samples: list[np.ndarray]) -> list[np.ndarray]:
     if isinstance(config, CPSNConfig):
         return [check_inputs(config, s)[:, 0] for s in samples]
@@ -151,7 +143,7 @@ def expected_beats(config, samples: list[np.ndarray]) -> list[tuple[BeatPosition
     """``[(position, Beat)]`` the core must emit for ``samples``, from the golden model."""
     fmt = stream_format(config)
     samples = _validated(config, samples)
-    outputs = [golden_outputs(config, fmt.pad(s)) for s in samples]
+    outputs = [core_outputs(config, fmt.pad(s)) for s in samples]
     return fmt.output_beats([s.shape[0] for s in samples], [o[0] for o in outputs],
                             [o[1] for o in outputs])
 
