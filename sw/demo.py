@@ -75,7 +75,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     from ..hw.synth import TARGETS
     from .network import core_rows, cosim_from, export_run, generate_from, report_rows
     from .quantise import Formats
-    from .train import _replace_train, load_config, train_run
+    from .train import replace_train, load_config, train_run
 
     if target not in TARGETS:
         raise click.BadParameter(f"unknown target {target!r}; choose one of {sorted(TARGETS)}",
@@ -86,7 +86,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
 
     begin = _stage(1, f"train {DEMO_CONFIG.name} (CPSN layer + PRF layer on 8x8 digits)")
     torch.set_num_threads(1)  # fastest for this small network, even on an idle machine
-    config = _replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
+    config = replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
     train_run(config, out_dir / "run", progress=sys.stderr.isatty(), log=click.echo)
     times["train"] = time.perf_counter() - begin
 
@@ -101,8 +101,7 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     times["generate"] = time.perf_counter() - begin
 
     begin = _stage(4, f"co-simulate every core under Verilator on {samples} test samples")
-    cosim = cosim_from(out_dir / "export", samples=samples, jobs=jobs,
-                       build_root=out_dir / "cosim", log=click.echo)
+    cosim = cosim_from(out_dir / "export", samples=samples, jobs=jobs, log=click.echo)
     times["cosim"] = time.perf_counter() - begin
 
     synth = {}

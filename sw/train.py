@@ -41,8 +41,8 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .plots import plot_curves, plot_firing_rates, plot_raster
 
 __all__ = ["ConfigError", "TrainConfig", "RunConfig", "parse_config", "load_config",
-           "config_to_dict", "TrainingDiverged", "train_run", "evaluate_model", "load_trained",
-           "train", "evaluate"]
+           "config_to_dict", "replace_train", "TrainingDiverged", "train_run", "evaluate_model",
+           "load_trained", "train", "evaluate"]
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -194,7 +194,8 @@ def config_to_dict(config) -> dict:
     return clean(dataclasses.asdict(config))
 
 
-def _replace_train(config: RunConfig, **changes) -> RunConfig:
+def replace_train(config: RunConfig, **changes) -> RunConfig:
+    """``config`` with the ``train`` fields in ``changes`` replaced (``None`` keeps a field)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
 
@@ -374,7 +375,7 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
     if resume:
         checkpoint = load_checkpoint(out_dir / "last.pt", map_location=device)
         saved = parse_config(checkpoint["config"])
-        if _replace_train(saved, epochs=config.train.epochs) != config:
+        if replace_train(saved, epochs=config.train.epochs) != config:
             raise ConfigError(f"{out_dir / 'last.pt'}: --resume needs the run's own "
                               f"configuration (only train.epochs may change)")
         model.load_state_dict(checkpoint["state_dict"])
@@ -541,7 +542,7 @@ def train(config_path, epochs, out_dir, device, seed, resume, threads, no_progre
             config = load_config(config_path)
         else:
             config = parse_config(load_checkpoint(out_dir / "last.pt")["config"])
-        config = _replace_train(config, epochs=epochs, seed=seed)
+        config = replace_train(config, epochs=epochs, seed=seed)
         train_run(config, out_dir, device=device, resume=resume, progress=not no_progress,
                   log=click.echo)
     except (ConfigError, CheckpointError, DatasetNotFoundError, TrainingDiverged) as exc:

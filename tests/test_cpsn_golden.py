@@ -187,7 +187,7 @@ def test_export_widens_the_default_bias_width_and_refuses_a_given_one():
     with torch.no_grad():
         module.bias.fill_(-1e6)
     config = module.to_config(input_width=8, input_frac_bits=4)
-    assert config.bias[0] == -1e6 * 2 ** 8 and config.bias_width == 29  # -2^28 + ... fits 29 bits
+    assert config.bias[0] == -1e6 * 2 ** 8 and config.bias_width == 29  # -2.56e8 >= -2^28
     with pytest.raises(ValueError, match="CPSNConfig.bias"):
         module.to_config(input_width=8, input_frac_bits=4, bias_width=16)
 
