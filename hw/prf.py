@@ -16,8 +16,9 @@ WEIGHT_STORAGES = ("baked", "file")
 
 
 def prf_latency(config: PRFConfig) -> int:
-    """Cycles from an input transfer to its output beat: tables, Δ·x, tile inputs, state."""
-    return 4
+    """Cycles from an input transfer to its output beat: tables, Δ·x, tile inputs, state
+    update (one stage with ``G = 1``, two with ``G >= 2`` channel groups)."""
+    return 4 if config.groups == 1 else 5
 
 
 def drive_width(config: PRFConfig) -> int:
@@ -93,16 +94,19 @@ class PRFCore(wiring.Component):
     the drive ``R(Δ·x)``, the tile's input parts ``Σ R(Λ^lag ⊗ drive)`` (every product rounded
     on its own, so the parallel evaluation is bit-exact), and the outputs
     ``R(Λ^(j+1) ⊗ s) + input_j`` from the tile's start state ``s``. Only the state update is
-    sequential, once per tile. With ``C > L`` the state of each channel group lives in a
-    memory word (read when a beat enters the state stage, written when it leaves, so
-    ``G = C/L ≥ 2`` groups never collide); with ``C = L`` it is a register. The first tile of
-    every sample starts from zero state; ``tlast`` marks the final beat of a sample.
+    sequential, once per tile. With ``C = L`` the state is a register and the update one
+    stage. With ``G = C/L ≥ 2`` channel groups each group's state is a memory word and the
+    update two stages (the exact products ``Λ^(j+1) ⊗ s``, then round and add): the next beat
+    of a group comes ``G`` beats later, when the word is written (``G ≥ 3``) or being written
+    (``G = 2``: the read is transparent to the write). The first tile of every sample starts
+    from zero state; ``tlast`` marks the final beat of a sample.
 
     ``coef_mode='dsp'`` multiplies; ``'shift_add'`` forms every product from the coefficient's
     canonical signed digits (no multiplier anywhere).
 
-    Latency: 4 cycles. Throughput: one beat (``L·P`` neuron-steps) per clock, full
-    backpressure (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
+    Latency: :func:`prf_latency` (4 cycles with ``G = 1``, 5 with ``G ≥ 2``). Throughput: one
+    beat (``L·P`` neuron-steps) per clock for every ``G``, full backpressure
+    (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
 
     Members:
         s_axis: input tiles; element ``(step j, lane l)`` at ``[(j·L + l)·W, …+W)``, signed.
@@ -244,55 +248,86 @@ class PRFCore(wiring.Component):
         powers3 = self._carry(m, advance, powers2, "powers_s3", reset_less=True)
         v_th3 = self._carry(m, advance, v_th2, "v_th_s3", reset_less=True)
 
-        # State of the tile's channels: read as the beat enters stage 3, written as it leaves.
+        # State of the tile's channels: read as the beat enters stage 3, written as it leaves
+        # the state update. With G = 1 the next beat needs the state a cycle later, so the
+        # update is one stage; with G >= 2 it takes two (pipelined, see prf_latency).
+        pipelined = cfg.groups > 1
         state_bits = 2 * state_width * lanes
         new_state = Signal(state_bits)
-        if cfg.groups == 1:
+        if not pipelined:
             stored = Signal(state_bits)
             with m.If(valid3 & advance):
                 m.d.sync += stored.eq(new_state)
         else:
             m.submodules.state = state = memory.Memory(shape=state_bits, depth=cfg.groups,
                                                        init=[])
-            read, write = state.read_port(), state.write_port()
+            write = state.write_port()
+            # Beats of a group are G apart and a stage holds one beat, so a beat leaving stage 2
+            # (its read) trails the previous beat of its group by >= G stages: with G >= 3
+            # that beat has left stage 4 (its write); with G = 2 it may be leaving it now.
+            read = state.read_port(transparent_for=(write,) if cfg.groups == 2 else ())
             stored = read.data
-            m.d.comb += [read.addr.eq(group2), read.en.eq(advance),
-                         write.addr.eq(group3), write.en.eq(valid3 & advance),
-                         write.data.eq(new_state)]
+            m.d.comb += [read.addr.eq(group2), read.en.eq(advance)]
         start = Mux(first3, 0, stored)
 
-        # Stage 3 → output: u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state.
+        # u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state. Stage 3 forms the
+        # exact products of Λ^(j+1) = a + ib with s = u0 + i·r0: a·u0, b·r0, b·u0, a·r0.
         feedback = _Coefficients(cfg, "powers", powers3)
-        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}", reset_less=True)
-                     for j in range(steps)] for l in range(lanes)]
-        ends = []
+        products, inputs = [], []
         for l in range(lanes):
             u0 = start.word_select(2 * l, state_width).as_signed()
             r0 = start.word_select(2 * l + 1, state_width).as_signed()
             for j in range(steps):
                 re, im = power(l, j + 1, 0), power(l, j + 1, 1)
-                u = Signal(signed(state_width), name=f"next_u_l{l}_j{j}")
-                r = Signal(signed(state_width), name=f"next_r_l{l}_j{j}")
-                m.d.comb += [
-                    u.eq(_rounded(feedback.times(re, u0) - feedback.times(im, r0), frac)
-                         + input_u[l][j]),
-                    r.eq(_rounded(feedback.times(im, u0) + feedback.times(re, r0), frac)
-                         + input_r[l][j]),
-                ]
+                products.append([feedback.times(re, u0), feedback.times(im, r0),
+                                 feedback.times(im, u0), feedback.times(re, r0)])
+                inputs.append([input_u[l][j], input_r[l][j]])
+        last_s, group_s, valid_s, v_th_s = last3, group3, valid3, v_th3
+        if pipelined:
+            # Stage 4: the products, exact in state_product_width bits (it holds (|a| + |b|)·B,
+            # more than any one of them), and the input parts beside them.
+            def stage4(value, name, shape):
+                register = Signal(shape, name=name, reset_less=True)
                 with m.If(advance):
-                    m.d.sync += membrane[l][j].eq(u)
-            ends += [u, r]
+                    m.d.sync += register.eq(value)
+                return register
+
+            product_shape = signed(cfg.state_product_width)
+            products = [[stage4(p, f"product{k}_l{i // steps}_j{i % steps}", product_shape)
+                         for k, p in enumerate(terms)] for i, terms in enumerate(products)]
+            inputs = [[stage4(x, f"{x.name}_s4", signed(state_width)) for x in pair]
+                      for pair in inputs]
+            last_s, group_s, valid_s = (self._carry(m, advance, s, f"{s.name[:-3]}_s4")
+                                        for s in (last3, group3, valid3))
+            v_th_s = self._carry(m, advance, v_th3, "v_th_s4", reset_less=True)
+            m.d.comb += [write.addr.eq(group_s), write.en.eq(valid_s & advance),
+                         write.data.eq(new_state)]
+
+        # Output stage: the membranes, and the state the last step leaves.
+        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}", reset_less=True)
+                     for j in range(steps)] for l in range(lanes)]
+        ends = []
+        for i, ((a_u, b_r, b_u, a_r), (in_u, in_r)) in enumerate(zip(products, inputs)):
+            l, j = divmod(i, steps)
+            u = Signal(signed(state_width), name=f"next_u_l{l}_j{j}")
+            r = Signal(signed(state_width), name=f"next_r_l{l}_j{j}")
+            m.d.comb += [u.eq(_rounded(a_u - b_r, frac) + in_u),
+                         r.eq(_rounded(b_u + a_r, frac) + in_r)]
+            with m.If(advance):
+                m.d.sync += membrane[l][j].eq(u)
+            if j == steps - 1:
+                ends += [u, r]
         m.d.comb += new_state.eq(Cat(ends))
-        last4, valid4 = (self._carry(m, advance, s, f"{s.name[:-3]}_out")
-                         for s in (last3, valid3))
-        v_th4 = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th3, "v_th_out",
-                                                     reset_less=True))
+        last_out, valid_out = (self._carry(m, advance, s, f"{s.name[:-3]}_out")
+                               for s in (last_s, valid_s))
+        v_th_out = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th_s, "v_th_out",
+                                                        reset_less=True))
 
         m.d.comb += [
-            out_valid.eq(valid4),
-            self.m_axis.tvalid.eq(valid4),
-            self.m_axis.tlast.eq(last4),
-            self.m_axis.tdata.eq(Cat(membrane[l][j] >= v_th4.element(l)
+            out_valid.eq(valid_out),
+            self.m_axis.tvalid.eq(valid_out),
+            self.m_axis.tlast.eq(last_out),
+            self.m_axis.tdata.eq(Cat(membrane[l][j] >= v_th_out.element(l)
                                      for j in range(steps) for l in range(lanes))),
         ]
         if cfg.membrane_out:

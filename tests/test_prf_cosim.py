@@ -55,6 +55,26 @@ def test_long_samples_do_not_drift_or_overflow(regime, mode, seed, build_root):
     assert result.beats == tiles(config, [4096, 4100])
 
 
+@pytest.mark.parametrize("groups,mode,storage", [(2, "shift_add", "file"), (3, "dsp", "file"),
+                                                 (3, "shift_add", "baked")])
+def test_pipelined_state_update(groups, mode, storage, seed, build_root):
+    """The two-stage state update at its boundary group counts: G = 2 (a group's next beat
+    reads its word in the cycle it is written) and G = 3 (just after), under gaps and
+    backpressure and at full rate (the beats of a group closest), P = 2, both storages."""
+    config = random_prf_config(np.random.default_rng(seed), regime="resonant_pi",
+                               coef_mode=mode, time_parallelism=2, lanes=2, membrane_out=True)
+    channels = config.lanes * groups
+    config = config.replace(channels=channels, **{
+        name: np.resize(getattr(config, name), channels)
+        for name in ("phi_re", "phi_im", "delta", "v_th")})
+    for valid, ready in ((0.6, 0.6), (1.0, 1.0)):
+        result = runner.run_cosim(config, seed=seed, samples=6, max_steps=24,
+                                  valid_probability=valid, ready_probability=ready,
+                                  weight_storage=storage, build_root=build_root)
+        assert_passed(result)
+    assert result.cycles == result.beats + prf_latency(config) == result.beats + 5
+
+
 def test_edge_cases_one_step_samples_and_back_to_back(seed, build_root):
     config = random_prf_config(np.random.default_rng(seed), regime="fast", time_parallelism=8,
                                lanes=1, max_channels=3, membrane_out=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikeforge.hw.cores import core_verilog
-from spikeforge.hw.prf import PRFCore
+from spikeforge.hw.prf import PRFCore, prf_latency
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
 from spikeforge.sim.amaranth_sim import run_stream
 from spikeforge.sim.beats import expected_beats, input_beats, random_samples
@@ -44,18 +44,41 @@ def test_pole_regimes_with_channel_folding(regime, rng):
     simulate(config, samples, rng, valid_probability=0.8, ready_probability=0.7)
 
 
+def folded(config, groups):
+    """``config`` with its channels repeated to ``groups`` beats per tile."""
+    channels = config.lanes * groups
+    return config.replace(channels=channels, **{
+        name: np.resize(getattr(config, name), channels)
+        for name in ("phi_re", "phi_im", "delta", "v_th")})
+
+
 def test_state_memory_and_register_paths(rng):
-    for lanes, channels in ((4, 4), (1, 2), (2, 16)):  # G = 1 (register), 2, 8 (memory)
-        config = random_prf_config(rng, regime="mixed", lanes=lanes, membrane_out=True)
-        config = config.replace(channels=channels, **{
-            name: np.resize(getattr(config, name), channels)
-            for name in ("phi_re", "phi_im", "delta", "v_th")})
+    for lanes, groups in ((4, 1), (1, 2), (2, 8)):  # register, memory
+        config = folded(random_prf_config(rng, regime="mixed", lanes=lanes,
+                                          membrane_out=True), groups)
         simulate(config, random_samples(config, rng, 3, max_steps=20), rng,
                  valid_probability=0.5, ready_probability=0.5)
 
 
-def test_streams_one_tile_per_clock(rng):
-    config = random_prf_config(rng, regime="fast", lanes=2, time_parallelism=4)
+@pytest.mark.parametrize("mode", ["shift_add", "dsp"])
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 5])
+def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
+    """G = 1 updates the state in one stage; G >= 2 in two, where a group's next beat reads
+    its state word as the previous beat writes it (G = 2, same cycle) or just after (G = 3).
+    At full rate a group's beats are exactly G stages apart (the closest they get); gaps and
+    backpressure move them apart and stall them mid-flight. Short samples restart the groups
+    with zero state at every phase."""
+    config = folded(random_prf_config(rng, regime="resonant_pi", coef_mode=mode, lanes=2,
+                                      time_parallelism=2, membrane_out=True), groups)
+    assert prf_latency(config) == (4 if groups == 1 else 5)
+    samples = random_samples(config, rng, 6, max_steps=9)
+    for valid, ready in ((1.0, 1.0), (0.7, 0.6), (0.4, 0.9), (1.0, 0.3)):
+        simulate(config, samples, rng, valid_probability=valid, ready_probability=ready)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_streams_one_tile_per_clock(groups, rng):
+    config = folded(random_prf_config(rng, regime="fast", lanes=2, time_parallelism=4), groups)
     samples = random_samples(config, rng, 3, min_steps=16, max_steps=16)
     core, cycles, expected = simulate(config, samples, rng)
     assert cycles == len(expected) + core.latency
