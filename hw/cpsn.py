@@ -2,16 +2,17 @@
 same datapath with real multipliers as a baseline."""
 
 from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
-from amaranth.lib import fifo, memory, wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import PipelinedAdderTree, tree_levels
 from .cpsn_config import CPSNConfig
+from .credit import CreditBuffer
 from .cpsn_tables import ARITHS, arith_tables, pack_tables, table_width
 from .delay import TransferDelay
 from .stream import AXIStreamSignature
 
-__all__ = ["CPSNCore", "ARITHS", "WEIGHT_STORAGES", "cpsn_latency", "cpsn_fifo_depth"]
+__all__ = ["CPSNCore", "ARITHS", "WEIGHT_STORAGES", "cpsn_latency", "cpsn_buffer_depth"]
 
 #: ``baked``: tables are ROM contents inside the generated Verilog (constants when C = L).
 #: ``file``: tables are read by ``$readmemh`` from ``INIT_FILE`` parameters at elaboration, so
@@ -25,12 +26,12 @@ TERM_STAGES = 3
 
 def cpsn_latency(config: CPSNConfig) -> int:
     """Cycles from an input transfer to its output beat: input register, taps, three term
-    stages, the adder tree, then the output FIFO."""
+    stages, the adder tree, then the output buffer."""
     return 3 + TERM_STAGES + tree_levels(config.order + 1)
 
 
-def cpsn_fifo_depth(config: CPSNConfig) -> int:
-    """Output FIFO places: every beat in flight, including the one whose credit returns as
+def cpsn_buffer_depth(config: CPSNConfig) -> int:
+    """Output buffer places: every beat in flight, including the one whose credit returns as
     the next beat is offered, so the stream runs without bubbles."""
     return cpsn_latency(config) + 1
 
@@ -68,12 +69,16 @@ class CPSNCore(wiring.Component):
     Flow control is credit-based, so that no stream handshake drives the datapath's many
     enables through logic (Fmax): an accepted beat is registered first, and the register's
     valid bit alone advances the taps; the pipeline behind the taps never stalls; an output
-    FIFO (:func:`cpsn_fifo_depth` places) holds the beats in flight when the sink stalls; and
-    ``s_axis.tready`` is a register that is high while a FIFO place is not yet promised to an
-    accepted beat. Backpressure neither drops nor duplicates beats.
+    buffer (:class:`~spikeforge.hw.credit.CreditBuffer`, :func:`cpsn_buffer_depth` places)
+    holds the beats in flight when the sink stalls; and ``s_axis.tready`` is a register that
+    is high while a buffer place is not yet promised to an accepted beat. Backpressure
+    neither drops nor duplicates beats.
 
     Datapath (``arith``): ``shift_add`` (the default) forms each term as a shift and a
-    conditional complement (the +1 of each negation is folded into the bias). ``multiply`` is the baseline for measuring what that saves: it stores
+    conditional complement (the +1 of each negation is folded into the bias). With constant
+    tables (``C = L``, baked) shifts are wiring, and with taps in registers (``d·G ≤ 2``) a
+    sample's history is cleared rather than masked, so such a core registers no term at all.
+    ``multiply`` is the baseline for measuring what shift-add saves: it stores
     the signed integer weight ``sign · 2^(e − exp_min)`` per tap (table ``weights``) and forms
     the term with a real ``*``, one multiplier per tap and lane; the terms, the pipeline, the
     latency and every output bit are the same.
@@ -159,42 +164,54 @@ class CPSNCore(wiring.Component):
         return lanes
 
     @staticmethod
-    def _delay(m, value, name, constant=False, *, shape=None):
-        """``value`` one cycle later, in a datapath register without reset or enable; a
-        constant (``constant``: it depends on constant tables only) needs no register."""
-        if constant:
-            return value
+    def _delay(m, value, name, *, shape=None):
+        """``value`` one cycle later, in a datapath register without reset or enable."""
         register = Signal(shape if shape is not None else len(value), name=name,
                           reset_less=True)
         m.d.sync += register.eq(value)
         return register
 
-    def _constant_bias(self, lane: int) -> int:
-        """A lane's bias plus its count of negative weights, with constant tables: the +1s
-        that turn the complemented terms (``~v``) into ``−v``."""
+    def _constant_term(self, lane: int, index: int, x):
+        """Tap ``index``'s term with constant tables: ``x << s`` or, for a negative weight,
+        ``~x << s = −(x << s) − 2^s`` (the ``2^s`` goes into the bias, see
+        :meth:`_constant_bias`). Complementing before the shift keeps the low ``s`` bits
+        constant zero, so synthesis drops them from the register and the adders."""
         cfg = self.config
-        bias = int(cfg.bias[lane])
-        if self.arith == "shift_add":
-            bias += int((cfg.signs[lane] < 0).sum())
-        return bias
+        sign = int(cfg.signs[lane, index])
+        if sign == 0:
+            return Const(0, 1)
+        return (~x if sign < 0 else x) << int(cfg.exponents[lane, index] - cfg.exp_min)
 
-    def _position(self, m, fire, in_last, suffix):
-        """Counters of the incoming beat's group and time step (up to the last step the mask
-        needs), and per tap ``j`` a register, written with the beat's taps (stage 1), that
-        says whether the tap lies inside the beat's sample: ``(group, tap_live)``."""
+    def _constant_bias(self, lane: int) -> int:
+        """A lane's bias, with constant tables, plus the ``2^s`` of every negative weight
+        that :meth:`_constant_term` leaves out."""
+        cfg = self.config
+        if self.arith == "multiply":
+            return int(cfg.bias[lane])
+        shifts = cfg.exponents[lane] - cfg.exp_min
+        return int(cfg.bias[lane]) + sum(1 << int(s) for s in shifts[cfg.signs[lane] < 0])
+
+    def _position(self, m, fire, in_last, suffix, masked):
+        """Counters of the incoming beat's group and, with ``masked``, its time step (up to
+        the last step the mask needs) and per tap ``j`` a register, written with the beat's
+        taps (stage 1), that says whether the tap lies inside the beat's sample:
+        ``(group, tap_live)`` (``tap_live`` is ``None`` without ``masked``)."""
         cfg = self.config
         group = Signal(range(cfg.groups), name=f"group_{suffix}")
+        with m.If(fire):
+            with m.If(in_last | (group == cfg.groups - 1)):
+                m.d.sync += group.eq(0)
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+        if not masked:
+            return group, None
         step_limit = (cfg.order - 1) * cfg.dilation
         step = Signal(range(step_limit + 1), name=f"step_{suffix}")
         with m.If(fire):
             with m.If(in_last):
-                m.d.sync += [group.eq(0), step.eq(0)]
-            with m.Elif(group == cfg.groups - 1):
-                m.d.sync += group.eq(0)
-                with m.If(step != step_limit):
-                    m.d.sync += step.eq(step + 1)
-            with m.Else():
-                m.d.sync += group.eq(group + 1)
+                m.d.sync += step.eq(0)
+            with m.Elif((group == cfg.groups - 1) & (step != step_limit)):
+                m.d.sync += step.eq(step + 1)
         tap_live = Signal(cfg.order, name=f"tap_live_{suffix}")
         with m.If(fire):
             m.d.sync += [tap_live[j].eq(step >= j * cfg.dilation) for j in range(cfg.order)]
@@ -209,8 +226,8 @@ class CPSNCore(wiring.Component):
         # of every tap, so that high-fanout net comes straight from a flip-flop. Data and
         # tlast are sampled every cycle (only ``fire`` says they count), which keeps the
         # handshake's own fanout small.
-        depth = cpsn_fifo_depth(cfg)
-        ready = Signal(init=1)  # s_axis.tready: a credit (a free FIFO place) is left
+        depth = cpsn_buffer_depth(cfg)
+        ready = Signal()  # s_axis.tready: a credit (a free output buffer place) is left
         accept = Signal()
         m.d.comb += [self.s_axis.tready.eq(ready), accept.eq(self.s_axis.tvalid & ready)]
         fire = Signal()
@@ -224,19 +241,29 @@ class CPSNCore(wiring.Component):
         # on itself, so synthesis keeps them apart: the live bits that mask a lane's taps and
         # the group that addresses its tables then fan out to that lane only (a net spanning
         # all lanes costs more routing than a clock period at L = 16).
-        positions = [self._position(m, fire, in_last, f"l{lane}") for lane in range(lanes)]
+        # Taps in registers (d·G ≤ 2) are cleared as a sample's first beat enters, so they
+        # hold zeros where the sample has no history; taps in memories are masked instead.
+        line_depth = cfg.dilation * cfg.groups - 1
+        cleared = line_depth < 2
+        positions = [self._position(m, fire, in_last, f"l{lane}", not cleared)
+                     for lane in range(lanes)]
         groups = [group for group, _ in positions]
         if self.weight_storage == "file":  # the shared table ROMs' own counter
-            groups.append(self._position(m, fire, in_last, "tables")[0])
+            groups.append(self._position(m, fire, in_last, "tables", False)[0])
+        in_first = Signal(init=1)  # the beat in ``in_data`` starts a sample
+        with m.If(fire):
+            m.d.sync += in_first.eq(in_last)
 
-        # Stage 1: tap j holds x[t − j·d]. Tap 1 delays by d·G transfers; later taps chain
+        # Stage 1: tap j holds x[t − j·d]. Tap 0 registers the beat; each later tap chains
         # from the previous tap's register, which already lags one transfer, hence d·G − 1.
         taps = []
         for j in range(order):
-            line_depth = 0 if j == 0 else cfg.dilation * cfg.groups - (j > 1)
-            line = TransferDelay(lanes * width, line_depth)
+            line = TransferDelay(lanes * width, 0 if j == 0 else line_depth,
+                                 clearable=cleared and j > 0)
             m.submodules[f"tap{j}"] = line
-            m.d.comb += [line.en.eq(fire), line.i.eq(in_data if j < 2 else taps[-1])]
+            m.d.comb += [line.en.eq(fire), line.i.eq(in_data if j == 0 else taps[-1])]
+            if line.clearable:
+                m.d.comb += line.clear.eq(in_first)
             taps.append(line.o)
         s1_valid, s1_last = Signal(), Signal(reset_less=True)
         with m.If(fire):
@@ -246,38 +273,50 @@ class CPSNCore(wiring.Component):
 
         # Stages 2 to 4: signed terms. From here on nothing stalls, and every register is a
         # pure datapath register (no reset, no enable): only the valid bit says what counts.
-        # A tap outside the sample is zeroed (by its lane's live bit): a zero input makes a
-        # zero term, so nothing later depends on the sample.
+        # A tap outside the sample is zero (cleared, or masked by its lane's live bit): a
+        # zero input makes a zero term, so nothing later depends on the sample.
         # Shift-add: stage 2 copies the table words and the zeroed taps into registers, so
         # that no path has both a table read and a shifter; stage 3 shifts by the low half of
         # the shift code, stage 4 by the high half, zeroes a zero weight's term and
         # complements a negative one: the term is ~v = −v − 1, no carry chain. The +1 of every
-        # negative term is added to the bias instead: the lane's count of negative weights, a
-        # constant with constant tables, else counted in stage 3 and added in stage 4. The
-        # only "multiplication" is a shift and a complement.
+        # negative term is added to the bias instead: the lane's count of negative weights,
+        # counted in stage 3 and added in stage 4. The only "multiplication" is a shift and a
+        # complement.
+        # Shift-add with constant tables: a shift is wiring and a complement is free, so a
+        # term needs a register only for the mask's AND (none when the taps are cleared),
+        # and the stages it does not use sit behind the adder tree, where they delay one
+        # spike (and membrane) per lane instead of k terms: the latency stays that of
+        # cpsn_latency().
         # Multiply (the baseline): stage 2 is the real multiplier, stages 3 and 4 register its
         # product (a DSP block's pipeline registers). The table words are not copied: Yosys
         # puts a weight register shared by several multipliers into one DSP block and builds
         # the others from logic. The sums are the same.
         constant = self.weight_storage == "baked" and cfg.groups == 1
+        retimed = constant and self.arith == "shift_add"
         lane_sums = []
         for lane in range(lanes):
             words = lane_words[lane]
-            if self.arith == "shift_add":
-                words = {table: self._delay(m, word, f"{table}_l{lane}_s2", constant)
+            if self.arith == "shift_add" and not constant:
+                words = {table: self._delay(m, word, f"{table}_l{lane}_s2")
                          for table, word in words.items()}
             term_regs, negatives = [], []
             for i in range(order):
                 j = order - 1 - i
                 element = i  # within the lane's part of a table word
                 name = f"l{lane}_i{i}"
-                tap_live = positions[lane][1]
-                # AND, not a multiplexer with a zero input: Yosys would make the zero a
-                # synchronous reset, and a reset net per tap and lane leaves the iCE40 placer
-                # no legal packing (flip-flops of a logic block share one reset).
-                x = (taps[j].word_select(lane, width)
-                     & tap_live[j].replicate(width)).as_signed()
-                if self.arith == "multiply":
+                x = taps[j].word_select(lane, width)
+                if not cleared:
+                    # AND, not a multiplexer with a zero input: Yosys would make the zero a
+                    # synchronous reset, and a reset net per tap and lane leaves the iCE40
+                    # placer no legal packing (flip-flops of a logic block share one reset).
+                    x = x & positions[lane][1][j].replicate(width)
+                x = x.as_signed()
+                if retimed:
+                    term = self._constant_term(lane, i, x)
+                    if not cleared:
+                        term = self._delay(m, term, f"term_{name}",
+                                           shape=signed(cfg.term_width))
+                elif self.arith == "multiply":
                     weight_width, _ = table_width(cfg, "weights")
                     weight = words["weights"].word_select(element, weight_width).as_signed()
                     product = x * weight
@@ -295,9 +334,9 @@ class CPSNCore(wiring.Component):
                     low = (shift_width + 1) // 2
                     partial = self._delay(m, x << shift[:low], f"shifted_{name}_s3",
                                           shape=signed(cfg.term_width))
-                    high = self._delay(m, shift[low:], f"shift_high_{name}_s3", constant)
-                    nonzero = self._delay(m, sign != 0, f"nonzero_{name}_s3", constant)
-                    negative = self._delay(m, sign < 0, f"negative_{name}_s3", constant)
+                    high = self._delay(m, shift[low:], f"shift_high_{name}_s3")
+                    nonzero = self._delay(m, sign != 0, f"nonzero_{name}_s3")
+                    negative = self._delay(m, sign < 0, f"negative_{name}_s3")
                     shifted = partial << Cat(Const(0, low), high)
                     term = self._delay(m, (shifted ^ negative.replicate(cfg.term_width))
                                        & nonzero.replicate(cfg.term_width), f"term_{name}",
@@ -305,7 +344,7 @@ class CPSNCore(wiring.Component):
                     negatives.append(sign < 0)
                 term_regs.append(term)
             bias = words["bias"].as_signed()
-            if constant:  # shift-add: with the lane's count of negative weights folded in
+            if constant:
                 bias = Const(self._constant_bias(lane), signed(cfg.membrane_width))
             elif negatives:
                 count = self._delay(m, _popcount(negatives), f"negatives_l{lane}_s3")
@@ -322,7 +361,11 @@ class CPSNCore(wiring.Component):
             m.d.comb += tree.en.eq(1)
             for n, operand in enumerate(term_regs + [bias]):
                 m.d.comb += getattr(tree.operands, f"x{n}").eq(operand)
-            lane_sums.append(tree.sum)
+            total = tree.sum
+            for n in range(TERM_STAGES - (not cleared) if retimed else 0):
+                total = self._delay(m, total, f"sum_l{lane}_d{n}",
+                                    shape=signed(cfg.membrane_width))
+            lane_sums.append(total)
 
         # valid/last travel beside the data through the term stages and the tree.
         valid, last = s1_valid, s1_last
@@ -332,24 +375,21 @@ class CPSNCore(wiring.Component):
             m.d.sync += [next_valid.eq(valid), next_last.eq(last)]
             valid, last = next_valid, next_last
 
-        # Output FIFO and credits: an accepted beat takes a credit, a beat read from the FIFO
-        # gives it back; with no credit left the input waits, so the FIFO never overflows.
+        # Output buffer and credits: an accepted beat takes a credit, a beat read from the
+        # buffer gives it back; with no credit left the input waits, so nothing overflows.
         outputs = [Cat(~total[-1] for total in lane_sums), last]
         sink = [self.m_axis.tdata, self.m_axis.tlast]
         if cfg.membrane_out:
             outputs.append(Cat(lane_sums))
             sink.append(self.m_axis.tuser)
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFO(width=len(Cat(outputs)), depth=depth)
+        m.submodules.out_buffer = out_buffer = CreditBuffer(len(Cat(outputs)), depth)
         m.d.comb += [
-            out_fifo.w_en.eq(valid),
-            out_fifo.w_data.eq(Cat(outputs)),
-            self.m_axis.tvalid.eq(out_fifo.r_rdy),
-            Cat(sink).eq(out_fifo.r_data),
-            out_fifo.r_en.eq(self.m_axis.tready),
+            out_buffer.take.eq(accept),
+            ready.eq(out_buffer.in_ready),
+            out_buffer.w_en.eq(valid),
+            out_buffer.w_data.eq(Cat(outputs)),
+            self.m_axis.tvalid.eq(out_buffer.r_rdy),
+            Cat(sink).eq(out_buffer.r_data),
+            out_buffer.r_en.eq(self.m_axis.tready),
         ]
-        credits = Signal(range(depth + 1), init=depth)
-        returned = out_fifo.r_rdy & self.m_axis.tready
-        # ``ready`` is written without an adder so that the handshake loop stays short.
-        m.d.sync += [credits.eq(credits - accept + returned),
-                     ready.eq(returned | Mux(accept, credits != 1, credits != 0))]
         return m

@@ -19,34 +19,49 @@ class TransferDelay(wiring.Component):
     circular buffer in one simple dual-port memory, which synthesis maps to block or
     distributed RAM; the output is the memory's read register (read-before-write).
 
+    ``clearable`` lines (depth 0 or 1: registers only, which a synchronous reset empties in
+    one cycle) have a ``clear`` input: an enabled cycle with ``clear`` set takes zero instead of
+    ``i`` into every register, so the line forgets its history and reads as zeros, as if
+    zeros had been its input, until new transfers arrive.
+
     Latency: 1 cycle (``o`` is a register). Throughput: one transfer per cycle.
 
     Members:
         en: advance the line by one transfer.
         i: ``width``-bit input.
         o: ``width``-bit registered output.
+        clear: (``clearable`` only) with ``en``, empty the line.
     """
 
-    def __init__(self, width: int, depth: int):
+    def __init__(self, width: int, depth: int, *, clearable: bool = False):
         self.width = operator.index(width)
         self.depth = operator.index(depth)
+        self.clearable = bool(clearable)
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
         if self.depth < 0:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
-        super().__init__({"en": In(1), "i": In(self.width), "o": Out(self.width)})
+        if self.clearable and self.depth >= 2:
+            raise ValueError(f"a line of depth {self.depth} is a memory, which cannot be "
+                             f"cleared in one cycle; clearable lines have depth 0 or 1")
+        members = {"en": In(1), "i": In(self.width), "o": Out(self.width)}
+        if self.clearable:
+            members["clear"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         m = Module()
         if self.depth < 2:  # registers without reset: history is data, not state
             out = Signal(self.width, reset_less=True)
             m.d.comb += self.o.eq(out)
+            registers = [out] if self.depth == 0 else [Signal(self.width, reset_less=True),
+                                                        out]
             with m.If(self.en):
-                if self.depth == 0:
-                    m.d.sync += out.eq(self.i)
-                else:
-                    held = Signal(self.width, reset_less=True)
-                    m.d.sync += [held.eq(self.i), out.eq(held)]
+                m.d.sync += [register.eq(source) for register, source
+                             in zip(registers, [self.i] + registers[:-1])]
+                if self.clearable:
+                    with m.If(self.clear):
+                        m.d.sync += [register.eq(0) for register in registers]
         else:
             m.submodules.buffer = buffer = memory.Memory(shape=self.width, depth=self.depth,
                                                          init=[])
