@@ -293,7 +293,8 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     (the harness's cells), and for place-and-route targets ``fits``, ``utilisation`` (used and
     available per nextpnr cell type), ``overflow`` (the types that did not fit), ``fmax_mhz``
     and ``critical_path``. A core too large for the device is reported with ``fits = False``
-    and its utilisation, not raised.
+    and its utilisation, not raised (``unplaceable = True`` when the counts fit but nextpnr
+    found no legal placement); :func:`misfit` says why in words.
     """
     if target_name not in TARGETS:
         raise ValueError(f"unknown target {target_name!r}; targets are {sorted(TARGETS)}")
@@ -348,6 +349,9 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     if run.returncode != 0:
         if overflow:
             return report
+        if _UNPLACEABLE in log:  # within the counts, but the cells cannot be packed
+            report.update(fits=False, unplaceable=True)
+            return report
         raise RuntimeError(f"nextpnr failed (log: {work / 'nextpnr.log'}):\n{log[-3000:]}")
     placed = json.loads((work / "nextpnr_report.json").read_text())
     report["utilisation"] = {kind: {"used": u["used"], "available": u["available"]}
@@ -356,6 +360,23 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     report.update(fmax_mhz=round(fmax["achieved"], 2), clock=clock,
                   critical_path=_critical_path(placed))
     return report
+
+
+#: nextpnr's message when the cells fit the device's counts but not its placement rules
+#: (e.g. iCE40 logic blocks whose flip-flops share one clock enable and reset).
+_UNPLACEABLE = "Unable to find legal placement"
+
+
+def misfit(report: dict) -> str:
+    """Why a placed-and-routed core does not fit its device, in words: the cell types it has
+    too many of, or the utilisation at which no legal placement was found."""
+    if report.get("unplaceable"):
+        return "no legal placement at " + ", ".join(
+            f"{kind} {u['used']}/{u['available']}"
+            for kind, u in (report.get("utilisation") or {}).items()
+            if kind in ("ICESTORM_LC", "TRELLIS_COMB"))
+    return ", ".join(f"{kind} {u['used']}/{u['available']}"
+                     for kind, u in report["overflow"].items())
 
 
 def core_summary(description: dict) -> dict:

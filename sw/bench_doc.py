@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from ..hw.synth import misfit
 from .bench_hw import CORE_KINDS
 
 __all__ = ["TARGET_CHECKS", "target_checks", "write_plots", "render", "write_document"]
@@ -88,8 +89,7 @@ def _fit_text(row: dict) -> str:
     if not row.get("place_and_route"):
         return "synthesis only"
     if row.get("fits") is False:
-        return "**does not fit**: " + ", ".join(
-            f"{k} {u['used']}/{u['available']}" for k, u in row["overflow"].items())
+        return "**does not fit**: " + misfit(row)
     main = {k: u for k, u in (row.get("utilisation") or {}).items()
             if k in ("TRELLIS_COMB", "ICESTORM_LC")}
     return ", ".join(f"{k} {100 * u['used'] / u['available']:.0f}%" for k, u in main.items())

@@ -252,6 +252,7 @@ def _row(point: Point, report: dict) -> dict:
            "dsp_per_lane": res["dsp"] / lanes,
            "place_and_route": report["place_and_route"],
            "fits": report.get("fits"), "overflow": report.get("overflow"),
+           "unplaceable": report.get("unplaceable", False),
            "utilisation": report.get("utilisation"),
            "fmax_mhz": report.get("fmax_mhz"),
            "neuron_steps_per_s": report.get("neuron_steps_per_s"),

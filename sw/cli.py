@@ -10,7 +10,7 @@ import click
 
 from .. import __version__
 from ..hw.cpsn_tables import ARITHS
-from ..hw.synth import TARGETS
+from ..hw.synth import TARGETS, misfit
 from .bench_hw import PLANS
 from .configs import load_core_config
 from .demo import demo
@@ -309,9 +309,7 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
         f"{kind} {_percent(u['used'], u['available'])}"
         for kind, u in report["utilisation"].items() if u["used"])))
     if not report["fits"]:
-        rows.append(("fits", "NO: " + ", ".join(
-            f"{kind} {_percent(u['used'], u['available'])}"
-            for kind, u in report["overflow"].items())))
+        rows.append(("fits", "NO: " + misfit(report)))
         return rows
     path = report["critical_path"]
     rows.append(("Fmax", f"{report['fmax_mhz']:.1f} MHz (constraint {report['constraint_mhz']:g}"
@@ -429,8 +427,7 @@ def bench_hw(plan, jobs, docs_dir, keep_dir):
         if "error" in row:
             outcome = "ERROR " + row["error"].splitlines()[0]
         elif row["fits"] is False:
-            outcome = "does not fit: " + ", ".join(
-                f"{k} {u['used']}/{u['available']}" for k, u in row["overflow"].items())
+            outcome = "does not fit: " + misfit(row)
         else:
             outcome = (f"{row['logic_luts']} LUTs, {row['ffs']} FFs, {row['dsp']} DSP"
                        + (f", {row['fmax_mhz']:.1f} MHz" if row["fmax_mhz"] else ""))
