@@ -3,6 +3,7 @@ benchmark report machinery (the sweeps themselves are `slow`)."""
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,32 @@ def test_core_too_large_is_reported_with_utilisation(tmp_path, rng):
     assert report["fits"] is False and report["fmax_mhz"] is None
     assert report["overflow"] == {"ICESTORM_DSP": {"used": 16, "available": 8}}
     assert report["resources"]["dsp"] == 16
+
+
+def test_core_that_cannot_be_placed_is_reported(small_core, monkeypatch):
+    """Within the device's counts but no legal placement (nextpnr exits with an error): a
+    report that says so, not a tool failure."""
+    core_dir, _ = small_core
+    real_run = synth._run
+
+    def run(args, cwd, log_name):
+        if log_name != "nextpnr.log":
+            return real_run(args, cwd, log_name)
+        log = ("Info: Device utilisation:\n"
+               "Info: \t         ICESTORM_LC:    4504/   5280    85%\n"
+               "Info: \t        ICESTORM_RAM:       0/     30     0%\n\n"
+               "ERROR: Unable to find legal placement for all cells, design is probably at "
+               "utilisation limit.\n")
+        (cwd / log_name).write_text(log)
+        return subprocess.CompletedProcess(args, 1, log, "")
+
+    monkeypatch.setattr(synth, "_run", run)
+    result = invoke("synth", core_dir, "--target", "ice40-up5k")
+    assert result.exit_code == 1
+    assert "no legal placement at ICESTORM_LC 4504/5280" in result.output
+    report = json.loads((core_dir / "synth-ice40-up5k" / "synth_report.json").read_text())
+    assert report["fits"] is False and report["unplaceable"] is True
+    assert report["overflow"] == {} and report["fmax_mhz"] is None
 
 
 def test_unknown_target_is_refused(small_core):
