@@ -245,7 +245,6 @@ class PRFCore(wiring.Component):
                     m.d.sync += [input_u[l][j].eq(total_u), input_r[l][j].eq(total_r)]
         first3, last3, group3, valid3 = (self._carry(m, advance, s, f"{s.name[:-3]}_s3")
                                          for s in (first2, last2, group2, valid2))
-        powers3 = self._carry(m, advance, powers2, "powers_s3", reset_less=True)
         v_th3 = self._carry(m, advance, v_th2, "v_th_s3", reset_less=True)
 
         # State of the tile's channels: read as the beat enters stage 3, written as it leaves
@@ -258,6 +257,8 @@ class PRFCore(wiring.Component):
             stored = Signal(state_bits)
             with m.If(valid3 & advance):
                 m.d.sync += stored.eq(new_state)
+            start = Mux(first3, 0, stored)
+            powers3 = self._carry(m, advance, powers2, "powers_s3", reset_less=True)
         else:
             m.submodules.state = state = memory.Memory(shape=state_bits, depth=cfg.groups,
                                                        init=[])
@@ -266,9 +267,12 @@ class PRFCore(wiring.Component):
             # (its read) trails the previous beat of its group by >= G stages: with G >= 3
             # that beat has left stage 4 (its write); with G = 2 it may be leaving it now.
             read = state.read_port(transparent_for=(write,) if cfg.groups == 2 else ())
-            stored = read.data
             m.d.comb += [read.addr.eq(group2), read.en.eq(advance)]
-        start = Mux(first3, 0, stored)
+            # A sample's first tile multiplies the word by zero coefficients instead of
+            # selecting zero state: the select sits a stage early, off the update loop.
+            start = read.data
+            powers3 = self._carry(m, advance, Mux(first2, 0, powers2), "powers_s3",
+                                  reset_less=True)
 
         # u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state. Stage 3 forms the
         # exact products of Λ^(j+1) = a + ib with s = u0 + i·r0: a·u0, b·r0, b·u0, a·r0.
