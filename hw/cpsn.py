@@ -22,12 +22,15 @@ WEIGHT_STORAGES = ("baked", "file")
 
 #: Register stages between the taps and the adder tree (see ``CPSNCore.elaborate``).
 TERM_STAGES = 3
+#: Widest tap delay line, in bits: one block RAM's width (36 on ECP5), so that a line spans a
+#: few lanes only (at 8-bit inputs, 4) and a line in block RAM wastes none of its width.
+LINE_BITS = 36
 
 
 def cpsn_latency(config: CPSNConfig) -> int:
     """Cycles from an input transfer to its output beat: input register, taps, three term
-    stages, the adder tree, then the output buffer."""
-    return 3 + TERM_STAGES + tree_levels(config.order + 1)
+    stages, the adder tree, the result register, then the output buffer."""
+    return 4 + TERM_STAGES + tree_levels(config.order + 1)
 
 
 def cpsn_buffer_depth(config: CPSNConfig) -> int:
@@ -62,7 +65,7 @@ class CPSNCore(wiring.Component):
     (group ``G−1`` of its last time step) and is copied to the matching output beat. ``tlast``
     on another beat also ends the sample there (the next beat starts a new sample at group 0).
 
-    Latency: ``6 + ceil(log2(k+1))`` cycles from an input transfer to its output beat when the
+    Latency: ``7 + ceil(log2(k+1))`` cycles from an input transfer to its output beat when the
     output is not stalled. Throughput: one beat per clock for every ``C/L`` (no bubbles when
     input is always valid and output always ready).
 
@@ -124,6 +127,7 @@ class CPSNCore(wiring.Component):
 
         Baked tables are one ROM per lane and table, read with the lane's own group counter
         (``groups[lane]``), so no address net spans every lane; constants when ``C = L``.
+        The read register starts with group 0's word (see :meth:`_delay`).
         File tables are one ROM per table (the word layout of the ``$readmemh`` file), read
         with the counter ``groups[-1]``. Reads have no enable: a word is used only in the
         cycle after an accepted beat (the stage-1 valid bit), when it is that beat's group's
@@ -158,18 +162,40 @@ class CPSNCore(wiring.Component):
                     continue
                 rom = memory.Memory(shape=lane_bits, depth=cfg.groups, init=parts)
                 m.submodules[f"{table}_rom_l{lane}"] = rom
-                read = rom.read_port()
-                lanes[lane][table] = Signal(lane_bits, name=f"{table}_l{lane}")
-                m.d.comb += [read.addr.eq(groups[lane]), lanes[lane][table].eq(read.data)]
+                read = rom.read_port(domain="comb")
+                m.d.comb += read.addr.eq(groups[lane])
+                lanes[lane][table] = self._delay(m, read.data, f"{table}_l{lane}",
+                                                 init=parts[0])
         return lanes
 
     @staticmethod
-    def _delay(m, value, name, *, shape=None):
-        """``value`` one cycle later, in a datapath register without reset or enable."""
+    def _delay(m, value, name, *, shape=None, init=0):
+        """``value`` one cycle later, in a datapath register without reset or enable.
+
+        A datapath register's initial value means nothing (the valid bits say what counts),
+        so registers of table data start with the value they hold for channel group 0
+        (``init``). A table bit that is the same in every group then makes a register with
+        a constant input equal to its initial value, which synthesis removes; with another
+        initial value it would keep it, and merge all such flip-flops of the core into one
+        whose output net spans every lane (Fmax)."""
         register = Signal(shape if shape is not None else len(value), name=name,
-                          reset_less=True)
+                          reset_less=True, init=init)
         m.d.sync += register.eq(value)
         return register
+
+    def _negatives(self, m, lane: int, signs):
+        """A lane's count of negative weights at stage 3, from its stage-1 sign word: two
+        half counts in stage 2, their sum in stage 3, so each stage has a short path."""
+        cfg = self.config
+        sign_width, _ = table_width(cfg, "signs")
+        flags = [signs.word_select(i, sign_width).as_signed() < 0 for i in range(cfg.order)]
+        first = cfg.signs[lane] < 0  # channel group 0 (see _delay)
+        half = (cfg.order + 1) // 2
+        halves = [self._delay(m, _popcount(flags[a:b]), f"negatives{n}_l{lane}_s2",
+                              init=int(first[a:b].sum()))
+                  for n, (a, b) in enumerate([(0, half), (half, cfg.order)]) if a < b]
+        return self._delay(m, sum(halves[1:], halves[0]), f"negatives_l{lane}_s3",
+                           init=int(first.sum()))
 
     def _constant_term(self, lane: int, index: int, x):
         """Tap ``index``'s term with constant tables: ``x << s`` or, for a negative weight,
@@ -192,29 +218,34 @@ class CPSNCore(wiring.Component):
         return int(cfg.bias[lane]) + sum(1 << int(s) for s in shifts[cfg.signs[lane] < 0])
 
     def _position(self, m, fire, in_last, suffix, masked):
-        """Counters of the incoming beat's group and, with ``masked``, its time step (up to
-        the last step the mask needs) and per tap ``j`` a register, written with the beat's
-        taps (stage 1), that says whether the tap lies inside the beat's sample:
-        ``(group, tap_live)`` (``tap_live`` is ``None`` without ``masked``)."""
+        """Where the incoming beat lies in its sample: ``(group, tap_live)``. ``group`` is its
+        channel group; with ``masked``, ``tap_live[j]`` is a register, written with the
+        beat's taps (stage 1), that says whether tap ``j`` lies inside the sample (else
+        ``None``). Every enable is at most a 3-input function of registers (Fmax): a flag
+        marks the last group, and the time step is a thermometer code, ``live[s]`` = "step
+        ≥ s", that a new time step shifts by one."""
         cfg = self.config
         group = Signal(range(cfg.groups), name=f"group_{suffix}")
-        with m.If(fire):
-            with m.If(in_last | (group == cfg.groups - 1)):
-                m.d.sync += group.eq(0)
-            with m.Else():
-                m.d.sync += group.eq(group + 1)
+        if cfg.groups == 1:
+            at_last = Const(1, 1)
+        else:
+            at_last = Signal(name=f"at_last_{suffix}")  # group == G − 1
+            with m.If(fire):
+                with m.If(in_last | at_last):
+                    m.d.sync += [group.eq(0), at_last.eq(0)]
+                with m.Else():
+                    m.d.sync += [group.eq(group + 1), at_last.eq(group == cfg.groups - 2)]
         if not masked:
             return group, None
-        step_limit = (cfg.order - 1) * cfg.dilation
-        step = Signal(range(step_limit + 1), name=f"step_{suffix}")
+        live = Signal((cfg.order - 1) * cfg.dilation + 1, init=1, name=f"live_{suffix}")
         with m.If(fire):
             with m.If(in_last):
-                m.d.sync += step.eq(0)
-            with m.Elif((group == cfg.groups - 1) & (step != step_limit)):
-                m.d.sync += step.eq(step + 1)
+                m.d.sync += live.eq(1)
+            with m.Elif(at_last):
+                m.d.sync += live.eq(Cat(Const(1, 1), live[:-1]))
         tap_live = Signal(cfg.order, name=f"tap_live_{suffix}")
         with m.If(fire):
-            m.d.sync += [tap_live[j].eq(step >= j * cfg.dilation) for j in range(cfg.order)]
+            m.d.sync += tap_live.eq(Cat(live[j * cfg.dilation] for j in range(cfg.order)))
         return group, tap_live
 
     def elaborate(self, platform):
@@ -222,18 +253,36 @@ class CPSNCore(wiring.Component):
         lanes, order, width = cfg.lanes, cfg.order, cfg.input_width
         m = Module()
 
+        # Output buffer and credits: an accepted beat takes a credit, a beat read from the
+        # buffer gives it back; with no credit left the input waits, so nothing overflows.
+        out_width = lanes + 1 + (lanes * cfg.membrane_width if cfg.membrane_out else 0)
+        per_line = max(1, LINE_BITS // width)
+        line_lanes = [(first, min(lanes, first + per_line))
+                      for first in range(0, lanes, per_line)]
+        # Enable copies: one per line of lanes and half of the taps.
+        halves = min(2, order)
+        m.submodules.out_buffer = out_buffer = CreditBuffer(
+            out_width, cpsn_buffer_depth(cfg), copies=len(line_lanes) * halves)
+        m.d.comb += [out_buffer.in_valid.eq(self.s_axis.tvalid),
+                     self.s_axis.tready.eq(out_buffer.in_ready)]
+
         # Input register: an accepted beat waits here one cycle; its valid bit is the enable
-        # of every tap, so that high-fanout net comes straight from a flip-flop. Data and
-        # tlast are sampled every cycle (only ``fire`` says they count), which keeps the
-        # handshake's own fanout small.
-        depth = cpsn_buffer_depth(cfg)
-        ready = Signal()  # s_axis.tready: a credit (a free output buffer place) is left
-        accept = Signal()
-        m.d.comb += [self.s_axis.tready.eq(ready), accept.eq(self.s_axis.tvalid & ready)]
-        fire = Signal()
+        # of the taps and the position counters, so those high-fanout nets come straight
+        # from flip-flops: one copy per line of lanes (see the taps below) and half of the
+        # taps (the lanes' counters go with the first half), each registered from its own
+        # copy of the buffer's ``take``, so that no enable net spans the whole core. Data and
+        # tlast are sampled every cycle (only the valid bit says they count), which keeps
+        # the handshake's own fanout small.
+        fires = [Signal(name=f"fire_line{n}_{h}") for n in range(len(line_lanes))
+                 for h in range(halves)]
+        fire = fires[0]  # for the few single registers
+
+        def fire_of(lane, tap=0):
+            line = next(n for n, (first, end) in enumerate(line_lanes) if first <= lane < end)
+            return fires[line * halves + tap * halves // order]
         in_data = Signal(lanes * width, reset_less=True)
         in_last = Signal(reset_less=True)
-        m.d.sync += [fire.eq(accept), in_data.eq(self.s_axis.tdata),
+        m.d.sync += [Cat(fires).eq(out_buffer.take), in_data.eq(self.s_axis.tdata),
                      in_last.eq(self.s_axis.tlast)]
 
         # Stage 0: position of the incoming beat within its sample, tracked by one copy of
@@ -241,11 +290,12 @@ class CPSNCore(wiring.Component):
         # on itself, so synthesis keeps them apart: the live bits that mask a lane's taps and
         # the group that addresses its tables then fan out to that lane only (a net spanning
         # all lanes costs more routing than a clock period at L = 16).
-        # Taps in registers (d·G ≤ 2) are cleared as a sample's first beat enters, so they
-        # hold zeros where the sample has no history; taps in memories are masked instead.
+        # Taps in registers (d·G ≤ 2) are cleared between samples (from the cycle after a
+        # sample's last beat until the next beat enters), so they hold zeros where a sample
+        # has no history; taps in memories are masked instead.
         line_depth = cfg.dilation * cfg.groups - 1
         cleared = line_depth < 2
-        positions = [self._position(m, fire, in_last, f"l{lane}", not cleared)
+        positions = [self._position(m, fire_of(lane), in_last, f"l{lane}", not cleared)
                      for lane in range(lanes)]
         groups = [group for group, _ in positions]
         if self.weight_storage == "file":  # the shared table ROMs' own counter
@@ -256,15 +306,22 @@ class CPSNCore(wiring.Component):
 
         # Stage 1: tap j holds x[t − j·d]. Tap 0 registers the beat; each later tap chains
         # from the previous tap's register, which already lags one transfer, hence d·G − 1.
+        # Each tap is one delay line per few lanes (its own enable copy), so no line's
+        # pointer, enable or memory spans all lanes.
         taps = []
         for j in range(order):
-            line = TransferDelay(lanes * width, 0 if j == 0 else line_depth,
-                                 clearable=cleared and j > 0)
-            m.submodules[f"tap{j}"] = line
-            m.d.comb += [line.en.eq(fire), line.i.eq(in_data if j == 0 else taps[-1])]
-            if line.clearable:
-                m.d.comb += line.clear.eq(in_first)
-            taps.append(line.o)
+            outputs = []
+            for n, (first, end) in enumerate(line_lanes):
+                line = TransferDelay((end - first) * width, 0 if j == 0 else line_depth,
+                                     clearable=cleared and j > 0)
+                m.submodules[f"tap{j}_line{n}"] = line
+                source = in_data if j == 0 else taps[-1]
+                m.d.comb += [line.en.eq(fire_of(first, j)),
+                             line.i.eq(source[first * width:end * width])]
+                if line.clearable:
+                    m.d.comb += line.clear.eq(in_first)
+                outputs.append(line.o)
+            taps.append(Cat(outputs))
         s1_valid, s1_last = Signal(), Signal(reset_less=True)
         with m.If(fire):
             m.d.sync += s1_last.eq(in_last)
@@ -275,13 +332,12 @@ class CPSNCore(wiring.Component):
         # pure datapath register (no reset, no enable): only the valid bit says what counts.
         # A tap outside the sample is zero (cleared, or masked by its lane's live bit): a
         # zero input makes a zero term, so nothing later depends on the sample.
-        # Shift-add: stage 2 copies the table words and the zeroed taps into registers, so
-        # that no path has both a table read and a shifter; stage 3 shifts by the low half of
-        # the shift code, stage 4 by the high half, zeroes a zero weight's term and
-        # complements a negative one: the term is ~v = −v − 1, no carry chain. The +1 of every
-        # negative term is added to the bias instead: the lane's count of negative weights,
-        # counted in stage 3 and added in stage 4. The only "multiplication" is a shift and a
-        # complement.
+        # Shift-add: stage 2 copies the table words (aligning them with the taps) and the
+        # zeroed taps into registers; stage 3 shifts by the low half of the shift code,
+        # stage 4 by the high half, zeroes a zero weight's term and complements a negative
+        # one: the term is ~v = −v − 1, no carry chain. The +1 of every negative term is
+        # added to the bias instead: the lane's count of negative weights, counted in stages
+        # 2 and 3 and added in stage 4. The only "multiplication" is a shift and a complement.
         # Shift-add with constant tables: a shift is wiring and a complement is free, so a
         # term needs a register only for the mask's AND (none when the taps are cleared),
         # and the stages it does not use sit behind the adder tree, where they delay one
@@ -293,13 +349,20 @@ class CPSNCore(wiring.Component):
         # the others from logic. The sums are the same.
         constant = self.weight_storage == "baked" and cfg.groups == 1
         retimed = constant and self.arith == "shift_add"
+        # Initial values of table-data registers: their values for channel group 0 (see
+        # _delay), where channel = lane.
+        first_words = {table: words[0] for table, words in pack_tables(cfg, self.arith).items()}
         lane_sums = []
         for lane in range(lanes):
             words = lane_words[lane]
             if self.arith == "shift_add" and not constant:
-                words = {table: self._delay(m, word, f"{table}_l{lane}_s2")
+                words = {table: self._delay(m, word, f"{table}_l{lane}_s2",
+                                            init=(first_words[table] >> lane * len(word))
+                                            & ((1 << len(word)) - 1))
                          for table, word in words.items()}
-            term_regs, negatives = [], []
+            first_bias = int(cfg.bias[lane])
+            first_negatives = int((cfg.signs[lane] < 0).sum())
+            term_regs = []
             for i in range(order):
                 j = order - 1 - i
                 element = i  # within the lane's part of a table word
@@ -332,29 +395,36 @@ class CPSNCore(wiring.Component):
                     sign = words["signs"].word_select(element, sign_width).as_signed()
                     shift = words["shifts"].word_select(element, shift_width)
                     low = (shift_width + 1) // 2
+                    first_sign = int(cfg.signs[lane, i])
+                    first_shift = int(cfg.exponents[lane, i] - cfg.exp_min)
                     partial = self._delay(m, x << shift[:low], f"shifted_{name}_s3",
                                           shape=signed(cfg.term_width))
-                    high = self._delay(m, shift[low:], f"shift_high_{name}_s3")
-                    nonzero = self._delay(m, sign != 0, f"nonzero_{name}_s3")
-                    negative = self._delay(m, sign < 0, f"negative_{name}_s3")
+                    high = self._delay(m, shift[low:], f"shift_high_{name}_s3",
+                                       init=first_shift >> low)
+                    nonzero = self._delay(m, sign != 0, f"nonzero_{name}_s3",
+                                          init=first_sign != 0)
+                    negative = self._delay(m, sign < 0, f"negative_{name}_s3",
+                                           init=first_sign < 0)
                     shifted = partial << Cat(Const(0, low), high)
+                    # The initial value is the term of a zero input (only the complement).
                     term = self._delay(m, (shifted ^ negative.replicate(cfg.term_width))
                                        & nonzero.replicate(cfg.term_width), f"term_{name}",
-                                       shape=signed(cfg.term_width))
-                    negatives.append(sign < 0)
+                                       shape=signed(cfg.term_width), init=-(first_sign < 0))
                 term_regs.append(term)
             bias = words["bias"].as_signed()
             if constant:
                 bias = Const(self._constant_bias(lane), signed(cfg.membrane_width))
-            elif negatives:
-                count = self._delay(m, _popcount(negatives), f"negatives_l{lane}_s3")
-                bias = self._delay(m, bias, f"bias_l{lane}_s3", shape=signed(cfg.bias_width))
+            elif self.arith == "shift_add":
+                count = self._negatives(m, lane, lane_words[lane]["signs"])
+                bias = self._delay(m, bias, f"bias_l{lane}_s3", shape=signed(cfg.bias_width),
+                                   init=first_bias)
                 bias = self._delay(m, bias + count, f"bias_l{lane}_s4",
-                                   shape=signed(cfg.membrane_width))
+                                   shape=signed(cfg.membrane_width),
+                                   init=first_bias + first_negatives)
             else:  # multiply: the table words are those of stage 1
                 for n in (2, 3, 4):
                     bias = self._delay(m, bias, f"bias_l{lane}_s{n}",
-                                       shape=signed(cfg.bias_width))
+                                       shape=signed(cfg.bias_width), init=first_bias)
             tree = PipelinedAdderTree([cfg.term_width] * order + [len(bias)],
                                       cfg.membrane_width)
             m.submodules[f"tree{lane}"] = tree
@@ -362,30 +432,28 @@ class CPSNCore(wiring.Component):
             for n, operand in enumerate(term_regs + [bias]):
                 m.d.comb += getattr(tree.operands, f"x{n}").eq(operand)
             total = tree.sum
-            for n in range(TERM_STAGES - (not cleared) if retimed else 0):
+            # The result register (and, with constant tables, the term stages moved here).
+            for n in range(1 + (TERM_STAGES - (not cleared) if retimed else 0)):
                 total = self._delay(m, total, f"sum_l{lane}_d{n}",
                                     shape=signed(cfg.membrane_width))
             lane_sums.append(total)
 
-        # valid/last travel beside the data through the term stages and the tree.
+        # valid/last travel beside the data through the term stages, the tree and the result
+        # register.
         valid, last = s1_valid, s1_last
-        for n in range(TERM_STAGES + tree_levels(order + 1)):
+        for n in range(TERM_STAGES + tree_levels(order + 1) + 1):
             next_valid = Signal(name=f"valid_d{n}")
             next_last = Signal(name=f"last_d{n}", reset_less=True)
             m.d.sync += [next_valid.eq(valid), next_last.eq(last)]
             valid, last = next_valid, next_last
 
-        # Output buffer and credits: an accepted beat takes a credit, a beat read from the
-        # buffer gives it back; with no credit left the input waits, so nothing overflows.
+        # The result beat goes to the output buffer (see the top), which the sink reads.
         outputs = [Cat(~total[-1] for total in lane_sums), last]
         sink = [self.m_axis.tdata, self.m_axis.tlast]
         if cfg.membrane_out:
             outputs.append(Cat(lane_sums))
             sink.append(self.m_axis.tuser)
-        m.submodules.out_buffer = out_buffer = CreditBuffer(len(Cat(outputs)), depth)
         m.d.comb += [
-            out_buffer.take.eq(accept),
-            ready.eq(out_buffer.in_ready),
             out_buffer.w_en.eq(valid),
             out_buffer.w_data.eq(Cat(outputs)),
             self.m_axis.tvalid.eq(out_buffer.r_rdy),

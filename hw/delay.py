@@ -20,9 +20,10 @@ class TransferDelay(wiring.Component):
     distributed RAM; the output is the memory's read register (read-before-write).
 
     ``clearable`` lines (depth 0 or 1: registers only, which a synchronous reset empties in
-    one cycle) have a ``clear`` input: an enabled cycle with ``clear`` set takes zero instead of
-    ``i`` into every register, so the line forgets its history and reads as zeros, as if
-    zeros had been its input, until new transfers arrive.
+    one cycle) have a ``clear`` input: a cycle with ``clear`` set, enabled or not, puts zero
+    into every register (a transfer in that cycle is not taken), so the line forgets its
+    history and reads as zeros, as if zeros had been its input, until new transfers arrive.
+    ``clear`` does not depend on ``en``, so both can come straight from flip-flops.
 
     Latency: 1 cycle (``o`` is a register). Throughput: one transfer per cycle.
 
@@ -30,7 +31,7 @@ class TransferDelay(wiring.Component):
         en: advance the line by one transfer.
         i: ``width``-bit input.
         o: ``width``-bit registered output.
-        clear: (``clearable`` only) with ``en``, empty the line.
+        clear: (``clearable`` only) empty the line.
     """
 
     def __init__(self, width: int, depth: int, *, clearable: bool = False):
@@ -59,9 +60,9 @@ class TransferDelay(wiring.Component):
             with m.If(self.en):
                 m.d.sync += [register.eq(source) for register, source
                              in zip(registers, [self.i] + registers[:-1])]
-                if self.clearable:
-                    with m.If(self.clear):
-                        m.d.sync += [register.eq(0) for register in registers]
+            if self.clearable:
+                with m.If(self.clear):
+                    m.d.sync += [register.eq(0) for register in registers]
         else:
             m.submodules.buffer = buffer = memory.Memory(shape=self.width, depth=self.depth,
                                                          init=[])

@@ -78,8 +78,10 @@ def test_transfer_delay_clear_empties_the_line(depth, rng):
     sim.run()
     history = [0] * (depth + 1)  # the line's registers, newest first
     for cycle, ((value, enable, clear), got) in enumerate(zip(steps, seen)):
-        if enable:
-            history = [0] * (depth + 1) if clear else [value] + history[:-1]
+        if clear:
+            history = [0] * (depth + 1)
+        elif enable:
+            history = [value] + history[:-1]
         assert got == history[-1], f"cycle {cycle}"
 
 
@@ -116,10 +118,11 @@ def test_adder_tree_is_exact_and_pipelined(count, rng):
 
 # Tap registers cleared at a sample's start (d·G ≤ 2: (4, 4, 3, 1) with constant tables,
 # (4, 4, 4, 2) with a two-register line, (8, 4, 4, 1) with tables in ROM) and taps in memories
-# masked by the step count (the others).
+# masked by the step count (the others). With 6-bit inputs a delay line holds 6 lanes, so the
+# L = 8 cores split each tap into two lines of 6 and 2 lanes.
 @pytest.mark.parametrize("channels,lanes,order,dilation", [
     (4, 4, 3, 1), (4, 4, 4, 2), (8, 4, 4, 1), (8, 2, 4, 2), (6, 3, 1, 1), (4, 1, 5, 3),
-    (16, 4, 2, 7),
+    (16, 4, 2, 7), (16, 8, 3, 1), (8, 8, 2, 3), (24, 8, 3, 2),
 ])
 def test_core_matches_integer_model_under_backpressure(channels, lanes, order, dilation, rng):
     config = CPSNConfig.random(rng, channels=channels, lanes=lanes, order=order,

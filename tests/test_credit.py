@@ -13,7 +13,7 @@ def run_pipeline(depth, offers, readies):
     taken (a pipeline that never stalls, as long as a bubble-free stream allows), read per
     ``readies``. Returns the beats read, the cycle of each read, and the most beats ever
     taken and not yet read."""
-    buffer = CreditBuffer(16, depth)
+    buffer = CreditBuffer(16, depth, copies=3)
     latency = max(depth - 2, 0)
     read, read_at, outstanding = [], [], [0]
 
@@ -21,9 +21,9 @@ def run_pipeline(depth, offers, readies):
         in_flight = {}  # write cycle -> beat
         sent = taken = 0
         for cycle, (offer, ready) in enumerate(zip(offers, readies)):
-            can_take = ctx.get(buffer.in_ready)
-            take = bool(offer and can_take)
-            ctx.set(buffer.take, take)
+            ctx.set(buffer.in_valid, bool(offer))
+            take = bool(offer and ctx.get(buffer.in_ready))
+            assert ctx.get(buffer.take) == (0b111 if take else 0), f"cycle {cycle}"
             if take:
                 in_flight[cycle + latency] = sent
                 sent += 1
@@ -74,8 +74,8 @@ def test_streams_one_beat_per_clock(depth):
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-@pytest.mark.parametrize("width,depth", [(0, 4), (8, 0)])
-def test_bad_parameters_are_refused(width, depth):
+@pytest.mark.parametrize("width,depth,copies", [(0, 4, 1), (8, 0, 1), (8, 4, 0)])
+def test_bad_parameters_are_refused(width, depth, copies):
     with pytest.raises(ValueError, match="must be >= 1"):
-        CreditBuffer(width, depth)
+        CreditBuffer(width, depth, copies=copies)
     gc.collect()  # the unused half-built component warns now, under the filter above
