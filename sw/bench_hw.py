@@ -191,19 +191,20 @@ PLANS = {
 }
 
 
-def _run_point(point: Point, keep_dir: str | None) -> dict:
+def _run_point(point: Point, keep_dir: str | None, seeds=(1,)) -> dict:
     core = CORE_KINDS[point.kind]
     variant = core.variant(point.variant)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spikeforge-bench-") as scratch:
         work = Path(keep_dir, point.name) if keep_dir else Path(scratch)
         core.generate(dict(point.shape), variant, work / "core")
-        report = synth_core_dir(work / "core", point.target, work / "synth", dsp=variant.dsp)
+        report = synth_core_dir(work / "core", point.target, work / "synth", dsp=variant.dsp,
+                                seeds=seeds)
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
 
 
-def run_points(points: list[Point], *, jobs: int = 2, keep_dir=None,
+def run_points(points: list[Point], *, jobs: int = 2, keep_dir=None, seeds=(1,),
                progress: Callable[[Point, dict], None] | None = None) -> list[dict]:
     """Synthesise every point (``jobs`` at a time); one row per point, in order.
 
@@ -214,7 +215,8 @@ def run_points(points: list[Point], *, jobs: int = 2, keep_dir=None,
     # Largest designs first, so that the slowest runs do not come last.
     order = sorted(range(len(points)), key=lambda n: -_cost(points[n]))
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_run_point, points[n], str(keep_dir) if keep_dir else None): n
+        futures = {pool.submit(_run_point, points[n], str(keep_dir) if keep_dir else None,
+                               tuple(seeds)): n
                    for n in order}
         for future in as_completed(futures):
             n = futures[future]
@@ -255,6 +257,7 @@ def _row(point: Point, report: dict) -> dict:
            "unplaceable": report.get("unplaceable", False),
            "utilisation": report.get("utilisation"),
            "fmax_mhz": report.get("fmax_mhz"),
+           "fmax_by_seed": report.get("fmax_by_seed"),
            "neuron_steps_per_s": report.get("neuron_steps_per_s"),
            "critical_path": report.get("critical_path"),
            "latency_cycles": report["core"].get("latency_cycles"),
@@ -262,12 +265,13 @@ def _row(point: Point, report: dict) -> dict:
     return row
 
 
-def summarise(rows: list[dict], plan: str, command: str) -> dict:
+def summarise(rows: list[dict], plan: str, command: str, seeds=(1,)) -> dict:
     """The benchmark document: rows, ratios against the first variant, tools and targets."""
     targets = sorted({r["target"] for r in rows})
     return {
         "plan": plan,
         "command": command,
+        "seeds": list(seeds),
         "date": time.strftime("%Y-%m-%d"),
         "host_cpus": os.cpu_count(),
         "tools": {t: tool_versions(t) for t in targets},

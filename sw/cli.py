@@ -314,6 +314,9 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
     path = report["critical_path"]
     rows.append(("Fmax", f"{report['fmax_mhz']:.1f} MHz (constraint {report['constraint_mhz']:g}"
                          f" MHz, clock {report['clock']})"))
+    if len(report["fmax_by_seed"]) > 1:
+        rows.append(("Fmax by seed", ", ".join(f"seed {seed}: {fmax:.1f} MHz"
+                                               for seed, fmax in report["fmax_by_seed"].items())))
     if path:
         rows.append(("critical path", f"{path['from']} -> {path['to']}: {path['delay_ns']:.2f} "
                                       f"ns ({path['logic_ns']:.2f} logic, "
@@ -344,9 +347,11 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
               help="Clock constraint for nextpnr's timing-driven placement, MHz (default: "
                    + ", ".join(f"{t.name} {t.constraint_mhz:g}" for t in TARGETS.values()
                                if t.constraint_mhz) + ").")
-@click.option("--seed", default=1, show_default=True, type=int, help="nextpnr placement seed.")
+@click.option("--seed", "seeds", multiple=True, type=int, default=(1,), show_default=True,
+              help="nextpnr placement seed; repeat it to place once per seed and keep the "
+                   "fastest.")
 @click.option("--no-dsp", "no_dsp", is_flag=True, help="Build multipliers from logic, not DSPs.")
-def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constraint_mhz, seed,
+def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constraint_mhz, seeds,
           no_dsp):
     """Synthesise a core for an FPGA: resources, and Fmax after place-and-route.
 
@@ -372,7 +377,7 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
     click.echo(f"synthesising {core_dir} for {target}…")
     try:
         report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp,
-                                constraint_mhz=constraint_mhz, seed=seed)
+                                constraint_mhz=constraint_mhz, seeds=seeds)
     except (MissingToolError, OSError, ValueError) as exc:
         _fail(str(exc))
     click.echo(table(synth_rows(report)))
@@ -412,7 +417,9 @@ def bench_kernels(ctx):
               help="Where benchmarks.md goes; JSON and plots go to DOCS/benchmarks.")
 @click.option("--keep", "keep_dir", default=None, type=click.Path(file_okay=False),
               help="Keep every run's generated core and tool files here.")
-def bench_hw(plan, jobs, docs_dir, keep_dir):
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="nextpnr placement seeds 1…N per core; Fmax is the fastest placement's.")
+def bench_hw(plan, jobs, docs_dir, keep_dir, seeds):
     """Sweep core shapes on FPGA targets: resources, Fmax, throughput; shift-add vs
     multipliers."""
     from .bench_doc import write_document
@@ -435,8 +442,9 @@ def bench_hw(plan, jobs, docs_dir, keep_dir):
                    f"({row.get('seconds', 0):.0f} s)")
 
     start = time.perf_counter()
-    rows = run_points(points, jobs=jobs, keep_dir=keep_dir, progress=progress)
-    document = summarise(rows, plan, _command_line())
+    seeds = range(1, seeds + 1)
+    rows = run_points(points, jobs=jobs, keep_dir=keep_dir, seeds=seeds, progress=progress)
+    document = summarise(rows, plan, _command_line(), seeds)
     document["wall_s"] = round(time.perf_counter() - start)
     write_json(document, Path(docs_dir, "benchmarks", "hw.json"))
     path = write_document(docs_dir)
