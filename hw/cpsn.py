@@ -55,11 +55,12 @@ class CPSNCore(wiring.Component):
     ``G = C/L`` consecutive beats (channel group ``g`` = channels ``g·L … g·L+L−1``). For every
     lane the core forms ``H = Σ_i sign_i·(x[t−(k−1−i)·d] << shift_i) + bias`` exactly and emits
     the spike ``H >= 0``; the default datapath uses no multiplier. Tap history lives in
-    ``k−1`` transfer-counted delay lines (memories of about ``d·G`` words of ``L·W`` bits), so
-    ``C`` can be large.
+    ``k−1`` transfer-counted delay lines per few lanes (memories of about ``d·G`` words of at
+    most :data:`LINE_BITS` bits), so ``C`` can be large.
     History older than the current sample is masked by a time counter, which makes every
-    sample start from zeros without clearing memory. The position counters and (baked) table
-    ROMs are kept once per lane, so that their nets do not span all lanes (Fmax).
+    sample start from zeros without clearing memory (delay lines short enough to be
+    registers are cleared instead). The position counters and (baked) table ROMs are kept
+    once per lane, and the enables in a few copies, so that few nets span all lanes (Fmax).
 
     Protocol: AXI4-Stream on both sides. ``s_axis.tlast`` goes with the final beat of a sample
     (group ``G−1`` of its last time step) and is copied to the matching output beat. ``tlast``
@@ -278,8 +279,8 @@ class CPSNCore(wiring.Component):
         fire = fires[0]  # for the few single registers
 
         def fire_of(lane, tap=0):
-            line = next(n for n, (first, end) in enumerate(line_lanes) if first <= lane < end)
-            return fires[line * halves + tap * halves // order]
+            return fires[lane // per_line * halves + tap * halves // order]
+
         in_data = Signal(lanes * width, reset_less=True)
         in_last = Signal(reset_less=True)
         m.d.sync += [Cat(fires).eq(out_buffer.take), in_data.eq(self.s_axis.tdata),
