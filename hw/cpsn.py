@@ -278,8 +278,18 @@ class CPSNCore(wiring.Component):
                  for h in range(halves)]
         fire = fires[0]  # for the few single registers
 
+        # tlast of the accepted beat, in the same copies (each written on its own copy of
+        # take, so synthesis keeps them apart) for the lanes' position counters.
+        lasts = [Signal(name=f"last_line{n}", reset_less=True) for n in range(len(fires))]
+        for take, copy in zip(out_buffer.take, lasts):
+            with m.If(take):
+                m.d.sync += copy.eq(self.s_axis.tlast)
+
         def fire_of(lane, tap=0):
             return fires[lane // per_line * halves + tap * halves // order]
+
+        def last_of(lane):
+            return lasts[lane // per_line * halves]
 
         in_data = Signal(lanes * width, reset_less=True)
         in_last = Signal(reset_less=True)
@@ -296,7 +306,7 @@ class CPSNCore(wiring.Component):
         # has no history; taps in memories are masked instead.
         line_depth = cfg.dilation * cfg.groups - 1
         cleared = line_depth < 2
-        positions = [self._position(m, fire_of(lane), in_last, f"l{lane}", not cleared)
+        positions = [self._position(m, fire_of(lane), last_of(lane), f"l{lane}", not cleared)
                      for lane in range(lanes)]
         groups = [group for group, _ in positions]
         if self.weight_storage == "file":  # the shared table ROMs' own counter
