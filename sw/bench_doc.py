@@ -115,9 +115,17 @@ def _short(cell: str) -> str:
 def _hw_section(hw: dict) -> list[str]:
     rows = [r for r in hw["rows"] if "error" not in r]
     kinds = [k for k in CORE_KINDS.values() if any(r["kind"] == k.name for r in hw["rows"])]
-    lines = ["## FPGA resources, Fmax and throughput (`spikeforge bench hw`)", "",
-             f"Measured {hw['date']} on a {hw['host_cpus']}-CPU host with:", "",
-             f"```sh\n{hw['command']}\n```", ""]
+    lines = ["## FPGA resources, Fmax and throughput (`spikeforge bench hw`)", ""]
+    runs = hw.get("runs") or {}
+    if len({(run["command"], run["date"]) for run in runs.values()}) > 1:
+        lines += [f"Measured on a {hw['host_cpus']}-CPU host, each core kind by its own run "
+                  f"(a change to one generator re-measures that core with `--kind`):", ""]
+        for kind, run in sorted(runs.items()):
+            lines += [f"* {kind.upper()}, {run['date']}: `{run['command']}`"]
+        lines.append("")
+    else:
+        lines += [f"Measured {hw['date']} on a {hw['host_cpus']}-CPU host with:", "",
+                  f"```sh\n{hw['command']}\n```", ""]
     tools = sorted({f"{tool}: {version}" for versions in hw["tools"].values()
                     for tool, version in versions.items()})
     lines += ["Tools: " + "; ".join(tools) + ".", ""]

@@ -28,7 +28,8 @@ from ..hw.generate import generate_core
 from ..hw.prf_config import PRFConfig
 from ..hw.synth import TARGETS, synth_core_dir, tool_versions
 
-__all__ = ["Variant", "CoreKind", "CORE_KINDS", "Point", "PLANS", "run_points", "summarise"]
+__all__ = ["Variant", "CoreKind", "CORE_KINDS", "Point", "PLANS", "run_points", "summarise",
+           "merge_kinds"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,13 +267,17 @@ def _row(point: Point, report: dict) -> dict:
 
 
 def summarise(rows: list[dict], plan: str, command: str, seeds=(1,)) -> dict:
-    """The benchmark document: rows, ratios against the first variant, tools and targets."""
+    """The benchmark document: rows, ratios against the first variant, tools and targets;
+    ``runs`` says, per core kind, which command measured it."""
     targets = sorted({r["target"] for r in rows})
+    date = time.strftime("%Y-%m-%d")
     return {
         "plan": plan,
         "command": command,
         "seeds": list(seeds),
-        "date": time.strftime("%Y-%m-%d"),
+        "date": date,
+        "runs": {kind: {"command": command, "date": date, "seeds": list(seeds)}
+                 for kind in sorted({r["kind"] for r in rows})},
         "host_cpus": os.cpu_count(),
         "tools": {t: tool_versions(t) for t in targets},
         "devices": {t: TARGETS[t].device for t in targets},
@@ -280,6 +285,23 @@ def summarise(rows: list[dict], plan: str, command: str, seeds=(1,)) -> dict:
         "rows": rows,
         "ratios": ratios(rows),
     }
+
+
+def merge_kinds(previous: dict, document: dict) -> dict:
+    """``document``, a run of some core kinds, with ``previous``'s rows of every other kind
+    (each kind keeps the run that measured it), so that a change to one core's generator
+    re-measures that core only."""
+    measured = {r["kind"] for r in document["rows"]}
+    runs = previous.get("runs") or {
+        kind: {"command": previous["command"], "date": previous["date"],
+               "seeds": previous.get("seeds", [1])}
+        for kind in {r["kind"] for r in previous["rows"]}}
+    merged = summarise(document["rows"] + [r for r in previous["rows"]
+                                           if r["kind"] not in measured],
+                       document["plan"], document["command"], document["seeds"])
+    merged["runs"] = {**{k: run for k, run in runs.items() if k not in measured},
+                      **document["runs"]}
+    return merged
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -11,7 +11,7 @@ import click
 from .. import __version__
 from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS, misfit
-from .bench_hw import PLANS
+from .bench_hw import CORE_KINDS, PLANS
 from .configs import load_core_config
 from .demo import demo
 from .text import table
@@ -419,13 +419,24 @@ def bench_kernels(ctx):
               help="Keep every run's generated core and tool files here.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1),
               help="nextpnr placement seeds 1…N per core; Fmax is the fastest placement's.")
-def bench_hw(plan, jobs, docs_dir, keep_dir, seeds):
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(CORE_KINDS)),
+              help="Measure only this core kind (repeatable); the other kinds' rows are kept "
+                   "from DOCS/benchmarks/hw.json, with the run that measured them.")
+def bench_hw(plan, jobs, docs_dir, keep_dir, seeds, kinds):
     """Sweep core shapes on FPGA targets: resources, Fmax, throughput; shift-add vs
     multipliers."""
     from .bench_doc import write_document
-    from .bench_hw import PLANS, run_points, summarise, write_json
+    from .bench_hw import PLANS, merge_kinds, run_points, summarise, write_json
 
-    points = PLANS[plan]
+    json_path = Path(docs_dir, "benchmarks", "hw.json")
+    previous = None
+    if kinds:
+        try:
+            previous = json.loads(json_path.read_text())
+        except (OSError, ValueError) as exc:
+            _fail(f"--kind keeps the other kinds' rows from {json_path}, which cannot be "
+                  f"read: {exc}")
+    points = [p for p in PLANS[plan] if not kinds or p.kind in kinds]
     click.echo(f"{len(points)} synthesis runs, {jobs} at a time…")
     done = []
 
@@ -445,8 +456,10 @@ def bench_hw(plan, jobs, docs_dir, keep_dir, seeds):
     seeds = range(1, seeds + 1)
     rows = run_points(points, jobs=jobs, keep_dir=keep_dir, seeds=seeds, progress=progress)
     document = summarise(rows, plan, _command_line(), seeds)
+    if previous is not None:
+        document = merge_kinds(previous, document)
     document["wall_s"] = round(time.perf_counter() - start)
-    write_json(document, Path(docs_dir, "benchmarks", "hw.json"))
+    write_json(document, json_path)
     path = write_document(docs_dir)
     click.echo(f"wrote {path} and {Path(docs_dir, 'benchmarks')}/hw.json, *.png "
                f"({document['wall_s']} s)")

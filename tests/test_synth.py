@@ -332,3 +332,31 @@ def test_bench_cosim_small(tmp_path):
     cosim = json.loads((tmp_path / "benchmarks" / "cosim.json").read_text())
     assert cosim["single"]["verilator"]["passed"] and cosim["single"]["amaranth"]["passed"]
     assert "## Verification throughput" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_one_kind_is_remeasured_and_the_others_kept(tmp_path):
+    """`bench hw --kind cpsn`: new CPSN rows, the PRF rows and their run from before, ratios
+    recomputed, and the page names both runs."""
+    previous = _fake_hw()
+    new = [dict(r, fmax_mhz=230.0) for r in previous["rows"] if r["kind"] == "cpsn"]
+    document = bench_hw.summarise(new, "standard", "spikeforge bench hw --kind cpsn", [1, 2])
+    merged = bench_hw.merge_kinds(previous, document)
+    assert [r["kind"] for r in merged["rows"]] == ["cpsn"] * 4 + ["prf"] * 2
+    assert merged["rows"][4:] == previous["rows"][4:]
+    assert merged["runs"]["prf"] == {"command": "spikeforge bench hw", "date": "2026-01-01",
+                                     "seeds": [1]}
+    assert merged["runs"]["cpsn"]["command"] == "spikeforge bench hw --kind cpsn"
+    by_baseline = {q["baseline"]: q for q in merged["ratios"]}
+    assert by_baseline["dsp"]["kind"] == "prf"
+    assert by_baseline["multiply_lut"]["fmax_mhz_ratio"] == 1.0
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "hw.json").write_text(json.dumps(merged))
+    text = bench_doc.write_document(tmp_path).read_text()
+    assert "* CPSN, " in text and "`spikeforge bench hw --kind cpsn`" in text
+    assert "* PRF, 2026-01-01: `spikeforge bench hw`" in text
+
+
+def test_remeasuring_one_kind_needs_the_previous_document(tmp_path):
+    result = invoke("bench", "hw", "--kind", "cpsn", "--docs", tmp_path)
+    assert result.exit_code == 1
+    assert "--kind keeps the other kinds' rows from" in result.output
