@@ -1,7 +1,7 @@
 """Streaming shift-add datapath for the multiplication-free channel-wise PSN (CPSN), and the
 same datapath with real multipliers as a baseline."""
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 

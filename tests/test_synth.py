@@ -4,7 +4,6 @@ benchmark report machinery (the sweeps themselves are `slow`)."""
 import json
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
