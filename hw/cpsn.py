@@ -278,18 +278,19 @@ class CPSNCore(wiring.Component):
                  for h in range(halves)]
         fire = fires[0]  # for the few single registers
 
-        # tlast of the accepted beat, in the same copies (each written on its own copy of
-        # take, so synthesis keeps them apart) for the lanes' position counters.
-        lasts = [Signal(name=f"last_line{n}", reset_less=True) for n in range(len(fires))]
-        for take, copy in zip(out_buffer.take, lasts):
-            with m.If(take):
+        # tlast of the accepted beat for the lanes' position counters, one copy per line of
+        # lanes, each written on that line's counter enable copy of take (so synthesis keeps
+        # them apart).
+        lasts = [Signal(name=f"last_line{n}", reset_less=True) for n in range(len(line_lanes))]
+        for n, copy in enumerate(lasts):
+            with m.If(out_buffer.take[n * halves]):
                 m.d.sync += copy.eq(self.s_axis.tlast)
 
         def fire_of(lane, tap=0):
             return fires[lane // per_line * halves + tap * halves // order]
 
         def last_of(lane):
-            return lasts[lane // per_line * halves]
+            return lasts[lane // per_line]
 
         in_data = Signal(lanes * width, reset_less=True)
         in_last = Signal(reset_less=True)
