@@ -1,9 +1,13 @@
-"""The PSN family (Fang et al., NeurIPS 2023; neurons.md §1), as in SpikingJelly.
+"""The PSN family (Fang et al., NeurIPS 2023; docs/neurons.md §1), as in SpikingJelly.
 
 Every neuron fires ``S = Θ(H)`` on a membrane ``H`` that is a linear function of the input
 sequence plus a bias initialised to −1 (threshold 1). Names, parameter shapes, defaults and
 initialisation follow ``spikingjelly.activation_based.neuron.{PSN, MaskedPSN, SlidingPSN}``
-so that their weights load unchanged; the one difference is the default ``step_mode="m"``.
+(SpikingJelly 2.0), so a SpikingJelly state dict loads with ``load_state_dict`` (strict):
+``weight``, ``bias`` and MaskedPSN's ``_lambda_`` unchanged; SpikingJelly's MaskedPSN also
+stores its masks ``mask0`` (band) and ``mask1`` (ones), which :class:`MaskedPSN` checks
+against its own ``k`` and ``T`` and then drops (it rebuilds them, not saving them). The one
+difference in behaviour is the default ``step_mode="m"`` (SpikingJelly: ``"s"``).
 """
 
 import math
@@ -56,6 +60,8 @@ class MaskedPSN(ParallelNeuron):
         k: order, 1 <= k <= T.
         T: sequence length (``W`` T×T kaiming_uniform a = √5, ``b`` [T, 1] = −1).
         lambda_init: initial λ in [0, 1]; set it later through ``neuron.lambda_ = ...``.
+            SpikingJelly's MaskedPSN state dict (with ``mask0``/``mask1``) loads strictly; our
+            own has no masks, so load it into SpikingJelly with ``strict=False``.
         surrogate_function, backend, step_mode, store_v_seq: see :class:`ParallelNeuron`;
             ``v_seq``/``v`` hold ``H``.
     """
@@ -124,6 +130,34 @@ class MaskedPSN(ParallelNeuron):
         h = torch.tensordot(taps, torch.stack(self.queue), dims=1) + self.bias[t, 0]
         self.time_step = t + 1
         return self.surrogate_function(h), h
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        """Accept SpikingJelly's state dict: check its ``mask0``/``mask1``, drop them, and
+        refuse a ``_lambda_`` outside [0, 1] (the setter's rule)."""
+        expected = {"mask0": self.mask, "mask1": torch.ones_like(self.mask)}
+        for name, want in expected.items():
+            key = prefix + name
+            if key not in state_dict:
+                continue
+            mask = state_dict.pop(key)
+            if not (isinstance(mask, torch.Tensor) and mask.shape == want.shape
+                    and torch.equal(mask.to(want.dtype), want.to(mask.device))):
+                what = "the band mask M_k" if name == "mask0" else "a matrix of ones"
+                error_msgs.append(
+                    f"{key}: SpikingJelly's {name} must be {what} of this MaskedPSN "
+                    f"(k={self.k}, T={self.T}); the state dict's differs (shape "
+                    f"{list(getattr(mask, 'shape', []))}, expected {list(want.shape)}): it was "
+                    f"saved from another k or T")
+        key = prefix + "_lambda_"
+        value = state_dict.get(key)
+        if value is not None and not (isinstance(value, torch.Tensor) and value.numel() == 1
+                                      and 0.0 <= float(value) <= 1.0):
+            error_msgs.append(f"{key}: lambda_ must be one number in [0, 1], got {value!r}; "
+                              f"it was not loaded")
+            state_dict[key] = self._lambda_  # keep the current λ
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, lambda_={self.lambda_}, {super().extra_repr()}"

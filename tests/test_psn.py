@@ -340,3 +340,40 @@ def test_same_single_steps_as_spikingjelly(repeat, seed):
         theirs.load_state_dict(ours.state_dict(), strict=False)
         spikes, _ = run_steps(ours, x)
         assert torch.equal(spikes, torch.stack([theirs(x_t) for x_t in x])), type(ours).__name__
+
+
+@pytest.mark.parametrize("repeat", REPEATS)
+def test_spikingjelly_state_dicts_load_strictly(repeat, seed):
+    """SpikingJelly's own state dicts (MaskedPSN's with its mask0/mask1 buffers) load with
+    strict=True and give SpikingJelly's outputs; masks of another k are refused."""
+    sj = spikingjelly_neuron()
+    torch.manual_seed(seed)
+    pairs = [(sj.PSN(8), PSN(8)), (sj.MaskedPSN(3, 8, 0.4, step_mode="m"), MaskedPSN(3, 8)),
+             (sj.SlidingPSN(4, exp_init=False, step_mode="m"), SlidingPSN(4))]
+    for theirs, ours in pairs:
+        theirs = theirs.double()
+        randomise_bias(theirs, seed)
+        state = theirs.state_dict()
+        keys = set(state)
+        if isinstance(ours, MaskedPSN):
+            assert {"mask0", "mask1", "_lambda_"} <= keys  # what SpikingJelly 2.0 stores
+        ours = ours.double()
+        result = ours.load_state_dict(state, strict=True)
+        assert not result.missing_keys and not result.unexpected_keys
+        assert set(state) == keys  # the caller's dict is left whole
+        x = random_input(seed, (8, 3, 2))
+        spikes = ours(x)
+        assert 0 < spikes.mean() < 1
+        assert torch.equal(spikes, theirs(x)), type(ours).__name__
+    assert pairs[1][1].lambda_ == float(torch.tensor(0.4, dtype=torch.float32))
+    band = sj.MaskedPSN(2, 8, 0.4).state_dict()
+    with pytest.raises(RuntimeError, match=r"mask0: .*band mask M_k of this MaskedPSN \(k=3"):
+        MaskedPSN(3, 8).load_state_dict(band)
+    with pytest.raises(RuntimeError, match=r"mask0: .*expected \[6, 6\]"):
+        MaskedPSN(3, 6).load_state_dict(sj.MaskedPSN(3, 8).state_dict())
+    bad_lambda = sj.MaskedPSN(3, 8).state_dict()
+    bad_lambda["_lambda_"] = torch.tensor(1.5)
+    neuron = MaskedPSN(3, 8, lambda_init=0.25)
+    with pytest.raises(RuntimeError, match=r"_lambda_: lambda_ must be one number in \[0, 1\]"):
+        neuron.load_state_dict(bad_lambda)
+    assert neuron.lambda_ == 0.25
