@@ -5,19 +5,32 @@ Nothing is downloaded. ``digits`` and ``digits-pixels`` are scikit-learn's bundl
 local directory; ``adding`` and ``delayed-recall`` are generated on the fly, sample by sample,
 from the split seed, so any sequence length costs no memory up front.
 
+A user's own data comes in three more ways, all described by the configuration alone so that
+every later command rebuilds the same splits: ``uea`` (UEA/UCR time-series sets through
+aeon's loaders, the ``data`` extra), ``arrays`` (an ``.npz`` or HDF5 file with ``x_train``,
+``y_train``, ``x_test``, ``y_test``) and a Python entry point ``module:function`` (or
+``file.py:function``) returning the same four arrays. All three go through
+:func:`prepare_arrays`: checks that name the key and the problem, per-channel standardisation
+from the training samples alone (validation excluded) and padding to one length.
+
 Splits are fixed by ``split_seed``: the same seed gives the same train/val/test samples on
 every machine, whatever the training seed.
 """
 
 import dataclasses
+import importlib
+import importlib.util
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-__all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DATASETS", "load_data",
-           "SHD_FILES", "ADDING_TOLERANCE"]
+__all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DataError", "DATASETS",
+           "ENTRY_POINT_OPTIONS", "load_data", "prepare_arrays", "SHD_FILES",
+           "ADDING_TOLERANCE", "ARRAY_KEYS"]
 
 #: An adding-problem prediction counts as correct within this distance of the target.
 ADDING_TOLERANCE = 0.04
@@ -25,16 +38,29 @@ SHD_FILES = ("shd_train.h5", "shd_test.h5")
 SHD_CLASSES = 20
 
 
+#: The arrays a user's dataset provides (``arrays`` files and entry points).
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: ``module.sub:function`` or ``path/to/file.py:function``.
+_ENTRY_POINT = re.compile(r"^(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|[^:]+\.py):[A-Za-z_]\w*$")
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's local files are missing; the message says which files go where."""
 
 
+class DataError(ValueError):
+    """A dataset cannot be used as it is; the message names the source, the key and the
+    problem (wrong rank, NaN or inf, a label out of range, an empty split, ...)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset: its loader and the options it takes, with their defaults."""
+    """A dataset: its loader, the options it takes with their defaults (``None``: unset
+    unless given) and the options a configuration must give."""
 
     loader: object
     options: dict
+    required: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,18 +85,34 @@ class DataConfig:
     length: int | None = None            # adding, delayed-recall: T
     train_samples: int | None = None     # adding, delayed-recall
     test_samples: int | None = None      # adding, delayed-recall
-    num_classes: int | None = None       # delayed-recall: tokens to remember
+    num_classes: int | None = None       # delayed-recall; arrays, entry points: classes
+    dataset: str | None = None           # uea: problem name, e.g. JapaneseVowels
+    extract_path: str | None = None      # uea: directory holding <dataset>/<dataset>_TRAIN.ts
+    path: str | None = None              # arrays: .npz, .h5 or .hdf5 file
+    standardize: bool | None = None      # uea, arrays, entry points: per-channel, train stats
+    pad: str | None = None               # uea, arrays, entry points: end | start
+    options: dict | None = None          # entry points: keyword arguments of the function
+
+    @property
+    def spec(self) -> "DatasetSpec":
+        """This dataset's :class:`DatasetSpec` (an entry point's for ``module:function``)."""
+        return DATASETS.get(self.name) or _ENTRY_POINT_SPEC
 
     def __post_init__(self):
-        if self.name not in DATASETS:
+        if self.name not in DATASETS and not _ENTRY_POINT.match(self.name):
             raise ValueError(f"data.name: unknown dataset {self.name!r}; choose one of "
-                             f"{sorted(DATASETS)}")
-        takes = DATASETS[self.name].options
+                             f"{sorted(DATASETS)} or a Python entry point "
+                             f"'module:function' (or 'file.py:function')")
+        takes = self.spec.options
+        label = self.name if self.name in DATASETS else "entry point " + self.name
         for field in dataclasses.fields(self):
             if field.default is None and getattr(self, field.name) is not None \
                     and field.name not in takes and field.name != "limit":
                 raise ValueError(f"data.{field.name} is not an option of dataset "
-                                 f"{self.name!r} (it takes {sorted(takes) or 'none'})")
+                                 f"{label!r} (it takes {sorted(takes) or 'none'})")
+        for key in self.spec.required:
+            if getattr(self, key) is None:
+                raise ValueError(f"data.{key} is required for dataset {self.name!r}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.val_fraction < 1:
@@ -78,12 +120,18 @@ class DataConfig:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"data.limit must be >= 1, got {self.limit}")
         for key, value in self.resolved().items():
+            if value is None:
+                continue
+            if key == "pad" and value not in ("end", "start"):
+                raise ValueError(f"data.pad: expected 'end' or 'start', got {value!r}")
             if key == "test_fraction" and not 0 < value < 1:
                 raise ValueError(f"data.test_fraction must lie in (0, 1), got {value}")
             if key in ("steps", "unit_pool", "train_samples", "test_samples") and value < 1:
                 raise ValueError(f"data.{key} must be >= 1, got {value}")
-            if key == "length" and value < 2:
-                raise ValueError(f"data.length must be >= 2, got {value}")
+            synthetic = self.name in ("adding", "delayed-recall")
+            if key == "length" and value < (2 if synthetic else 1):
+                raise ValueError(f"data.length must be >= {2 if synthetic else 1}, "
+                                 f"got {value}")
             if key == "num_classes" and value < 2:
                 raise ValueError(f"data.num_classes must be >= 2, got {value}")
             if key == "duration" and not value > 0:
@@ -92,7 +140,7 @@ class DataConfig:
     def resolved(self) -> dict:
         """This dataset's options: the set ones, the rest at their defaults."""
         return {key: default if getattr(self, key) is None else getattr(self, key)
-                for key, default in DATASETS[self.name].options.items()}
+                for key, default in self.spec.options.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +315,259 @@ def _synthetic(config: DataConfig, kind: str) -> SequenceData:
         task="regression" if kind == "adding" else "classification")
 
 
+# -- a user's own data: arrays, UEA/UCR sets, entry points ----------------------------------
+
+def _series(source: str, key: str, x) -> list[np.ndarray]:
+    """``x`` ([N, T, C], or a sequence of [T_i, C] series) as float64 arrays, checked."""
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        if x.ndim != 3:
+            raise DataError(f"{source}: {key} must be [N, T, C] (3 dimensions), got shape "
+                            f"{tuple(x.shape)}")
+        items = list(x)
+    elif isinstance(x, (list, tuple, np.ndarray)):
+        items = list(x)
+    else:
+        raise DataError(f"{source}: {key} must be an array [N, T, C] or a list of [T, C] "
+                        f"arrays, got {type(x).__name__}")
+    if not items:
+        raise DataError(f"{source}: {key} is empty (N = 0): every split needs samples")
+    series = []
+    for index, item in enumerate(items):
+        try:
+            item = np.asarray(item, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{source}: {key} sample {index} does not hold numbers") from None
+        if item.ndim != 2:
+            raise DataError(f"{source}: {key} must be [N, T, C] (sample {index} has shape "
+                            f"{tuple(item.shape)}, not [T, C])")
+        if item.shape[0] == 0:
+            raise DataError(f"{source}: {key} sample {index} has T = 0 time steps")
+        if item.shape[1] == 0:
+            raise DataError(f"{source}: {key} sample {index} has C = 0 channels")
+        bad = ~np.isfinite(item)
+        if bad.any():
+            step, channel = np.argwhere(bad)[0]
+            raise DataError(f"{source}: {key} contains NaN or inf (sample {index}, step "
+                            f"{step}, channel {channel})")
+        series.append(item)
+    channels = {s.shape[1] for s in series}
+    if len(channels) > 1:
+        raise DataError(f"{source}: {key} mixes channel counts {sorted(channels)}")
+    return series
+
+
+def _labels(source: str, key: str, y, count: int, x_key: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{source}: {key} must be [N] (one class index per sample), got shape "
+                        f"{tuple(y.shape)}")
+    if len(y) != count:
+        raise DataError(f"{source}: {key} has {len(y)} labels for the {count} samples of "
+                        f"{x_key}")
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not
+                                     (np.isfinite(y).all() and (y == np.round(y)).all())):
+        raise DataError(f"{source}: {key} must hold integer class indices, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceData:
+    """Check a user's ``x_train, y_train, x_test, y_test`` and build the splits.
+
+    ``x_*`` are ``[N, T, C]`` arrays or sequences of ``[T_i, C]`` series, ``y_*`` class
+    indices in ``[0, classes)`` (``data.num_classes``, default the largest label + 1). The
+    validation split is cut from the training samples (``val_fraction``, ``split_seed``).
+    With ``standardize`` every channel is shifted and scaled by the mean and standard
+    deviation of the training samples' steps (validation and padding excluded). Series are
+    then padded with zeros to ``length`` (default: the longest series of either split) at the
+    end (``pad: end``) or the start (``pad: start``); longer series are cut to their first
+    (end) or last (start) ``length`` steps. Raises :class:`DataError` naming the key.
+    """
+    missing = [key for key in ARRAY_KEYS if key not in arrays]
+    if missing:
+        raise DataError(f"{source}: no {', '.join(missing)} (it must provide "
+                        f"{', '.join(ARRAY_KEYS)}; found {', '.join(sorted(arrays)) or 'none'})")
+    options = config.resolved()
+    x_train = _series(source, "x_train", arrays["x_train"])
+    x_test = _series(source, "x_test", arrays["x_test"])
+    if x_train[0].shape[1] != x_test[0].shape[1]:
+        raise DataError(f"{source}: x_train has {x_train[0].shape[1]} channels, x_test "
+                        f"{x_test[0].shape[1]}")
+    y_train = _labels(source, "y_train", arrays["y_train"], len(x_train), "x_train")
+    y_test = _labels(source, "y_test", arrays["y_test"], len(x_test), "x_test")
+    classes = options.get("num_classes") or int(y_train.max()) + 1
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        outside = np.flatnonzero((y < 0) | (y >= classes))
+        if outside.size:
+            hint = "" if options.get("num_classes") else \
+                " (classes = the largest y_train label + 1; set data.num_classes)"
+            raise DataError(f"{source}: {key} has label {y[outside[0]]} (sample {outside[0]}) "
+                            f"outside [0, {classes}){hint}")
+    if classes < 2:
+        raise DataError(f"{source}: y_train has a single class; classification needs two or "
+                        f"more (or set data.num_classes)")
+    rest, _ = _split(len(x_train), config.val_fraction, config.split_seed, stream=1)
+    if len(rest) == 0:
+        raise DataError(f"{source}: x_train has {len(x_train)} sample(s), too few to cut a "
+                        f"validation split of {config.val_fraction} from (set "
+                        f"data.val_fraction: 0)")
+    if options.get("standardize"):
+        steps = np.concatenate([x_train[i] for i in rest])
+        mean, std = steps.mean(0), steps.std(0)
+        std[std == 0] = 1.0
+        x_train = [(s - mean) / std for s in x_train]
+        x_test = [(s - mean) / std for s in x_test]
+    length = options.get("length") or max(len(s) for s in x_train + x_test)
+    at_start = options.get("pad") == "start"
+
+    def stack(series):
+        out = np.zeros((len(series), length, series[0].shape[1]), dtype=np.float32)
+        for index, s in enumerate(series):
+            s = s[-length:] if at_start else s[:length]
+            if at_start:
+                out[index, length - len(s):] = s
+            else:
+                out[index, :len(s)] = s
+        return torch.from_numpy(out)
+
+    train = TensorDataset(stack(x_train), torch.from_numpy(y_train))
+    test = TensorDataset(stack(x_test), torch.from_numpy(y_test))
+    return _finish(config, train, test, in_features=x_train[0].shape[1], num_outputs=classes,
+                   steps=length, task="classification")
+
+
+def _arrays(config: DataConfig) -> SequenceData:
+    path = Path(config.path)
+    source = f"data.path {path}"
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{source}: no such file (relative paths start from the "
+                                   f"directory spikeforge runs in)")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as file:
+                arrays = {key: np.asarray(file[key]) for key in ARRAY_KEYS if key in file}
+                found = sorted(file)
+        except OSError as exc:
+            raise DataError(f"{source}: cannot read as HDF5 ({exc})") from None
+    elif path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as file:
+                found = sorted(file.files)
+                arrays = {key: file[key] for key in ARRAY_KEYS if key in file.files}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{source}: cannot read as .npz ({exc})") from None
+    else:
+        raise DataError(f"{source}: expected a .npz, .h5 or .hdf5 file")
+    if len(arrays) < len(ARRAY_KEYS):
+        missing = [key for key in ARRAY_KEYS if key not in arrays]
+        raise DataError(f"{source}: no {', '.join(missing)} (found {', '.join(found) or 'none'};"
+                        f" it must hold {', '.join(ARRAY_KEYS)})")
+    return prepare_arrays(config, arrays, source)
+
+
+def _class_indices(labels) -> tuple[list, dict]:
+    """Sorted class names (numerically when every label is a number) and their indices."""
+    names = sorted(set(labels.tolist()))
+    try:
+        names = sorted(names, key=float)
+    except (TypeError, ValueError):
+        pass
+    return names, {name: index for index, name in enumerate(names)}
+
+
+def _uea(config: DataConfig) -> SequenceData:
+    options = config.resolved()
+    name, extract = options["dataset"], options["extract_path"]
+    source = f"data.dataset {name}"
+    try:
+        from aeon.datasets import load_classification
+    except ImportError:
+        raise DataError(f"{source}: UEA/UCR sets need the aeon package, which this "
+                        f"installation lacks: pip install -e '.[data]'") from None
+    splits = {}
+    for split in ("train", "test"):
+        try:
+            splits[split] = load_classification(name, split=split, extract_path=extract)[:2]
+        except Exception as exc:  # offline download attempts, unknown names, parse errors
+            where = f"{extract}/{name}/" if extract else "the directory in data.extract_path"
+            raise DatasetNotFoundError(
+                f"{source}: aeon cannot load its {split} split ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}). aeon bundles a few sets "
+                f"(JapaneseVowels, BasicMotions, ArrowHead, GunPoint, ItalyPowerDemand, "
+                f"OSULeaf, ACSF1, ...); put other sets' {name}_TRAIN.ts and {name}_TEST.ts "
+                f"into {where}") from None
+    (x_train, labels_train), (x_test, labels_test) = splits["train"], splits["test"]
+    names, index = _class_indices(np.asarray(labels_train))
+    unknown = sorted(set(np.asarray(labels_test).tolist()) - set(names))
+    if unknown:
+        raise DataError(f"{source}: y_test has classes {unknown} that the training split "
+                        f"lacks")
+
+    def time_first(x):  # aeon: [N, C, T] or a list of [C, T_i]
+        return np.transpose(x, (0, 2, 1)) if isinstance(x, np.ndarray) and x.ndim == 3 \
+            else [np.asarray(s).T for s in x]
+
+    arrays = {"x_train": time_first(x_train), "x_test": time_first(x_test),
+              "y_train": np.array([index[v] for v in np.asarray(labels_train).tolist()]),
+              "y_test": np.array([index[v] for v in np.asarray(labels_test).tolist()])}
+    if config.num_classes is None:
+        config = dataclasses.replace(config, num_classes=max(len(names), 2))
+    return prepare_arrays(config, arrays, source)
+
+
+def _entry_function(name: str):
+    """The function named by ``module:function`` or ``file.py:function`` (relative to the
+    working directory, which is also put on the import path)."""
+    module_name, function_name = name.rsplit(":", 1)
+    source = f"data.name {name}"
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise DataError(f"{source}: no such file {path} (relative paths start from "
+                                f"the directory spikeforge runs in)")
+            spec = importlib.util.spec_from_file_location(f"_spikeforge_data_{path.stem}",
+                                                          path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            if str(Path.cwd()) not in sys.path and "" not in sys.path:
+                sys.path.append(str(Path.cwd()))
+            module = importlib.import_module(module_name)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{source}: cannot import {module_name} ({type(exc).__name__}: "
+                        f"{exc})") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise DataError(f"{source}: {module_name} has no function {function_name}")
+    return function
+
+
+def _entry_point(config: DataConfig) -> SequenceData:
+    function = _entry_function(config.name)
+    source = f"data.name {config.name}"
+    kwargs = config.resolved()["options"] or {}
+    try:
+        result = function(**kwargs)
+    except Exception as exc:
+        raise DataError(f"{source}: the function raised {type(exc).__name__}: {exc}") from None
+    if isinstance(result, SequenceData):
+        return result
+    if not isinstance(result, dict):
+        raise DataError(f"{source}: the function must return a dict with "
+                        f"{', '.join(ARRAY_KEYS)} (or a SequenceData), got "
+                        f"{type(result).__name__}")
+    return prepare_arrays(config, result, source)
+
+
+_USER = {"standardize": False, "pad": "end", "length": None, "num_classes": None}
+#: The options of a ``module:function`` dataset, with their defaults.
+ENTRY_POINT_OPTIONS = {**_USER, "options": None}
+_ENTRY_POINT_SPEC = DatasetSpec(_entry_point, ENTRY_POINT_OPTIONS)
+
 _SYNTHETIC = {"length": 256, "train_samples": 2000, "test_samples": 500}
 
 DATASETS = {
@@ -277,10 +578,14 @@ DATASETS = {
     "adding": DatasetSpec(lambda c: _synthetic(c, "adding"), dict(_SYNTHETIC)),
     "delayed-recall": DatasetSpec(lambda c: _synthetic(c, "delayed-recall"),
                                   {**_SYNTHETIC, "num_classes": 8}),
+    "uea": DatasetSpec(_uea, {"dataset": None, "extract_path": None, **_USER,
+                              "standardize": True}, required=("dataset",)),
+    "arrays": DatasetSpec(_arrays, {"path": None, **_USER}, required=("path",)),
 }
 
 
 def load_data(config: DataConfig) -> SequenceData:
-    """Build the splits of ``config.name``; a missing local dataset raises
-    :class:`DatasetNotFoundError` saying which files to put where."""
-    return DATASETS[config.name].loader(config)
+    """Build the splits of ``config.name`` (or of the entry point it names); a missing local
+    dataset raises :class:`DatasetNotFoundError` saying which files to put where, unusable
+    data :class:`DataError` naming the key and the problem."""
+    return config.spec.loader(config)

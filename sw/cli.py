@@ -209,9 +209,11 @@ def cosim(config_path, export_dir, seed, samples, min_steps, max_steps, valid_pr
 @click.option("--tolerance", default=None, type=click.FloatRange(0, 100, max_open=True),
               help="Search the smallest widths whose integer accuracy (validation split) is "
                    "within this many percentage points of the float network's.")
+@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
+              show_default=True, help="Which checkpoint of a run directory to export.")
 def export(run, out_dir, check_dir, input_width, core_input_width, weight_width, percentile,
            calibration_samples, lanes, prf_coef_mode, prf_csd_terms, prf_coef_width,
-           prf_parallelism, tolerance):
+           prf_parallelism, tolerance, which):
     """Quantise a trained run (RUN: its directory or a checkpoint) to integer weight tables:
     .hex/.coe/.mif per core table, weights.npz and a hashed manifest.json."""
     from ..golden.data import DatasetNotFoundError
@@ -244,7 +246,8 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
                           prf_coef_width=prf_coef_width, prf_time_parallelism=prf_parallelism)
         manifest = export_run(run, out_dir, formats,
                               tolerance=None if tolerance is None else tolerance / 100,
-                              calibration_samples=calibration_samples, log=click.echo)
+                              calibration_samples=calibration_samples, checkpoint=which,
+                              log=click.echo)
     except (CheckpointError, DatasetNotFoundError, ExportError, QuantisationError,
             ValueError) as exc:
         _fail(str(exc))

@@ -24,18 +24,22 @@ __all__ = ["export_run", "generate_from", "cosim_from", "core_rows", "report_row
            "cosim_rows"]
 
 
-def _checkpoint_path(run) -> Path:
+def _checkpoint_path(run, checkpoint: str = "best") -> Path:
+    """A run directory's ``best.pt`` or ``last.pt`` (``checkpoint``), or a checkpoint file."""
     run = Path(run)
-    return run / "best.pt" if run.is_dir() else run
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    return run / f"{checkpoint}.pt" if run.is_dir() else run
 
 
 def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float | None = None,
-               calibration_samples: int = 512, log=print) -> dict:
+               calibration_samples: int = 512, checkpoint: str = "best", log=print) -> dict:
     """Quantise a training run (directory or checkpoint) and write its export; returns the
-    manifest. With ``tolerance`` the widths are first narrowed by
+    manifest. Of a run directory, ``checkpoint`` picks ``best.pt`` or ``last.pt``.
+    With ``tolerance`` the widths are first narrowed by
     :func:`~spikeforge.sw.quantise.smallest_widths` on the validation split (the training
     split when there is none), so the test set stays unseen."""
-    path = _checkpoint_path(run)
+    path = _checkpoint_path(run, checkpoint)
     model, config, checkpoint = load_trained(path)
     data = load_data(config.data)
     calibration_x, _ = stack_dataset(data.train, calibration_samples)

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..golden.data import ADDING_TOLERANCE, DataConfig, DatasetNotFoundError, load_data
+from ..golden.data import (ADDING_TOLERANCE, DataConfig, DataError, DatasetNotFoundError,
+                           load_data)
 from ..golden.networks import ModelConfig, build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .plots import plot_curves, plot_firing_rates, plot_raster
@@ -442,7 +443,9 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         row["epoch_s"] = time.perf_counter() - epoch_start
         metrics.append(row)
         select = "val_acc" if data.val is not None else "test_acc"
-        improved = best is None or row[select] > best[select]
+        # A tie goes to the later epoch: on small validation splits accuracy plateaus
+        # early, and the later model has trained longer at a smaller learning rate.
+        improved = best is None or row[select] >= best[select]
         if improved:
             best = row
         log(f"epoch {epoch + 1}/{config.train.epochs}: loss {row['train_loss']:.4f}, "
@@ -515,6 +518,17 @@ def load_trained(path, device: str = "cpu"):
 
 # -- command line --------------------------------------------------------------------------------
 
+#: What ``train`` writes into a run directory (``--force`` removes these and nothing else).
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "last.pt.tmp", "best.pt.tmp",
+             "metrics.csv", "metrics.json", "summary.json", "curves.png", "raster.png",
+             "firing_rates.png")
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    """The run files present in ``out_dir``."""
+    return [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
+
+
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Run configuration (YAML), e.g. configs/digits_cpsn.yaml. With --resume "
@@ -526,17 +540,33 @@ def load_trained(path, device: str = "cpu"):
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--force", is_flag=True,
+              help="Train into an existing run directory, replacing its run files.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per process [default: torch's]; 1 is fastest for small "
                    "networks on a busy machine. Results depend on the thread count.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(config_path, epochs, out_dir, device, seed, resume, threads, no_progress):
+def train(config_path, epochs, out_dir, device, seed, resume, force, threads, no_progress):
     """Train a spiking network; checkpoints, metrics and plots go to the run directory."""
     if config_path is None and not (resume and out_dir):
         raise click.UsageError("--config is required (or --resume with --out)")
+    if resume and force:
+        raise click.UsageError("--resume continues a run and --force replaces it: give one")
     if threads is not None:
         torch.set_num_threads(threads)
     out_dir = Path(out_dir or Path("runs") / Path(config_path).stem)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.ClickException(f"{out_dir} exists and is not a directory")
+    existing = [p.name for p in _run_files(out_dir)] if out_dir.is_dir() else []
+    if existing and not resume:
+        if not force:
+            raise click.ClickException(
+                f"{out_dir} already holds a run ({', '.join(existing[:3])}"
+                f"{', ...' if len(existing) > 3 else ''}): give --resume to continue it, "
+                f"--force to replace it, or another --out")
+        if int(os.environ.get("RANK", "0")) == 0:
+            for path in _run_files(out_dir):
+                path.unlink()
     try:
         if config_path is not None:
             config = load_config(config_path)
@@ -545,7 +575,8 @@ def train(config_path, epochs, out_dir, device, seed, resume, threads, no_progre
         config = replace_train(config, epochs=epochs, seed=seed)
         train_run(config, out_dir, device=device, resume=resume, progress=not no_progress,
                   log=click.echo)
-    except (ConfigError, CheckpointError, DatasetNotFoundError, TrainingDiverged) as exc:
+    except (ConfigError, CheckpointError, DatasetNotFoundError, DataError,
+            TrainingDiverged) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         if dist.is_initialized():
@@ -563,7 +594,7 @@ def evaluate(run, which, device):
     try:
         model, config, checkpoint = load_trained(path, device)
         data = load_data(config.data)
-    except (CheckpointError, DatasetNotFoundError) as exc:
+    except (CheckpointError, DatasetNotFoundError, DataError) as exc:
         raise click.ClickException(str(exc)) from None
     result = evaluate_model(model, data.test, data.task, device)
     click.echo(f"{path}: {config.model.neuron_label} ({config.model.arch}) on "
