@@ -1,8 +1,8 @@
 """Streaming shift-add datapath for the multiplication-free channel-wise PSN (CPSN), and the
 same datapath with real multipliers as a baseline."""
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
-from amaranth.lib import memory, wiring
+from amaranth import Cat, Const, Module, Signal, signed
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import PipelinedAdderTree, tree_levels
@@ -11,14 +11,9 @@ from .credit import CreditBuffer
 from .cpsn_tables import ARITHS, arith_tables, pack_tables, table_width
 from .delay import TransferDelay
 from .stream import AXIStreamSignature
+from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
 __all__ = ["CPSNCore", "ARITHS", "WEIGHT_STORAGES", "cpsn_latency", "cpsn_buffer_depth"]
-
-#: ``baked``: tables are ROM contents inside the generated Verilog (constants when C = L).
-#: ``file``: tables are read by ``$readmemh`` from ``INIT_FILE`` parameters at elaboration, so
-#: weights change without regenerating (Verilog only; the Amaranth simulator needs ``baked``).
-WEIGHT_STORAGES = ("baked", "file")
-
 
 #: Register stages between the taps and the adder tree (see ``CPSNCore.elaborate``).
 TERM_STAGES = 3
@@ -98,22 +93,12 @@ class CPSNCore(wiring.Component):
                  init_files: dict[str, str] | None = None, arith: str = "shift_add"):
         if not isinstance(config, CPSNConfig):
             raise TypeError(f"config must be a CPSNConfig, got {type(config).__name__}")
-        if weight_storage not in WEIGHT_STORAGES:
-            raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGES}, got "
-                             f"{weight_storage!r}")
         if arith not in ARITHS:
             raise ValueError(f"arith must be one of {ARITHS}, got {arith!r}")
-        tables = arith_tables(arith)
-        if weight_storage == "file":
-            if init_files is None or set(init_files) != set(tables):
-                raise ValueError(f"weight_storage='file' needs init_files for exactly the "
-                                 f"tables {tables}, got {sorted(init_files or {})}")
-        elif init_files is not None:
-            raise ValueError("init_files are only used with weight_storage='file'")
+        self.init_files = check_storage(weight_storage, init_files, arith_tables(arith))
         self.config = config
         self.weight_storage = weight_storage
         self.arith = arith
-        self.init_files = dict(init_files or {})
         self.latency = cpsn_latency(config)
         user_width = config.lanes * config.membrane_width if config.membrane_out else 0
         super().__init__({
@@ -128,7 +113,7 @@ class CPSNCore(wiring.Component):
 
         Baked tables are one ROM per lane and table, read with the lane's own group counter
         (``groups[lane]``), so no address net spans every lane; constants when ``C = L``.
-        The read register starts with group 0's word (see :meth:`_delay`).
+        The read register starts with group 0's word (:class:`~spikeforge.hw.tables.TableROM`).
         File tables are one ROM per table (the word layout of the ``$readmemh`` file), read
         with the counter ``groups[-1]``. Reads have no enable: a word is used only in the
         cycle after an accepted beat (the stage-1 valid bit), when it is that beat's group's
@@ -140,33 +125,21 @@ class CPSNCore(wiring.Component):
             lane_bits = width * per_word // cfg.lanes
             words = pack_tables(cfg, self.arith)[table]
             if self.weight_storage == "file":
-                data = Signal(width * per_word, name=f"{table}_word")
-                m.submodules[f"{table}_rom"] = Instance(
-                    "spikeforge_rom",
-                    p_WIDTH=width * per_word,
-                    p_DEPTH=cfg.groups,
-                    p_ADDR_WIDTH=max(1, (cfg.groups - 1).bit_length()),
-                    p_INIT_FILE=self.init_files[table],
-                    i_clk=ClockSignal(),
-                    i_en=Const(1, 1),
-                    i_addr=groups[-1] if cfg.groups > 1 else Const(0, 1),
-                    o_data=data,
-                )
+                m.submodules[f"{table}_rom"] = rom = TableROM(
+                    words, width * per_word, storage="file", init_file=self.init_files[table])
+                m.d.comb += [rom.en.eq(1), rom.addr.eq(groups[-1] if cfg.groups > 1 else 0)]
             for lane in range(cfg.lanes):
                 if self.weight_storage == "file":
-                    lanes[lane][table] = data.word_select(lane, lane_bits)
+                    lanes[lane][table] = rom.data.word_select(lane, lane_bits)
                     continue
                 parts = [(word >> (lane * lane_bits)) & ((1 << lane_bits) - 1)
                          for word in words]
                 if cfg.groups == 1:
                     lanes[lane][table] = Const(parts[0], lane_bits)
                     continue
-                rom = memory.Memory(shape=lane_bits, depth=cfg.groups, init=parts)
-                m.submodules[f"{table}_rom_l{lane}"] = rom
-                read = rom.read_port(domain="comb")
-                m.d.comb += read.addr.eq(groups[lane])
-                lanes[lane][table] = self._delay(m, read.data, f"{table}_l{lane}",
-                                                 init=parts[0])
+                m.submodules[f"{table}_rom_l{lane}"] = lane_rom = TableROM(parts, lane_bits)
+                m.d.comb += [lane_rom.en.eq(1), lane_rom.addr.eq(groups[lane])]
+                lanes[lane][table] = lane_rom.data
         return lanes
 
     @staticmethod

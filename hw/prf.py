@@ -1,6 +1,6 @@
 """PRF scan unit: P time steps of L channels per clock, parallel within a tile, exact to the bit."""
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,11 +9,9 @@ from ..golden.prf_int import round_shift
 from .prf_config import PRFConfig
 from .prf_tables import TABLES, coefficient_field, digits_of, pack_tables, table_layout
 from .stream import AXIStreamSignature
+from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
 __all__ = ["PRFCore", "prf_latency", "drive_width", "WEIGHT_STORAGES"]
-
-WEIGHT_STORAGES = ("baked", "file")
-
 
 def prf_latency(config: PRFConfig) -> int:
     """Cycles from an input transfer to its output beat: tables, Δ·x, tile inputs, state
@@ -118,18 +116,9 @@ class PRFCore(wiring.Component):
                  init_files: dict[str, str] | None = None):
         if not isinstance(config, PRFConfig):
             raise TypeError(f"config must be a PRFConfig, got {type(config).__name__}")
-        if weight_storage not in WEIGHT_STORAGES:
-            raise ValueError(f"weight_storage must be one of {WEIGHT_STORAGES}, got "
-                             f"{weight_storage!r}")
-        if weight_storage == "file":
-            if init_files is None or set(init_files) != set(TABLES):
-                raise ValueError(f"weight_storage='file' needs init_files for exactly the "
-                                 f"tables {TABLES}, got {sorted(init_files or {})}")
-        elif init_files is not None:
-            raise ValueError("init_files are only used with weight_storage='file'")
+        self.init_files = check_storage(weight_storage, init_files, TABLES)
         self.config = config
         self.weight_storage = weight_storage
-        self.init_files = dict(init_files or {})
         self.latency = prf_latency(config)
         elements = config.lanes * config.time_parallelism
         user_width = elements * config.state_width if config.membrane_out else 0
@@ -144,23 +133,11 @@ class PRFCore(wiring.Component):
         words = pack_tables(self.config)[table]
         if self.weight_storage == "baked" and self.config.groups == 1:
             return words[0]
-        data = Signal(width * per_word, name=f"{table}_word")
-        if self.weight_storage == "baked":
-            rom = memory.Memory(shape=width * per_word, depth=self.config.groups, init=words)
-            m.submodules[f"{table}_rom"] = rom
-            read = rom.read_port()
-            m.d.comb += [read.addr.eq(group), read.en.eq(fire), data.eq(read.data)]
-        else:
-            m.submodules[f"{table}_rom"] = Instance(
-                "spikeforge_rom",
-                p_WIDTH=width * per_word,
-                p_DEPTH=self.config.groups,
-                p_ADDR_WIDTH=max(1, (self.config.groups - 1).bit_length()),
-                p_INIT_FILE=self.init_files[table],
-                i_clk=ClockSignal(), i_en=fire,
-                i_addr=group if len(group) else Const(0, 1),
-                o_data=data)
-        return data
+        m.submodules[f"{table}_rom"] = rom = TableROM(
+            words, width * per_word, storage=self.weight_storage,
+            init_file=self.init_files.get(table))
+        m.d.comb += [rom.addr.eq(group), rom.en.eq(fire)]
+        return rom.data
 
     @staticmethod
     def _carry(m, advance, word, name, *, reset_less=False):
