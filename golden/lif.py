@@ -1,4 +1,5 @@
-"""Soft-reset LIF, sequential and with decoupled reset (Huang et al., arXiv 2410.03530; §4).
+"""Soft-reset LIF, sequential and with decoupled reset (Huang et al., arXiv 2410.03530;
+docs/neurons.md §4).
 
 Sequential reference, ``β = 1 − 1/τ``, ``u_{−1} = s_{−1} = 0``:
 
@@ -26,8 +27,10 @@ def reset_free_potential(x_seq: torch.Tensor, beta: float, conv_mode: str = "sca
     """``U'_t = Σ_{j<=t} β^(t−j)·x_j`` over dim 0 of a time-first ``x_seq``, in parallel.
 
     ``"scan"``: Hillis–Steele doubling, ``log2 T`` steps of ``U[t] += β^o·U[t−o]`` with
-    ``o = 1, 2, 4, …`` (multiplies only by powers of β <= 1, so it is as accurate as the
-    recurrence). ``"fft"``: ``U' = iFFT(FFT(x, 2T)·FFT(K, 2T))[:T]`` with ``K_j = β^j``.
+    ``o = 1, 2, 4, …``: at most ``log2 T`` roundings per ``U'_t`` (measured in float32 at
+    τ = 100, T = 32768: largest error 2.7e-5, the float32 recurrence's 2.1e-4). ``"fft"``:
+    ``U' = iFFT(FFT(x, 2T)·FFT(K, 2T))[:T]`` with ``K_j = β^j``. Computed in ``x_seq``'s dtype;
+    :class:`DecoupledResetLIF` passes float64 (see its "Precision").
     """
     if conv_mode not in CONV_MODES:
         raise ValueError(f"conv_mode must be one of {CONV_MODES}, got {conv_mode!r}")
@@ -74,7 +77,7 @@ class _SoftResetLIF(ParallelNeuron):
 
 
 class LIF(_SoftResetLIF):
-    """Soft-reset LIF, computed step by step (the sequential reference of neurons.md §4).
+    """Soft-reset LIF, computed step by step (the sequential reference of docs/neurons.md §4).
 
     ``u_t = β·(u_{t−1} − V_th·s_{t−1}) + c_t``, ``s_t = Θ(u_t − V_th)`` with ``β = 1 − 1/τ``.
     The input is not scaled by 1/τ (SpikingJelly's ``LIFNode`` with ``decay_input=True`` would
@@ -127,6 +130,15 @@ class DecoupledResetLIF(_SoftResetLIF):
     Spikes equal :class:`LIF`'s (tested bit for bit in float64 up to T = 4096; a flip needs
     ``u_t`` within rounding error of V_th). ``v_seq`` holds ``u_t = U'_t − V_th·A_t``.
 
+    Precision: ``U'`` and ``A`` are computed in float64 whatever the input's dtype (in
+    single-step mode too); spikes and ``u`` come back in the input's dtype. Both grow to about
+    τ times the input while their difference ``u`` stays near V_th, so a float32 threshold pass
+    loses about ``log2 τ`` bits to cancellation. Measured on 64 neurons, T = 32768, float32
+    input, against the float64 :class:`LIF` loop: at τ = 100 with input N(1, 0.5²) (97 %
+    firing) float32 ``U'``/``A`` flipped 53 spikes (scan) and 26 (FFT), the float32 LIF loop
+    2, this float64 pass none; at τ = 10, N(0, 1): 8 (scan), 0, 0. The fused kernel
+    (``backend="triton"``) keeps ``U'`` and ``A`` in float32 registers.
+
     Gradient: spikes use the surrogate of ``U'_t − d_t``, which equals ``u_t − V_th``, and
     autograd runs through ``A``, so the gradient is the sequential LIF's BPTT gradient:
     with ``detach_reset=False`` the full one (reset path included); with ``detach_reset=True``
@@ -137,8 +149,7 @@ class DecoupledResetLIF(_SoftResetLIF):
     Args:
         tau, v_threshold, surrogate_function, detach_reset, backend, step_mode, store_v_seq:
             as :class:`LIF`.
-        conv_mode: how ``U'`` is computed, ``"scan"`` (default) or ``"fft"`` (O(T log T);
-            in float32 its error can flip spikes sitting on the threshold).
+        conv_mode: how ``U'`` is computed, ``"scan"`` (default) or ``"fft"`` (O(T log T)).
     """
 
     def __init__(self, tau: float = 2.0, v_threshold: float = 1.0,
@@ -162,19 +173,21 @@ class DecoupledResetLIF(_SoftResetLIF):
         return spike, potential, self.beta * (spike_trace + counted)
 
     def _multi_step_torch(self, x_seq: torch.Tensor):
-        reset_free = reset_free_potential(x_seq, self.beta, self.conv_mode)
+        # float64 whatever the input: U' and A cancel in u (see "Precision" above).
+        reset_free = reset_free_potential(x_seq.to(torch.float64), self.beta, self.conv_mode)
         spike_trace, spikes, potentials = 0.0, [], []
         for u_free in reset_free:
             spike, potential, spike_trace = self._threshold_step(u_free, spike_trace)
             spikes.append(spike)
             potentials.append(potential)
-        return torch.stack(spikes), torch.stack(potentials)
+        return torch.stack(spikes).to(x_seq.dtype), torch.stack(potentials).to(x_seq.dtype)
 
     def _single_step(self, x: torch.Tensor):
-        self.reset_free = x if self.reset_free is None else self.beta * self.reset_free + x
+        wide = x.to(torch.float64)
+        self.reset_free = wide if self.reset_free is None else self.beta * self.reset_free + wide
         spike, potential, self.spike_trace = self._threshold_step(self.reset_free,
                                                                   self.spike_trace)
-        return spike, potential
+        return spike.to(x.dtype), potential.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"conv_mode={self.conv_mode}, {super().extra_repr()}"

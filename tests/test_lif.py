@@ -1,4 +1,4 @@
-"""Soft-reset LIF and its decoupled-reset form against a loop written from neurons.md §4.
+"""Soft-reset LIF and its decoupled-reset form against a loop written from docs/neurons.md §4.
 
 The decoupled form must give the sequential LIF's spikes bit for bit in float64 on random
 inputs (T up to 4096, sparse to dense firing, both ways of computing U') and, since its
@@ -93,6 +93,37 @@ def test_decoupled_spikes_identical_to_sequential_for_long_sequences(repeat, see
             assert flips.numel() == 0, f"seed={seed}, {conv_mode}: first flip at {flips[0]}"
             torch.testing.assert_close(decoupled.v_seq, sequential.v_seq, rtol=1e-10,
                                        atol=1e-10)
+
+
+def naive_float32_decoupled(x, tau, v_threshold=1.0):
+    """The decoupled form with U' and A kept in float32 (the old behaviour, for contrast)."""
+    beta = 1 - 1 / tau
+    trace, spikes = torch.zeros_like(x[0]), []
+    for u_free in reset_free_potential(x, beta, "scan"):
+        spike = (u_free - (v_threshold * trace + v_threshold) >= 0).to(x.dtype)
+        spikes.append(spike)
+        trace = beta * (trace + spike)
+    return torch.stack(spikes)
+
+
+@pytest.mark.parametrize("conv_mode", ["scan", "fft"])
+def test_float32_decoupled_is_as_accurate_as_float64_at_large_tau(seed, conv_mode):
+    """τ = 100, dense firing: U' and V_th·A reach ~100 while u stays near V_th, so a float32
+    threshold pass flips dozens of spikes; computed in float64 (as the module does), none flip
+    against the float64 loop on the same float32 input."""
+    generator = torch.Generator().manual_seed(seed)
+    x = (1.0 + 0.5 * torch.randn(1024, 2048, generator=generator, dtype=torch.float64)).float()
+    tau = 100.0
+    with torch.no_grad():
+        expected = LIF(tau)(x.double())
+        assert 0.9 < expected.mean().item() < 1.0
+        assert (naive_float32_decoupled(x, tau) != expected).sum() > 0, \
+            f"seed={seed}: the float32 form flips nothing here, so this test cannot fail"
+        neuron = DecoupledResetLIF(tau, conv_mode=conv_mode, store_v_seq=True)
+        spikes = neuron(x)
+    assert spikes.dtype == torch.float32 and neuron.v_seq.dtype == torch.float32
+    flips = (spikes != expected).nonzero()
+    assert flips.numel() == 0, f"seed={seed}: {len(flips)} flips, first at {flips[0].tolist()}"
 
 
 def test_exact_ties_fire_in_both_forms():

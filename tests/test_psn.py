@@ -1,4 +1,4 @@
-"""PSN, MaskedPSN and SlidingPSN against loops written straight from neurons.md §1.
+"""PSN, MaskedPSN and SlidingPSN against loops written straight from docs/neurons.md §1.
 
 Each reference computes ``H[t]`` term by term and fires through the same surrogate, so values,
 spikes and surrogate gradients (input and parameters) must agree in float64. If SpikingJelly

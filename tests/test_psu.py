@@ -1,4 +1,4 @@
-"""PSU, IPSU and RPSU against loops written straight from neurons.md §3.
+"""PSU, IPSU and RPSU against loops written straight from docs/neurons.md §3.
 
 The references sum the decay terms ``β^(t−j)`` one by one (no matrices) and fire on
 ``V − V_th > 0`` with a straight-through surrogate, so they share no code with the modules'
