@@ -21,10 +21,17 @@ A neuron subclasses :class:`ParallelNeuron` and gets, with SpikingJelly's names:
 A subclass implements:
 
 * ``_multi_step_torch(x_seq) -> (spike_seq, v_seq)``; a kernel named ``K`` is added by
-  listing ``K`` in the class attribute ``backends`` and implementing ``_multi_step_K``;
+  listing ``K`` in the class attribute ``backends`` and implementing ``_multi_step_K``, which
+  may return ``None`` for ``v_seq`` when ``self._v_wanted`` is false (the call needs no
+  membrane: ``store_v_seq`` is off and the caller did not ask for it);
 * ``_single_step(x) -> (spike, v)`` if it is causal, keeping its state in attributes
   declared with :meth:`ParallelNeuron.register_memory` so that :meth:`reset` clears them;
-* ``causal`` (class attribute, or a property when it depends on a parameter).
+* ``causal`` (class attribute, or a property when it depends on a parameter);
+* optionally ``_check_input`` (call ``super()._check_input`` first) for checks of its own,
+  e.g. the channel count.
+
+A neuron that also hands its membrane to the caller (PRF's ``return_membrane``) calls
+:meth:`ParallelNeuron._forward` with ``want_v=True``.
 """
 
 import copy
@@ -87,6 +94,7 @@ class ParallelNeuron(nn.Module):
         self.surrogate_function = surrogate_function if surrogate_function is not None else ATan()
         self.backend = backend
         self.store_v_seq = bool(store_v_seq)
+        self._v_wanted = False
         self._memory_defaults = {}
         self.register_memory("v", None)
         self.register_memory("v_seq", None)
@@ -129,17 +137,27 @@ class ParallelNeuron(nn.Module):
             setattr(self, name, copy.deepcopy(value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)[0]
+
+    def _forward(self, x: torch.Tensor, *, want_v: bool = False):
+        """``(spikes, membrane)`` of one call: input checks, the backend's step function, and
+        ``v_seq``/``v`` kept as the contract says. ``want_v``: the caller needs the membrane
+        even if ``store_v_seq`` is off (otherwise a kernel may skip it and return ``None``)."""
         if self.step_mode == "m":
             self._check_input(x, sequence=True)
             multi_step = getattr(self, f"_multi_step_{self._pick_backend(x)}")
-            spike_seq, v_seq = multi_step(x)
+            self._v_wanted = self.store_v_seq or bool(want_v)
+            try:
+                spike_seq, v_seq = multi_step(x)
+            finally:
+                self._v_wanted = False
             if self.store_v_seq:
                 self.v_seq = v_seq
-            return spike_seq
+            return spike_seq, v_seq
         self._require_causal()
         self._check_input(x, sequence=False)
         spike, self.v = self._single_step(x)
-        return spike
+        return spike, self.v
 
     def _pick_backend(self, x: torch.Tensor) -> str:
         if self.backend != "auto":

@@ -168,10 +168,58 @@ def test_param_groups_separate_neuron_parameters():
 def test_float_rejects_bad_arguments():
     with pytest.raises(ValueError, match="mode"):
         PRF(3, mode="conv")
+    with pytest.raises(ValueError, match="PRF mode"):
+        PRF(3).mode = "conv"
     with pytest.raises(ValueError, match="step_mode"):
         PRF(3, step_mode="x")
     with pytest.raises(ValueError, match="3 channels"):
         PRF(3)(torch.zeros(5, 2, 4))
+    bad = [({"channels": 0}, "channels"), ({"channels": 2.0}, "channels"),
+           ({"tau": 0.0}, "tau"), ({"tau": math.inf}, "tau"), ({"v_threshold": -1.0},
+                                                             "v_threshold"),
+           ({"fr_scale": 0.0}, "fr_scale"), ({"delta_min": 0.0}, "delta_min"),
+           ({"delta_min": 0.2, "delta_max": 0.1}, "delta_max"), ({"backend": "cuda"}, "backend")]
+    for changes, name in bad:
+        with pytest.raises(ValueError, match=name):
+            PRF(**{"channels": 3, **changes})
+
+
+def test_follows_the_parallel_neuron_contract(rng):
+    """PRF is a ParallelNeuron: the common input checks, store_v_seq and reset()."""
+    from spikeforge.golden.base import ParallelNeuron
+    module = _random_prf(rng, channels=3)
+    assert isinstance(module, ParallelNeuron) and module.causal
+    x = torch.from_numpy(rng.normal(0, 10, (30, 2, 3)))
+    spikes, membrane = module(x, return_membrane=True)
+    assert module.v_seq is None  # kept only on request
+    module.store_v_seq = True
+    assert torch.equal(module(x), spikes)
+    assert torch.equal(module.v_seq, membrane)
+    module.reset()
+    assert module.v_seq is None
+    module.step_mode = "s"
+    for x_t in x[:3]:
+        module(x_t)
+    torch.testing.assert_close(module.v, membrane[2], rtol=0, atol=1e-12)
+    assert module.state is not None and module.state.is_complex()
+    with pytest.raises(ValueError, match="reset"):
+        module(x[0, :1])  # another batch size while holding state
+    module.reset()
+    assert module.state is None and module.v is None
+    assert torch.equal(module(x[0]), spikes[0])
+    module.reset()
+    module.step_mode = "m"
+    nan = x.clone()
+    nan[4, 1, 2] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        module(nan)
+    with pytest.raises(ValueError, match="rank"):
+        module(x[0, 0])
+    with pytest.raises(TypeError, match="floating-point"):
+        module(x.long())
+    assert module.backends == ("torch", "triton")
+    module.backend = "auto"  # a CPU input runs the torch path
+    assert torch.equal(module(x), spikes)
 
 
 # -- integer model: helpers -------------------------------------------------------------------
