@@ -1,0 +1,192 @@
+"""The whole network as one accelerator: synapse engines, neuron cores and the readout,
+chained by AXI4-Stream with FIFOs between them.
+
+::
+
+    s_axis ─▶ synapse 0 ─▶ FIFO ─▶ core 0 ─▶ FIFO ─▶ synapse 1 ─▶ FIFO ─▶ core 1 ─▶ … ─▶ FIFO ─▶ readout ─▶ m_axis
+    (x_t)     (MAC)               (CPSN/PRF)         (spikes)                               (Z, argmax)
+
+Every stage works on its own time step (and sample), so the throughput is that of the
+slowest stage (:meth:`NetworkAccelerator.stage_cycles`), not of their sum. Every link is a
+full valid/ready handshake: backpressure anywhere stalls the stages behind it and loses or
+duplicates nothing.
+"""
+
+import operator
+
+from amaranth import Cat, Module
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.network_int import IntegerNetwork
+from .cores import core_type, table_file
+from .cpsn_config import CPSNConfig
+from .prf_config import PRFConfig
+from .stream import AXIStreamSignature
+from .synapse import SYNAPSE_TABLES, Readout, SynapseEngine
+from .tables import check_storage
+
+__all__ = ["NetworkAccelerator", "NetworkError", "network_tables", "largest_divisor"]
+
+
+class NetworkError(ValueError):
+    """The generator cannot build this network; the message names the layer."""
+
+
+def largest_divisor(value: int, limit: int) -> int:
+    """The largest divisor of ``value`` that is at most ``limit``."""
+    return max(d for d in range(1, min(value, limit) + 1) if value % d == 0)
+
+
+def _check_layer(layer) -> None:
+    core = layer.core
+    if not isinstance(core, (CPSNConfig, PRFConfig)):
+        raise NetworkError(f"layer {layer.name!r}: no core for a {type(core).__name__}")
+    if isinstance(core, PRFConfig) and core.time_parallelism != 1:
+        raise NetworkError(f"layer {layer.name!r}: the accelerator streams one time step per "
+                           f"beat, but this PRF core takes {core.time_parallelism} steps per "
+                           f"beat; export with --prf-parallelism 1")
+
+
+class NetworkAccelerator(wiring.Component):
+    """An exported :class:`~spikeforge.golden.network_int.IntegerNetwork` in hardware,
+    bit-exact with :meth:`IntegerNetwork.run` on every sample.
+
+    Parameters:
+        network: the integer network.
+        max_steps: longest sample (time steps) the readout's logits are sized for.
+        macs: multipliers of the first synapse engine (the largest divisor of its outputs not
+            above this).
+        spike_parallel: accumulators of each spike-input synapse engine (likewise).
+        fifo_depth: places of each FIFO between two stages (0: direct connection).
+        weight_storage: ``baked`` or ``file``; with ``file``, ``init_files`` maps each stage
+            (``synapse_<layer>``, ``<layer>``, ``readout``) to its tables' files.
+        arith: CPSN cores' datapath (``shift_add`` or ``multiply``).
+
+    Members:
+        s_axis: one time step per beat: feature ``f`` (signed ``input_width`` bits) at
+            ``[f·W, (f+1)·W)``; ``tlast`` with the sample's last step.
+        m_axis: one beat per sample: ``tdata`` the class, ``tuser`` the logits, ``tlast``.
+    """
+
+    def __init__(self, network: IntegerNetwork, *, max_steps: int, macs: int = 16,
+                 spike_parallel: int = 64, fifo_depth: int = 4, weight_storage: str = "baked",
+                 init_files: dict | None = None, arith: str = "shift_add"):
+        if not isinstance(network, IntegerNetwork):
+            raise TypeError(f"network must be an IntegerNetwork, got {type(network).__name__}")
+        self.network = network
+        self.max_steps = operator.index(max_steps)
+        self.macs = operator.index(macs)
+        self.spike_parallel = operator.index(spike_parallel)
+        self.fifo_depth = operator.index(fifo_depth)
+        if self.max_steps < 1 or self.macs < 1 or self.spike_parallel < 1 or self.fifo_depth < 0:
+            raise ValueError("max_steps, macs and spike_parallel must be >= 1 and fifo_depth "
+                             ">= 0")
+        for layer in network.layers:
+            _check_layer(layer)
+        self.weight_storage, self.arith = weight_storage, arith
+        self.stage_names = [n for layer in network.layers
+                            for n in (f"synapse_{layer.name}", layer.name)] + ["readout"]
+        tables = {name: self._table_names(name) for name in self.stage_names}
+        self.init_files = check_storage(weight_storage, init_files, self.stage_names)
+        for name, files in self.init_files.items():
+            check_storage("file", files, tables[name])
+        self.stages = self._build_stages()
+        first = network.layers[0].synapse
+        readout = self.stages["readout"]
+        super().__init__({
+            "s_axis": In(AXIStreamSignature(first.inputs * network.input_width)),
+            "m_axis": Out(AXIStreamSignature(readout.class_width,
+                                             user_width=len(readout.m_axis.tuser))),
+        })
+
+    def _table_names(self, stage: str) -> tuple:
+        for layer in self.network.layers:
+            if stage == layer.name:
+                options = {"arith": self.arith} if isinstance(layer.core, CPSNConfig) else {}
+                return tuple(core_type(layer.core).table_names(**options))
+        return SYNAPSE_TABLES
+
+    def _files(self, stage):
+        return self.init_files.get(stage) if self.weight_storage == "file" else None
+
+    def _build_stages(self) -> dict:
+        net, stages = self.network, {}
+        lanes, groups = net.layers[0].synapse.inputs, 1
+        for index, layer in enumerate(net.layers):
+            synapse, core = layer.synapse, layer.core
+            values = index == 0
+            parallel = largest_divisor(core.channels, self.macs if values else
+                                       self.spike_parallel)
+            try:
+                stages[f"synapse_{layer.name}"] = SynapseEngine(
+                    synapse.weight, synapse.bias, weight_width=synapse.weight_width,
+                    shift=synapse.shift, out_width=synapse.out_width,
+                    input_kind="values" if values else "spikes",
+                    input_width=net.input_width if values else 1, in_lanes=lanes,
+                    in_groups=groups, input_bound=synapse.input_bound, out_lanes=core.lanes,
+                    parallel=parallel, weight_storage=self.weight_storage,
+                    init_files=self._files(f"synapse_{layer.name}"))
+            except ValueError as exc:
+                raise NetworkError(f"layer {layer.name!r} synapse: {exc}") from None
+            options = {"arith": self.arith} if isinstance(core, CPSNConfig) else {}
+            stages[layer.name] = core_type(core).component(
+                core, weight_storage=self.weight_storage, init_files=self._files(layer.name),
+                **options)
+            lanes, groups = core.lanes, core.groups
+        try:
+            stages["readout"] = Readout(
+                net.readout.weight, net.readout.bias, weight_width=net.readout.weight_width,
+                kind=net.readout_kind, in_lanes=lanes, in_groups=groups,
+                max_steps=self.max_steps, weight_storage=self.weight_storage,
+                init_files=self._files("readout"))
+        except ValueError as exc:
+            raise NetworkError(f"readout: {exc}") from None
+        return stages
+
+    def _link(self, m, source, sink, name):
+        """``source`` → FIFO → ``sink`` (data and tlast; tuser is not carried)."""
+        if self.fifo_depth == 0:
+            m.d.comb += [sink.tdata.eq(source.tdata), sink.tlast.eq(source.tlast),
+                         sink.tvalid.eq(source.tvalid), source.tready.eq(sink.tready)]
+            return
+        width = len(source.tdata) + 1
+        m.submodules[name] = queue = fifo.SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+        m.d.comb += [queue.w_data.eq(Cat(source.tdata, source.tlast)),
+                     queue.w_en.eq(source.tvalid), source.tready.eq(queue.w_rdy),
+                     Cat(sink.tdata, sink.tlast).eq(queue.r_data),
+                     sink.tvalid.eq(queue.r_rdy), queue.r_en.eq(sink.tready)]
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, stage in self.stages.items():
+            m.submodules[name] = stage
+        first = self.stages[self.stage_names[0]]
+        m.d.comb += [first.s_axis.tdata.eq(self.s_axis.tdata),
+                     first.s_axis.tvalid.eq(self.s_axis.tvalid),
+                     first.s_axis.tlast.eq(self.s_axis.tlast),
+                     self.s_axis.tready.eq(first.s_axis.tready)]
+        for source, sink in zip(self.stage_names, self.stage_names[1:]):
+            self._link(m, self.stages[source].m_axis, self.stages[sink].s_axis,
+                       f"fifo_{source}")
+        readout = self.stages["readout"]
+        wiring.connect(m, wiring.flipped(self.m_axis), readout.m_axis)
+        return m
+
+
+def network_tables(accelerator: NetworkAccelerator) -> dict[str, dict[str, tuple]]:
+    """``{stage: {table: (words, word_width)}}`` of every stage, and the file name of each
+    (:func:`~spikeforge.hw.cores.table_file` of the stage name)."""
+    result = {}
+    for name, stage in accelerator.stages.items():
+        if isinstance(stage, (SynapseEngine, Readout)):
+            result[name] = stage.tables
+        else:
+            options = {"arith": accelerator.arith} if isinstance(stage.config, CPSNConfig) \
+                else {}
+            result[name] = core_type(stage.config).table_words(stage.config, **options)
+    return result
+
+
+def stage_files(stage: str, tables) -> dict[str, str]:
+    return {table: table_file(stage, table) for table in tables}

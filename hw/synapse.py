@@ -1,0 +1,440 @@
+"""Synapse engines and the readout: the fully connected layers of a network, in hardware.
+
+Both compute, per time step, ``A = W·a + b`` exactly for a time step's input vector ``a``
+(:class:`~spikeforge.golden.network_int.IntegerSynapse`), in an accumulator wide enough that
+nothing overflows. :class:`SynapseEngine` then rounds and saturates ``A`` to a core's input
+(``U = sat(round_shift(A, shift))``) and streams it in that core's beat format;
+:class:`Readout` accumulates the logits ``Z`` over a sample and picks the class.
+
+How a time step is computed (both engines): the input stream's beats of one time step are
+gathered into one vector. The outputs are split into ``B = outputs / parallel`` blocks of
+``parallel`` accumulators. For every block the engine issues one *bias operation* (the
+accumulators start from the bias) and then one *term operation* per input it visits:
+
+* ``spikes`` inputs are event driven: only active spikes are visited (the lowest set bit of
+  the remaining spikes, cleared each cycle), and a term adds the weight row of that input,
+  so no multiplier exists. Cycles per time step: ``B·(1 + n) + D`` for ``n`` active spikes.
+* ``values`` inputs (the first layer: quantised features) visit every input; a term is
+  ``parallel`` products ``W·x`` (multipliers, DSP blocks). Cycles: ``B·(1 + F) + D``.
+
+``D`` (:meth:`_AccumulatorEngine.step_overhead`) is the pipeline drain between time steps:
+a step starts only when the previous step's results have left the accumulators.
+
+Memory layout (``weights`` table): word ``b·inputs + i`` holds the ``parallel`` weights of
+input ``i`` for the outputs of block ``b`` (output ``b·parallel + p`` at bits
+``[p·w, (p+1)·w)``), so one read serves one operation; ``bias`` word ``b`` holds the block's
+biases. The rounding half of ``round_shift`` is folded into the stored bias.
+"""
+
+import operator
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.fixed import signed_range, signed_width
+from .stream import AXIStreamSignature
+from .tables import TableROM, check_storage
+
+__all__ = ["INPUT_KINDS", "SYNAPSE_TABLES", "SynapseEngine", "Readout", "pack_synapse_tables",
+           "stored_bias"]
+
+#: ``spikes``: one-bit inputs, event-driven accumulation; ``values``: signed multi-bit inputs,
+#: multiply-accumulate.
+INPUT_KINDS = ("spikes", "values")
+#: Tables every engine reads.
+SYNAPSE_TABLES = ("weights", "bias")
+
+
+def stored_bias(bias, shift: int | None) -> np.ndarray:
+    """The bias an engine stores: ``b + 2^(shift−1)`` for a right shift (round half up then
+    becomes a plain arithmetic shift), else ``b``."""
+    bias = np.asarray(bias, dtype=np.int64)
+    return bias + (1 << (shift - 1)) if shift is not None and shift > 0 else bias
+
+
+def _field(values, width: int) -> int:
+    word = 0
+    for position, value in enumerate(values):
+        word |= (int(value) & ((1 << width) - 1)) << (position * width)
+    return word
+
+
+def pack_synapse_tables(weight: np.ndarray, bias: np.ndarray, parallel: int, weight_width: int,
+                        bias_width: int) -> dict[str, tuple[list[int], int]]:
+    """``{table: (words, word_width)}`` in the layout of the module docstring."""
+    outputs, inputs = weight.shape
+    blocks = outputs // parallel
+    weights = [_field(weight[b * parallel:(b + 1) * parallel, i], weight_width)
+               for b in range(blocks) for i in range(inputs)]
+    biases = [_field(bias[b * parallel:(b + 1) * parallel], bias_width) for b in range(blocks)]
+    return {"weights": (weights, parallel * weight_width), "bias": (biases, parallel * bias_width)}
+
+
+def _lowest_index(bits: Signal):
+    """Index of the lowest set bit of ``bits`` (0 when none), from its isolated one-hot."""
+    one_hot = bits & (~bits + 1)
+    width = max(1, (len(bits) - 1).bit_length())
+    return Cat(*[Cat(*[one_hot[j] for j in range(len(bits)) if j >> k & 1]).any()
+                 for k in range(width)])
+
+
+class _AccumulatorEngine(wiring.Component):
+    """Gather, sequencer and accumulators shared by :class:`SynapseEngine` and
+    :class:`Readout` (see the module docstring)."""
+
+    def __init__(self, owner: str, weight, bias, *, weight_width: int, input_kind: str,
+                 input_width: int, in_lanes: int, in_groups: int, parallel: int,
+                 accumulator_bound: int, weight_storage: str, init_files, output_members):
+        weight = np.asarray(weight, dtype=np.int64)
+        if weight.ndim != 2 or 0 in weight.shape:
+            raise ValueError(f"{owner}: weight must be a non-empty [outputs, inputs] matrix, "
+                             f"got shape {list(weight.shape)}")
+        self.outputs, self.inputs = weight.shape
+        self.weight_width = operator.index(weight_width)
+        lo, hi = signed_range(self.weight_width)
+        if weight.min() < lo or weight.max() > hi:
+            raise ValueError(f"{owner}: weights must fit {self.weight_width} signed bits")
+        if input_kind not in INPUT_KINDS:
+            raise ValueError(f"{owner}: input_kind must be one of {INPUT_KINDS}, got "
+                             f"{input_kind!r}")
+        self.input_kind = input_kind
+        self.input_width = 1 if input_kind == "spikes" else operator.index(input_width)
+        self.in_lanes, self.in_groups = operator.index(in_lanes), operator.index(in_groups)
+        if self.in_lanes < 1 or self.in_groups < 1 or \
+                self.in_lanes * self.in_groups != self.inputs:
+            raise ValueError(f"{owner}: {self.in_lanes} lanes x {self.in_groups} beats per "
+                             f"time step do not carry the {self.inputs} inputs")
+        self.parallel = operator.index(parallel)
+        if self.parallel < 1 or self.outputs % self.parallel:
+            raise ValueError(f"{owner}: parallel ({self.parallel}) must divide the "
+                             f"{self.outputs} outputs")
+        self.blocks = self.outputs // self.parallel
+        self.weight = weight
+        self.bias = np.asarray(bias, dtype=np.int64).reshape(self.outputs)
+        self.bias_width = signed_width(int(min(self.bias.min(), 0)), int(max(self.bias.max(), 0)))
+        self.accumulator_width = signed_width(-accumulator_bound, accumulator_bound)
+        self.weight_storage = weight_storage
+        self.init_files = check_storage(weight_storage, init_files, SYNAPSE_TABLES)
+        in_data = self.in_lanes * self.input_width
+        super().__init__({"s_axis": In(AXIStreamSignature(in_data)), **output_members})
+
+    @property
+    def tables(self) -> dict[str, tuple[list[int], int]]:
+        """``{table: (words, word_width)}`` of this engine."""
+        return pack_synapse_tables(self.weight, self.bias, self.parallel, self.weight_width,
+                                   self.bias_width)
+
+    @property
+    def datapath_stages(self) -> int:
+        """Registers from an issued operation to its accumulator update (ROM read, and the
+        product register with multi-bit inputs)."""
+        return 1 if self.input_kind == "spikes" else 2
+
+    def step_overhead(self) -> int:
+        """``D``: cycles from a step's last issued operation to the cycle the next step can
+        issue (operation pipeline, result register, hand-off)."""
+        return self.datapath_stages + 3
+
+    def step_formula(self) -> str:
+        term = "n" if self.input_kind == "spikes" else "F"
+        return f"B*(1+{term}) + D, B={self.blocks}, D={self.step_overhead()}" + \
+            ("" if self.input_kind == "spikes" else f", F={self.inputs}")
+
+    def cycles_per_step(self, active: int | None = None) -> int:
+        """Issue-to-issue cycles of one time step (``active`` spikes for ``spikes`` inputs)."""
+        terms = self.inputs if self.input_kind == "values" else int(active)
+        return self.blocks * (1 + terms) + self.step_overhead()
+
+    def _gather(self, m, take):
+        """The time step's input vector, assembled from ``in_groups`` beats (beat ``g`` at
+        bits ``[g·lanes·w, …)``); ``(vector, full, last)``. ``take`` empties it."""
+        beat_bits = self.in_lanes * self.input_width
+        vector = Signal(self.inputs * self.input_width, reset_less=True)
+        full, last = Signal(), Signal()
+        count = Signal(range(self.in_groups))
+        m.d.comb += self.s_axis.tready.eq(~full)
+        with m.If(take):
+            m.d.sync += full.eq(0)
+        with m.If(self.s_axis.tvalid & ~full):
+            if self.in_groups == 1:
+                m.d.sync += vector.eq(self.s_axis.tdata)
+            else:
+                m.d.sync += vector.eq(Cat(vector[beat_bits:], self.s_axis.tdata))
+            with m.If(count == self.in_groups - 1):
+                m.d.sync += [count.eq(0), full.eq(1), last.eq(self.s_axis.tlast)]
+            with m.Else():
+                m.d.sync += count.eq(count + 1)
+        return vector, full, last
+
+    def _engine(self, m, free, base_zero):
+        """Gather, sequencer and accumulators. ``free``: the results of a finished step can be
+        stored (the step may start); ``base_zero(first_step)``: whether a block's bias
+        operation starts from zero (else it adds to the accumulators). Returns
+        ``(done, accumulators, done_block, step_last)``: ``done`` is set for one cycle when
+        block ``done_block``'s results sit in ``accumulators`` (its last operation has been
+        added); ``step_last`` is the step's tlast."""
+        take = Signal()
+        vector, full, in_last = self._gather(m, take)
+
+        # Sequencer: one operation per cycle while a step is issued.
+        busy, in_flight = Signal(), Signal()
+        step_last, first_step = Signal(), Signal(init=1)  # first step of a sample
+        work = Signal(len(vector), reset_less=True)
+        remaining = Signal(self.inputs if self.input_kind == "spikes" else
+                           range(self.inputs + 1))
+        block = Signal(range(self.blocks))
+        block_base = Signal(range(self.blocks * self.inputs))
+        bias_op = Signal()  # the next operation is the block's bias operation
+        m.d.comb += take.eq(full & ~busy & ~in_flight & free)
+        with m.If(take):
+            m.d.sync += [work.eq(vector), busy.eq(1), in_flight.eq(1), block.eq(0),
+                         block_base.eq(0), bias_op.eq(1), step_last.eq(in_last)]
+            if self.input_kind == "spikes":
+                m.d.sync += remaining.eq(vector)
+            else:
+                m.d.sync += remaining.eq(0)
+
+        issue, last_op = Signal(), Signal()
+        if self.input_kind == "spikes":
+            index = _lowest_index(remaining)
+            more = (remaining & (remaining - 1)).any()
+            m.d.comb += last_op.eq(Mux(bias_op, remaining == 0, ~more))
+        else:
+            index = remaining
+            m.d.comb += last_op.eq(~bias_op & (remaining == self.inputs - 1))
+        m.d.comb += issue.eq(busy)
+        with m.If(busy):
+            m.d.sync += bias_op.eq(0)
+            with m.If(~bias_op):
+                if self.input_kind == "spikes":
+                    m.d.sync += remaining.eq(remaining & (remaining - 1))
+                else:
+                    m.d.sync += remaining.eq(remaining + 1)
+            with m.If(last_op):
+                m.d.sync += bias_op.eq(1)
+                if self.input_kind == "spikes":
+                    m.d.sync += remaining.eq(work)
+                else:
+                    m.d.sync += remaining.eq(0)
+                with m.If(block == self.blocks - 1):
+                    m.d.sync += busy.eq(0)
+                with m.Else():
+                    m.d.sync += [block.eq(block + 1), block_base.eq(block_base + self.inputs)]
+
+        # Tables: read in the issue cycle, data one cycle later.
+        weights_words, weights_width = self.tables["weights"]
+        bias_words, bias_word_width = self.tables["bias"]
+        m.submodules.weights = weights = TableROM(
+            weights_words, weights_width, storage=self.weight_storage,
+            init_file=self.init_files.get("weights"))
+        m.submodules.bias = bias = TableROM(bias_words, bias_word_width,
+                                            storage=self.weight_storage,
+                                            init_file=self.init_files.get("bias"))
+        m.d.comb += [weights.addr.eq(block_base + index), weights.en.eq(1),
+                     bias.addr.eq(block), bias.en.eq(1)]
+
+        # Operation pipeline: valid, bias operation, base zero, last operation, block.
+        def stage(values, name):
+            registers = [Signal.like(v, name=f"{name}_{n}") for n, v in enumerate(values)]
+            m.d.sync += [r.eq(v) for r, v in zip(registers, values)]
+            return registers
+
+        ops = [issue, bias_op, base_zero(first_step) & bias_op, last_op & issue, block]
+        ops = stage(ops, "op1")
+        acc_shape = signed(self.accumulator_width)
+        if self.input_kind == "spikes":
+            terms = [weights.data.word_select(p, self.weight_width).as_signed()
+                     for p in range(self.parallel)]
+        else:
+            x = Signal(signed(self.input_width), reset_less=True)
+            m.d.sync += x.eq(work.word_select(index, self.input_width).as_signed())
+            terms = []
+            for p in range(self.parallel):
+                product = Signal(signed(self.weight_width + self.input_width),
+                                 reset_less=True, name=f"product{p}")
+                m.d.sync += product.eq(
+                    weights.data.word_select(p, self.weight_width).as_signed() * x)
+                terms.append(product)
+            biases = Signal(bias_word_width, reset_less=True)
+            m.d.sync += biases.eq(bias.data)
+            ops = stage(ops, "op2")
+        if self.input_kind == "spikes":
+            biases = bias.data
+        valid, is_bias, zero, last, op_block = ops
+
+        # Accumulators: bias operations start a block (from zero or from the block's
+        # accumulators), term operations add.
+        accumulators = [Signal(acc_shape, name=f"acc{p}") for p in range(self.parallel)]
+        for p, (acc, term) in enumerate(zip(accumulators, terms)):
+            addend = Mux(is_bias, biases.word_select(p, self.bias_width).as_signed(), term)
+            with m.If(valid):
+                m.d.sync += acc.eq(Mux(zero, 0, acc) + addend)
+        done, done_block = Signal(), Signal(range(self.blocks))
+        m.d.sync += [done.eq(valid & last), done_block.eq(op_block)]
+        with m.If(done & (done_block == self.blocks - 1)):
+            m.d.sync += [in_flight.eq(0), first_step.eq(step_last)]
+        return done, accumulators, done_block, step_last
+
+
+class SynapseEngine(_AccumulatorEngine):
+    """A fully connected layer feeding a neuron core: ``U = sat(round_shift(W·a + b, shift))``.
+
+    Parameters: the integer ``weight`` ``[outputs, inputs]`` (``weight_width`` bits) and
+    ``bias``; ``shift`` and ``out_width`` as in
+    :class:`~spikeforge.golden.network_int.IntegerSynapse`; ``input_kind`` with
+    ``input_width``, ``in_lanes`` and ``in_groups`` (the input stream: ``in_lanes`` inputs per
+    beat, ``in_groups`` beats per time step; the network input is one beat of every feature);
+    ``input_bound`` (largest ``|a|``); ``out_lanes`` (the next core's lanes); ``parallel``
+    accumulators (``values``: multipliers) working at once; table storage as the cores'.
+
+    Latency and throughput: see the module docstring; :meth:`cycles_per_step`. The results
+    of a step are emitted while the next step is computed (two result registers).
+
+    Members:
+        s_axis: input; a step's beats carry inputs ``g·in_lanes … g·in_lanes+in_lanes−1``;
+            ``tlast`` on the last beat of a sample.
+        m_axis: ``out_lanes`` signed ``out_width``-bit outputs per beat, ``outputs/out_lanes``
+            beats per time step in output order, ``tlast`` on the sample's last beat.
+    """
+
+    def __init__(self, weight, bias, *, weight_width: int, shift: int, out_width: int,
+                 input_kind: str, input_width: int = 1, in_lanes: int, in_groups: int = 1,
+                 input_bound: int = 1, out_lanes: int, parallel: int,
+                 weight_storage: str = "baked", init_files: dict | None = None):
+        weight = np.asarray(weight, dtype=np.int64)
+        self.shift = operator.index(shift)
+        self.out_width = operator.index(out_width)
+        self.out_lanes = operator.index(out_lanes)
+        if self.out_width < 2:
+            raise ValueError(f"SynapseEngine: out_width must be >= 2, got {self.out_width}")
+        if self.out_lanes < 1 or weight.shape[0] % self.out_lanes:
+            raise ValueError(f"SynapseEngine: out_lanes ({self.out_lanes}) must divide the "
+                             f"{weight.shape[0]} outputs")
+        stored = stored_bias(bias, self.shift)
+        bound = int(np.abs(weight).sum(axis=1).max()) * operator.index(input_bound) + \
+            int(np.abs(stored).max())
+        super().__init__("SynapseEngine", weight, stored, weight_width=weight_width,
+                         input_kind=input_kind, input_width=input_width, in_lanes=in_lanes,
+                         in_groups=in_groups, parallel=parallel, accumulator_bound=bound,
+                         weight_storage=weight_storage, init_files=init_files,
+                         output_members={"m_axis": Out(AXIStreamSignature(
+                             self.out_lanes * self.out_width))})
+        self.out_groups = self.outputs // self.out_lanes
+
+    def _output(self, value):
+        """``sat(value >> shift)`` (or ``<< −shift``), the rounding half already added."""
+        shifted = value >> self.shift if self.shift > 0 else value << -self.shift
+        lo, hi = signed_range(self.out_width)
+        return Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted))[:self.out_width]
+
+    def elaborate(self, platform):
+        m = Module()
+        slot_width = self.parallel * self.out_width
+        results = Signal(self.outputs * self.out_width, reset_less=True)
+        results_full, results_last = Signal(), Signal()
+        emit = Signal(len(results), reset_less=True)
+        emit_full, emit_last = Signal(), Signal()
+        emit_group = Signal(range(self.out_groups))
+        handoff = results_full & ~emit_full
+        done, accumulators, done_block, step_last = self._engine(
+            m, ~results_full, lambda first_step: Const(1, 1))
+        with m.If(done):
+            for b in range(self.blocks):
+                with m.If(done_block == b):
+                    m.d.sync += results[b * slot_width:(b + 1) * slot_width].eq(
+                        Cat(self._output(acc) for acc in accumulators))
+            with m.If(done_block == self.blocks - 1):
+                m.d.sync += [results_full.eq(1), results_last.eq(step_last)]
+        beat = self.out_lanes * self.out_width
+        with m.If(handoff):
+            m.d.sync += [emit.eq(results), emit_full.eq(1), emit_last.eq(results_last),
+                         results_full.eq(0), emit_group.eq(0)]
+        with m.Elif(self.m_axis.tvalid & self.m_axis.tready):
+            m.d.sync += emit.eq(emit >> beat)
+            with m.If(emit_group == self.out_groups - 1):
+                m.d.sync += emit_full.eq(0)
+            with m.Else():
+                m.d.sync += emit_group.eq(emit_group + 1)
+        m.d.comb += [self.m_axis.tdata.eq(emit[:beat]), self.m_axis.tvalid.eq(emit_full),
+                     self.m_axis.tlast.eq(emit_last & (emit_group == self.out_groups - 1))]
+        return m
+
+
+#: ``mean_membrane``: ``Z = Σ_t (R·S_t + r)``; ``last_membrane``: ``Z = R·S_{T−1} + r``.
+READOUT_KINDS = ("mean_membrane", "last_membrane")
+
+
+class Readout(_AccumulatorEngine):
+    """The readout: logits ``Z`` from the last core's spikes, then the class (first maximal
+    index, as ``numpy.argmax``). No multiplier: spikes select weight rows.
+
+    ``max_steps`` sizes ``Z`` for ``mean_membrane`` (the sum of up to ``max_steps`` steps;
+    longer samples could overflow and are the user's responsibility to avoid).
+    The argmax takes ``outputs + 1`` cycles per sample and runs while the next sample is
+    accumulated.
+
+    Members:
+        s_axis: spikes of the last core, ``in_lanes`` per beat, ``in_groups`` beats per step.
+        m_axis: one beat per sample: ``tdata`` the class, ``tuser`` the logits (signed
+            ``logit_width`` bits each, class ``k`` at ``[k·w, (k+1)·w)``), ``tlast`` = 1.
+    """
+
+    def __init__(self, weight, bias, *, weight_width: int, kind: str, in_lanes: int,
+                 in_groups: int, max_steps: int, weight_storage: str = "baked",
+                 init_files: dict | None = None):
+        if kind not in READOUT_KINDS:
+            raise ValueError(f"Readout: kind must be one of {READOUT_KINDS}, got {kind!r}")
+        self.kind = kind
+        self.max_steps = operator.index(max_steps)
+        if self.max_steps < 1:
+            raise ValueError(f"Readout: max_steps must be >= 1, got {self.max_steps}")
+        weight = np.asarray(weight, dtype=np.int64)
+        step_bound = int(np.abs(weight).sum(axis=1).max()) + int(np.abs(bias).max())
+        steps = self.max_steps if kind == "mean_membrane" else 1
+        classes = weight.shape[0]
+        self.class_width = max(1, (classes - 1).bit_length())
+        self.logit_width = signed_width(-steps * step_bound, steps * step_bound)
+        super().__init__("Readout", weight, bias, weight_width=weight_width,
+                         input_kind="spikes", input_width=1, in_lanes=in_lanes,
+                         in_groups=in_groups, parallel=classes,
+                         accumulator_bound=steps * step_bound, weight_storage=weight_storage,
+                         init_files=init_files,
+                         output_members={"m_axis": Out(AXIStreamSignature(
+                             self.class_width, user_width=classes * self.logit_width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        classes, width = self.outputs, self.logit_width
+        logits = Signal(classes * width, reset_less=True)
+        logits_full = Signal()  # a sample's logits wait for the argmax
+        out_full = Signal()
+        mean = self.kind == "mean_membrane"
+        done, accumulators, _, step_last = self._engine(
+            m, ~logits_full, lambda first_step: first_step if mean else Const(1, 1))
+        with m.If(done & step_last):
+            m.d.sync += [logits.eq(Cat(acc[:width] for acc in accumulators)),
+                         logits_full.eq(1)]
+
+        # Argmax over the held logits, one class per cycle; strict '>' keeps the first.
+        scanning, index = Signal(), Signal(range(classes + 1))
+        best, best_index = Signal(signed(width)), Signal(self.class_width)
+        out_logits = Signal(len(logits), reset_less=True)
+        with m.If(logits_full & ~scanning & ~out_full):
+            m.d.sync += [scanning.eq(1), index.eq(0), out_logits.eq(logits),
+                         logits_full.eq(0)]
+        with m.If(scanning):
+            candidate = out_logits.word_select(index[:max(1, (classes - 1).bit_length())]
+                                               if classes > 1 else 0, width).as_signed()
+            with m.If((index == 0) | (candidate > best)):
+                m.d.sync += [best.eq(candidate), best_index.eq(index)]
+            with m.If(index == classes - 1):
+                m.d.sync += [scanning.eq(0), out_full.eq(1)]
+            with m.Else():
+                m.d.sync += index.eq(index + 1)
+        with m.If(self.m_axis.tvalid & self.m_axis.tready):
+            m.d.sync += out_full.eq(0)
+        m.d.comb += [self.m_axis.tvalid.eq(out_full), self.m_axis.tdata.eq(best_index),
+                     self.m_axis.tuser.eq(out_logits), self.m_axis.tlast.eq(1)]
+        return m
