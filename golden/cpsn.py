@@ -1,4 +1,4 @@
-"""Float CPSN: the multiplication-free channel-wise parallel spiking neuron (neurons.md §2).
+"""Float CPSN: the multiplication-free channel-wise parallel spiking neuron (docs/neurons.md §2).
 
     H[t][c] = Σ_{i<k} Q(W)[c][i] · X[t − (k−1−i)·d][c] + b[c],     S = Θ(H)
 

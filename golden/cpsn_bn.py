@@ -1,4 +1,4 @@
-"""CPSN with its threshold learnt through BatchNorm (neurons.md §2, paper appendix C).
+"""CPSN with its threshold learnt through BatchNorm (docs/neurons.md §2, paper appendix C).
 
 Training normalises the membrane with batch statistics and folds that normalisation into the
 weights *before* quantising, so the network learns with exactly the power-of-two weights the

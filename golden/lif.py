@@ -136,8 +136,8 @@ class DecoupledResetLIF(_SoftResetLIF):
     loses about ``log2 τ`` bits to cancellation. Measured on 64 neurons, T = 32768, float32
     input, against the float64 :class:`LIF` loop: at τ = 100 with input N(1, 0.5²) (97 %
     firing) float32 ``U'``/``A`` flipped 53 spikes (scan) and 26 (FFT), the float32 LIF loop
-    2, this float64 pass none; at τ = 10, N(0, 1): 8 (scan), 0, 0. The fused kernel
-    (``backend="triton"``) keeps ``U'`` and ``A`` in float32 registers.
+    2, this float64 pass none; at τ = 10, N(0, 1): 8 (scan), 0 (FFT), 0 (loop), none. The
+    fused kernel (``backend="triton"``) keeps ``U'`` and ``A`` in float32 registers.
 
     Gradient: spikes use the surrogate of ``U'_t − d_t``, which equals ``u_t − V_th``, and
     autograd runs through ``A``, so the gradient is the sequential LIF's BPTT gradient:

@@ -5,9 +5,9 @@ supplies (``channels``, ``T``, ``dilation``) and the options a configuration may
 defaults. Two architectures, both time-first ``[T, N, C]`` in and ``[N, outputs]`` out:
 
 - ``mlp``: ``Linear → BatchNorm → neuron`` per hidden layer, then a readout. CPSN layers take
-  sawtooth dilations ``d_l = (l mod period) + 1`` (**OPEN** choice, neurons.md §2; the period
+  sawtooth dilations ``d_l = (l mod period) + 1`` (**OPEN** choice, docs/neurons.md §2; the period
   is ``model.neuron.dilation_period``, default 3).
-- ``sdtcm``: the PRF block of neurons.md §4, ``S = neuron(U)``, ``R = U + Linear(S)``,
+- ``sdtcm``: the PRF block of docs/neurons.md §4, ``S = neuron(U)``, ``R = U + Linear(S)``,
   ``S' = Θ(R − 0.5)``, ``U' = R + Linear(S')``, after a ``Linear`` encoder; the shortcuts
   carry float membranes.
 
@@ -39,7 +39,7 @@ __all__ = ["NeuronSpec", "NEURONS", "NeuronConfig", "ModelConfig", "SpikingNetwo
 def sawtooth_dilation(layer: int, period: int = 3) -> int:
     """Dilation of the ``layer``-th (0-based) stacked CPSN layer: ``(layer mod period) + 1``.
 
-    **OPEN** (neurons.md §2): the paper's rule is lost; this reimplementation's rule gives
+    **OPEN** (docs/neurons.md §2): the paper's rule is lost; this reimplementation's rule gives
     d = 1, 2, 3, 1, 2, 3, … for the default period 3 (Fig. 2: d = (1, 2, 3) for 3 layers).
     """
     if layer < 0 or period < 1:

@@ -89,7 +89,8 @@ class PRF(ParallelNeuron):
         tau: τ > 0 (the decay is ``e^{−Δ/τ}``), default 2.
         v_threshold: V_th (> 0), default 1.
         fr_scale: θ is initialised as ``2π·u/fr_scale``, u ~ U(0, 1].
-        delta_min, delta_max: ``log Δ`` is initialised uniform in ``[log delta_min, log delta_max]``.
+        delta_min, delta_max: ``log Δ`` is initialised uniform in
+            ``[log delta_min, log delta_max]``.
         surrogate_function: surrogate of Θ (default ``ATan()``).
         mode: how the multi-step torch path computes ``ũ``: ``"scan"`` (default),
             ``"fft"`` or ``"recurrence"`` (the reference); float64 agreement is tested.

@@ -1,4 +1,4 @@
-"""The PSU family (Li et al., arXiv 2402.00449; neurons.md §3): reset estimated, not computed.
+"""The PSU family (Li et al., arXiv 2402.00449; docs/neurons.md §3): reset estimated, not computed.
 
 Leaky integration and firing are decoupled: the membrane of every time step comes from T×T
 matrix products, and the reset is replaced by an estimate built from the input, so the whole

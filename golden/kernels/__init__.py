@@ -4,9 +4,9 @@ The kernel modules are imported lazily, on first use of a function below: Triton
 ``@triton.jit`` time whether a kernel is compiled or interpreted (``TRITON_INTERPRET=1``), so
 importing this package must not fix that choice for the whole process.
 
-- :func:`cpsn_spikes_triton` — CPSN (neurons.md §2): dilated depthwise causal conv + bias + Θ.
-- :func:`lif_decoupled_triton` — LIF with decoupled reset (neurons.md §4).
-- :func:`prf_triton` — PRF complex linear recurrence + Θ (neurons.md §4).
+- :func:`cpsn_spikes_triton` — CPSN (docs/neurons.md §2): dilated depthwise causal conv + bias + Θ.
+- :func:`lif_decoupled_triton` — LIF with decoupled reset (docs/neurons.md §4).
+- :func:`prf_triton` — PRF complex linear recurrence + Θ (docs/neurons.md §4).
 - :func:`lif_multi_step`, :func:`prf_multi_step` — the neuron modules' hooks (``adapters``).
 """
 

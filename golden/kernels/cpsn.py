@@ -1,4 +1,5 @@
-"""Fused CPSN kernels (neurons.md §2): dilated depthwise causal conv + bias + Θ, and its backward.
+"""Fused CPSN kernels (docs/neurons.md §2): dilated depthwise causal conv + bias + Θ, and its
+backward.
 
     H[t, n, c] = Σ_{i<k} W[c, i] · X[t − (k−1−i)·d, n, c] + b[c],     S = Θ(H)
 

@@ -1,4 +1,5 @@
-"""Fused kernels of the LIF with decoupled reset (neurons.md §4, ``golden.lif.DecoupledResetLIF``).
+"""Fused kernels of the LIF with decoupled reset (docs/neurons.md §4,
+``golden.lif.DecoupledResetLIF``).
 
 Per neuron, one pass over time carries the reset-free potential and the spike trace::
 

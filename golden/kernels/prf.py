@@ -1,4 +1,5 @@
-"""Fused PRF kernels (neurons.md §4): complex linear recurrence + Θ, and its reverse-scan backward.
+"""Fused PRF kernels (docs/neurons.md §4): complex linear recurrence + Θ, and its reverse-scan
+backward.
 
     ũ_t = λ·ũ_{t−1} + Δ·c_t,  λ = exp(Δ·(−1/τ + iθ)) = a + ib (per channel),  s_t = Θ(Re ũ_t − V_th)
 
