@@ -12,7 +12,7 @@ import numpy as np
 from ..golden.fixed import to_twos_complement
 from .beats import Beat
 
-__all__ = ["step_beats", "readout_beat", "network_input_beats", "network_output_beats",
+__all__ = ["sample_traces", "step_beats", "readout_beat", "network_input_beats", "network_output_beats",
            "unpack_logits"]
 
 
@@ -55,3 +55,10 @@ def network_input_beats(network, samples: list[np.ndarray]) -> list[Beat]:
 def network_output_beats(logits: np.ndarray, width: int) -> list[Beat]:
     """Expected output beats for ``logits`` ``[N, classes]``."""
     return [readout_beat(row, width) for row in logits]
+
+
+def sample_traces(network, samples: list[np.ndarray]) -> list:
+    """The integer network's :class:`~spikeforge.golden.network_int.NetworkTrace` of each
+    quantised sample ``[T, features]`` (run one by one: samples differ in length)."""
+    return [network.run(np.ldexp(np.asarray(x, dtype=np.float64), -network.input_frac_bits
+                                 )[:, None, :]) for x in samples]

@@ -8,11 +8,12 @@ import math
 
 import numpy as np
 
+from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
 from ..hw.cpsn_config import CPSNConfig
 from ..hw.prf_config import PRFConfig
 
 __all__ = ["EXPONENT_RANGES", "INPUT_WIDTHS", "random_config", "edge_cases", "PRF_REGIMES",
-           "random_prf_config"]
+           "random_prf_config", "random_network"]
 
 EXPONENT_RANGES = ((-4, 0), (-2, 2), (0, 0), (-6, -2), (-1, 3), (-8, 0))
 INPUT_WIDTHS = (2, 4, 6, 8, 12, 16)
@@ -111,3 +112,49 @@ def random_prf_config(rng: np.random.Generator, *, regime: str | None = None,
     fraction = np.exp(rng.uniform(math.log(1e-3), math.log(0.2), channels))
     v_th = np.round(fraction * config.state_bound).astype(np.int64)
     return config.replace(v_th=v_th, membrane_out=membrane_out)
+
+
+def _random_core(rng: np.random.Generator, neuron: str, channels: int, lanes: int,
+                 input_width: int):
+    if neuron == "cpsn":
+        return CPSNConfig.random(rng, channels=channels, lanes=lanes,
+                                 order=int(rng.integers(1, 5)), dilation=int(rng.integers(1, 3)),
+                                 input_width=input_width, exp_min=-3, exp_max=1)
+    log_delta = rng.uniform(math.log(1e-2), math.log(1.0), channels)
+    log_theta = np.log(rng.uniform(0.05, 3.0, channels) / np.exp(log_delta))
+    config = PRFConfig.from_float(log_delta, log_theta, 2.0, 1.0,
+                                  coef_mode=str(rng.choice(["dsp", "shift_add"])),
+                                  csd_terms=3, coef_width=10, input_width=input_width,
+                                  input_frac_bits=4, state_frac_bits=8, lanes=lanes)
+    fraction = np.exp(rng.uniform(math.log(0.02), math.log(0.2), channels))
+    return config.replace(v_th=np.round(fraction * config.state_bound).astype(np.int64))
+
+
+def random_network(rng: np.random.Generator, *, neurons=("cpsn", "prf"), features: int = 6,
+                   hidden=(8, 8), lanes=(4, 2), classes: int = 5, input_width: int = 8,
+                   core_input_width: int = 8, weight_width: int = 6,
+                   readout: str = "mean_membrane"):
+    """A random :class:`~spikeforge.golden.network_int.IntegerNetwork` whose cores fire:
+    each synapse's shift puts its typical accumulator near the core input's full scale."""
+    lo, hi = -(1 << (weight_width - 1)), (1 << (weight_width - 1)) - 1
+    inputs, bound = features, 1 << (input_width - 1)
+    probe = rng.integers(-bound, bound, size=(64, features))
+    layers = []
+    for index, (neuron, width, lane) in enumerate(zip(neurons, hidden, lanes)):
+        weight = rng.integers(lo, hi + 1, size=(width, inputs))
+        bias = rng.integers(-4 * hi, 4 * hi + 1, size=width)
+        typical = float(np.abs(probe @ weight.T + bias).mean()) + 1
+        shift = max(0, math.ceil(math.log2(typical)) - (core_input_width - 2))
+        synapse = IntegerSynapse(weight=weight, bias=bias, weight_width=weight_width,
+                                 weight_frac_bits=0, shift=shift, out_width=core_input_width,
+                                 input_bound=bound if index == 0 else 1)
+        core = _random_core(rng, neuron, width, lane, core_input_width)
+        layers.append(IntegerLayer(f"sn{index}", synapse, core))
+        inputs, bound = width, 1
+        probe = (rng.random((64, width)) < 0.3).astype(np.int64)
+    readout_synapse = IntegerSynapse(weight=rng.integers(lo, hi + 1, size=(classes, inputs)),
+                                     bias=rng.integers(-hi, hi + 1, size=classes),
+                                     weight_width=weight_width, weight_frac_bits=0, shift=0,
+                                     out_width=None, input_bound=1)
+    return IntegerNetwork(input_width=input_width, input_frac_bits=0, layers=tuple(layers),
+                          readout=readout_synapse, readout_kind=readout)
