@@ -48,6 +48,8 @@ def without_timing(metrics):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_shipped_configs_parse_and_build(path):
     config = load_config(path)
+    if config.data.name == "uea":
+        pytest.importorskip("aeon")  # the `data` extra
     data = load_data(config.data)
     model = build_model(config.model, data.in_features, data.num_outputs, data.steps)
     x, _ = data.test[0]
@@ -188,6 +190,50 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
     result = CliRunner().invoke(evaluate, [str(tmp_path / "run"), "--checkpoint", "last"])
     assert result.exit_code == 0, result.output
+
+
+def test_validation_ties_keep_the_later_epoch(tmp_path, monkeypatch):
+    real = train_module.evaluate_model
+    accuracies = iter([0.5, 0.5, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7])  # (val, test) per epoch
+
+    def plateau(*args, **kwargs):
+        return {**real(*args, **kwargs), "acc": next(accuracies)}
+
+    monkeypatch.setattr(train_module, "evaluate_model", plateau)
+    summary = run(tmp_path, small(epochs=4))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [row["val_acc"] for row in metrics] == [0.5, 0.8, 0.8, 0.7]
+    assert summary["best"]["epoch"] == 3  # epochs 2 and 3 tie at 0.8: the later one
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 3 and best["best"]["epoch"] == 3
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 4
+
+
+def test_train_refuses_an_existing_run_without_resume_or_force(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(small(epochs=1)))
+    out = tmp_path / "run"
+    runner = CliRunner()
+    args = ["--config", str(config), "--out", str(out), "--threads", "1", "--no-progress"]
+    assert runner.invoke(train, args).exit_code == 0
+    before = (out / "last.pt").read_bytes()
+    result = runner.invoke(train, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: {out} already holds a run (config.yaml, last.pt, best.pt, ...): give --resume "
+        f"to continue it, --force to replace it, or another --out"]
+    assert (out / "last.pt").read_bytes() == before  # untouched
+    (out / "notes.txt").write_text("mine")
+    result = runner.invoke(train, args + ["--force", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out / "last.pt")["seed"] == 3
+    assert (out / "notes.txt").read_text() == "mine"  # --force removes run files only
+    result = runner.invoke(train, args + ["--force", "--resume"])
+    assert result.exit_code == 2 and "give one" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing directory without a run is fine
+    assert runner.invoke(train, ["--config", str(config), "--out", str(empty),
+                                 "--no-progress"]).exit_code == 0
 
 
 def test_corrupted_and_foreign_checkpoints_are_refused(tmp_path):
