@@ -13,7 +13,10 @@ from .memfile import write_hex
 from .prf import drive_width, prf_latency
 from .prf_config import PRFConfig
 
-__all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generate_core"]
+__all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generate_core",
+           "NETWORK_MODULE", "NETWORK_VERILOG", "NETWORK_DESCRIPTION", "network_accelerator",
+           "network_verilog",
+           "generate_network", "load_network_dir"]
 
 #: Hand-written Verilog ROM used by ``weight_storage='file'`` cores.
 ROM_MODULE = "spikeforge_rom.v"
@@ -112,3 +115,135 @@ def generate_core(config, out_dir, *, name: str | None = None, weight_storage: s
         f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest() for f in written}
     (out_dir / f"{name}.json").write_text(json.dumps(description, indent=1) + "\n")
     return description
+
+
+#: Module name of a generated network accelerator, and its files.
+NETWORK_MODULE = "spikeforge_network"
+NETWORK_VERILOG = "network.v"
+NETWORK_DESCRIPTION = "network.json"
+NETWORK_FORMAT = "spikeforge-network"
+
+
+def network_accelerator(network, *, weight_storage: str = "file", **options):
+    """The :class:`~spikeforge.hw.network.NetworkAccelerator` of ``network``; with ``file``
+    storage its tables are read from ``<stage>_<table>.hex``."""
+    from .network import NetworkAccelerator, network_init_files
+
+    init_files = None
+    if weight_storage == "file":
+        init_files = network_init_files(network, options.get("arith", "shift_add"))
+    return NetworkAccelerator(network, weight_storage=weight_storage, init_files=init_files,
+                              **options)
+
+
+def network_verilog(accelerator) -> str:
+    """The accelerator's Verilog (module ``spikeforge_network``), reproducible."""
+    from amaranth.back import verilog
+
+    return verilog.convert(accelerator, name=NETWORK_MODULE, emit_src=False,
+                           strip_internal_attrs=True)
+
+
+def _network_ports(accelerator) -> dict:
+    net = accelerator.network
+    readout = accelerator.stages["readout"]
+    return {
+        "clk": {"direction": "in", "width": 1},
+        "rst": {"direction": "in", "width": 1, "note": "synchronous, active high"},
+        "s_axis__tdata": {"direction": "in", "width": len(accelerator.s_axis.tdata),
+                          "elements": net.in_features, "element_width": net.input_width,
+                          "signed": True, "note": "one time step of every input feature, "
+                          f"real value x = element * 2^-{net.input_frac_bits}"},
+        "s_axis__tvalid": {"direction": "in", "width": 1},
+        "s_axis__tready": {"direction": "out", "width": 1},
+        "s_axis__tlast": {"direction": "in", "width": 1, "note": "the sample's last step"},
+        "m_axis__tdata": {"direction": "out", "width": readout.class_width,
+                          "note": "the class: first index of the largest logit"},
+        "m_axis__tuser": {"direction": "out", "width": len(readout.m_axis.tuser),
+                          "elements": readout.outputs, "element_width": readout.logit_width,
+                          "signed": True, "note": "the logits Z, exact"},
+        "m_axis__tvalid": {"direction": "out", "width": 1},
+        "m_axis__tready": {"direction": "in", "width": 1},
+        "m_axis__tlast": {"direction": "out", "width": 1, "note": "always 1: one beat per "
+                          "sample"},
+    }
+
+
+def generate_network(network, out_dir, *, max_steps: int, steps: int | None = None,
+                     activity: dict | None = None, weight_storage: str = "file",
+                     **options) -> dict:
+    """Write the accelerator of ``network`` into ``out_dir``: ``network.v``, the ROM module
+    and every stage's ``<stage>_<table>.hex`` (``file`` storage), then ``network.json`` (ports,
+    stages, cycles, memories, sha256 of every file). ``network.json`` is written last and
+    removed first, so a directory without it is incomplete. ``options`` go to
+    :class:`~spikeforge.hw.network.NetworkAccelerator`; ``steps`` (default ``max_steps``)
+    and ``activity`` (layer → firing rate) set the cycle figures. Returns the description."""
+    from .network import describe_network, network_tables
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / NETWORK_DESCRIPTION).unlink(missing_ok=True)
+    arith = options.get("arith", "shift_add")
+    accelerator = network_accelerator(network, max_steps=max_steps,
+                                      weight_storage=weight_storage, **options)
+    init_files = accelerator.init_files
+    written = [NETWORK_VERILOG]
+    (out_dir / NETWORK_VERILOG).write_text(network_verilog(accelerator))
+    if weight_storage == "file":
+        shutil.copyfile(resources.files(__package__) / "verilog" / ROM_MODULE,
+                        out_dir / ROM_MODULE)
+        written.append(ROM_MODULE)
+        for stage, tables in network_tables(accelerator).items():
+            for table, (words, width) in tables.items():
+                write_hex(out_dir / init_files[stage][table], words, width)
+                written.append(init_files[stage][table])
+    net = network
+    description = {
+        "format": NETWORK_FORMAT, "version": 1, "name": NETWORK_MODULE,
+        "weight_storage": weight_storage,
+        "options": {"max_steps": max_steps, "macs": accelerator.macs,
+                    "spike_parallel": accelerator.spike_parallel,
+                    "fifo_depth": accelerator.fifo_depth, "arith": arith},
+        "input": {"features": net.in_features, "width": net.input_width,
+                  "frac_bits": net.input_frac_bits},
+        "classes": net.readout.outputs, "readout_kind": net.readout_kind,
+        "ports": _network_ports(accelerator),
+        **describe_network(accelerator, steps=steps or max_steps, activity=activity),
+        "files": {f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest()
+                  for f in sorted(written)},
+    }
+    (out_dir / NETWORK_DESCRIPTION).write_text(json.dumps(description, indent=1) + "\n")
+    return description
+
+
+def load_network_dir(directory) -> tuple[dict, dict[str, str]]:
+    """The description and files (name → text) of a directory written by
+    :func:`generate_network`, after checking that it is complete and that every file still
+    has the sha256 the description records."""
+    directory = Path(directory)
+    path = directory / NETWORK_DESCRIPTION
+    if not directory.is_dir():
+        raise FileNotFoundError(f"network directory {directory} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{directory} has no {NETWORK_DESCRIPTION}: not written by "
+                         f"`spikeforge generate --from`, or the generation was interrupted "
+                         f"(incomplete); generate it again")
+    try:
+        description = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(description, dict) or description.get("format") != NETWORK_FORMAT:
+        raise ValueError(f"{path}: not a {NETWORK_FORMAT} description")
+    sources = {}
+    for name, digest in description.get("files", {}).items():
+        file = directory / name
+        if not file.is_file():
+            raise ValueError(f"{path} lists {name}, which is missing from {directory}")
+        if hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"{directory / name} does not match its sha256 in "
+                             f"{NETWORK_DESCRIPTION} (edited, or left from another "
+                             f"generation); generate the directory again")
+        sources[name] = file.read_text()
+    if NETWORK_VERILOG not in sources:
+        raise ValueError(f"{path} lists no {NETWORK_VERILOG}")
+    return description, sources

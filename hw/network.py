@@ -26,7 +26,8 @@ from .stream import AXIStreamSignature
 from .synapse import SYNAPSE_TABLES, Readout, SynapseEngine
 from .tables import check_storage
 
-__all__ = ["NetworkAccelerator", "NetworkError", "network_tables", "largest_divisor"]
+__all__ = ["NetworkAccelerator", "NetworkError", "network_tables", "largest_divisor",
+           "describe_network", "network_init_files"]
 
 
 class NetworkError(ValueError):
@@ -62,6 +63,9 @@ class NetworkAccelerator(wiring.Component):
         weight_storage: ``baked`` or ``file``; with ``file``, ``init_files`` maps each stage
             (``synapse_<layer>``, ``<layer>``, ``readout``) to its tables' files.
         arith: CPSN cores' datapath (``shift_add`` or ``multiply``).
+        probes: add one output port pair per neuron layer, ``probe_<layer>__tdata`` (the
+            core's output beat) and ``probe_<layer>__tvalid`` (a transfer this cycle), for
+            co-simulation to find the first layer whose spikes differ; they add no logic.
 
     Members:
         s_axis: one time step per beat: feature ``f`` (signed ``input_width`` bits) at
@@ -71,7 +75,8 @@ class NetworkAccelerator(wiring.Component):
 
     def __init__(self, network: IntegerNetwork, *, max_steps: int, macs: int = 16,
                  spike_parallel: int = 64, fifo_depth: int = 4, weight_storage: str = "baked",
-                 init_files: dict | None = None, arith: str = "shift_add"):
+                 init_files: dict | None = None, arith: str = "shift_add",
+                 probes: bool = False):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be an IntegerNetwork, got {type(network).__name__}")
         self.network = network
@@ -85,27 +90,26 @@ class NetworkAccelerator(wiring.Component):
         for layer in network.layers:
             _check_layer(layer)
         self.weight_storage, self.arith = weight_storage, arith
-        self.stage_names = [n for layer in network.layers
-                            for n in (f"synapse_{layer.name}", layer.name)] + ["readout"]
-        tables = {name: self._table_names(name) for name in self.stage_names}
+        tables = network_init_files(network, arith)
+        self.stage_names = list(tables)
         self.init_files = check_storage(weight_storage, init_files, self.stage_names)
         for name, files in self.init_files.items():
             check_storage("file", files, tables[name])
         self.stages = self._build_stages()
         first = network.layers[0].synapse
         readout = self.stages["readout"]
+        self.probes = bool(probes)
+        probe_ports = {}
+        if self.probes:
+            for layer in network.layers:
+                probe_ports[f"probe_{layer.name}__tdata"] = Out(layer.core.lanes)
+                probe_ports[f"probe_{layer.name}__tvalid"] = Out(1)
         super().__init__({
+            **probe_ports,
             "s_axis": In(AXIStreamSignature(first.inputs * network.input_width)),
             "m_axis": Out(AXIStreamSignature(readout.class_width,
                                              user_width=len(readout.m_axis.tuser))),
         })
-
-    def _table_names(self, stage: str) -> tuple:
-        for layer in self.network.layers:
-            if stage == layer.name:
-                options = {"arith": self.arith} if isinstance(layer.core, CPSNConfig) else {}
-                return tuple(core_type(layer.core).table_names(**options))
-        return SYNAPSE_TABLES
 
     def _files(self, stage):
         return self.init_files.get(stage) if self.weight_storage == "file" else None
@@ -171,7 +175,80 @@ class NetworkAccelerator(wiring.Component):
                        f"fifo_{source}")
         readout = self.stages["readout"]
         wiring.connect(m, wiring.flipped(self.m_axis), readout.m_axis)
+        if self.probes:
+            for layer in self.network.layers:
+                out = self.stages[layer.name].m_axis
+                m.d.comb += [getattr(self, f"probe_{layer.name}__tdata").eq(out.tdata),
+                             getattr(self, f"probe_{layer.name}__tvalid").eq(
+                                 out.tvalid & out.tready)]
         return m
+
+
+def _memory(tables: dict) -> dict:
+    return {table: {"words": len(words), "word_width": width, "bits": len(words) * width}
+            for table, (words, width) in tables.items()}
+
+
+def describe_network(accelerator: "NetworkAccelerator", *, steps: int,
+                     activity: dict | None = None) -> dict:
+    """Every stage's shape, memories and cycles per time step (formula, the value at the
+    given spike ``activity`` — layer name → firing rate, e.g. the export's measured rates —
+    and the worst case, every input spiking), and the network's cycles per sample of
+    ``steps`` time steps: ``steps`` times the slowest stage's cycles per step."""
+    net, activity = accelerator.network, activity or {}
+    tables = network_tables(accelerator)
+    stages, previous = [], None
+    for name in accelerator.stage_names:
+        stage = accelerator.stages[name]
+        entry = {"name": name, "memories": _memory(tables[name])}
+        if isinstance(stage, (SynapseEngine, Readout)):
+            rate = activity.get(previous, 0.5) if stage.input_kind == "spikes" else 1.0
+            typical = round(rate * stage.inputs)
+            gather = stage.in_groups + 1
+            emit = stage.out_groups if isinstance(stage, SynapseEngine) else 0
+            per_step = {
+                "formula": f"max(G_in + 1, {stage.step_formula()}"
+                           + (", G_out)" if emit else ")") + f", G_in={stage.in_groups}"
+                           + (f", G_out={emit}" if emit else ""),
+                "typical": max(gather, stage.cycles_per_step(typical), emit),
+                "worst": max(gather, stage.cycles_per_step(stage.inputs), emit)}
+            if stage.input_kind == "spikes":
+                per_step["typical_active_spikes"] = typical
+                per_step["firing_rate"] = rate
+            entry.update(kind=("readout" if isinstance(stage, Readout) else
+                               f"synapse ({stage.input_kind})"),
+                         inputs=stage.inputs, outputs=stage.outputs,
+                         parallel=stage.parallel, blocks=stage.blocks,
+                         multipliers=stage.parallel if stage.input_kind == "values" else 0,
+                         accumulator_width=stage.accumulator_width,
+                         cycles_per_step=per_step)
+            if isinstance(stage, Readout):
+                entry.update(readout=stage.kind, argmax_cycles_per_sample=stage.outputs + 1,
+                             logit_width=stage.logit_width, max_steps=stage.max_steps)
+            else:
+                entry.update(out_width=stage.out_width, shift=stage.shift)
+        else:
+            config = stage.config
+            entry.update(kind=core_type(config).neuron, channels=config.channels,
+                         lanes=config.lanes, latency_cycles=stage.latency,
+                         cycles_per_step={"formula": "G (one beat per clock)",
+                                          "typical": config.groups, "worst": config.groups})
+            previous = name
+        stages.append(entry)
+    slowest = max(stages, key=lambda e: e["cycles_per_step"]["typical"])
+    worst = max(stages, key=lambda e: e["cycles_per_step"]["worst"])
+    return {
+        "stages": stages,
+        "fifo_depth": accelerator.fifo_depth,
+        "steps_per_sample": steps,
+        "slowest_stage": slowest["name"],
+        "cycles_per_sample": {
+            "formula": "T x max over stages of cycles per step",
+            "typical": steps * slowest["cycles_per_step"]["typical"],
+            "worst": steps * worst["cycles_per_step"]["worst"]},
+        "memory_bits": sum(m["bits"] for e in stages for m in e["memories"].values()),
+        "multipliers": sum(e.get("multipliers", 0) for e in stages),
+    }
 
 
 def network_tables(accelerator: NetworkAccelerator) -> dict[str, dict[str, tuple]]:
@@ -188,5 +265,15 @@ def network_tables(accelerator: NetworkAccelerator) -> dict[str, dict[str, tuple
     return result
 
 
-def stage_files(stage: str, tables) -> dict[str, str]:
-    return {table: table_file(stage, table) for table in tables}
+def network_init_files(network: IntegerNetwork, arith: str = "shift_add") -> dict:
+    """``{stage: {table: file name}}`` of a network built with ``file`` storage: each stage's
+    tables as ``<stage>_<table>.hex`` (a core's are the export's file names)."""
+    files = {}
+    for layer in network.layers:
+        files[f"synapse_{layer.name}"] = {t: table_file(f"synapse_{layer.name}", t)
+                                          for t in SYNAPSE_TABLES}
+        options = {"arith": arith} if isinstance(layer.core, CPSNConfig) else {}
+        files[layer.name] = {t: table_file(layer.name, t)
+                             for t in core_type(layer.core).table_names(**options)}
+    files["readout"] = {t: table_file("readout", t) for t in SYNAPSE_TABLES}
+    return files

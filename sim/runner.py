@@ -25,7 +25,7 @@ from ..hw.memfile import read_hex, write_hex
 from .beats import random_samples
 from .verilator import verilator_env
 
-__all__ = ["CORE_NAME", "CosimResult", "build_core", "run_cosim", "job_samples",
+__all__ = ["CORE_NAME", "CosimResult", "build_core", "build_verilog", "run_cosim", "job_samples",
            "default_build_root"]
 
 CORE_NAME = "dut"
@@ -86,41 +86,52 @@ def _locked(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _control_file(name: str) -> str:
+def _control_file(name: str, public: tuple = ()) -> str:
     # Only the ports are visible to cocotb; --public-flat-rw on everything is ~7x slower.
     return "`verilator_config\n" + "".join(
         f'public_flat_rw -module "{name}" -var "{pattern}"\n'
-        for pattern in ("clk", "rst", "s_axis__*", "m_axis__*"))
+        for pattern in ("clk", "rst", "s_axis__*", "m_axis__*", *public))
+
+
+def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
+                  waves: bool = False, public: tuple = ()):
+    """Verilate ``verilog`` (module ``top``, with the ROM module) once per text and flags,
+    cached under ``build_root/<label>-<hash>``; ports matching ``s_axis__*``, ``m_axis__*``
+    and ``public`` are visible to cocotb. Returns ``(build_dir, seconds)``."""
+    from cocotb_tools.runner import get_runner
+
+    os.environ.update(verilator_env())
+    rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
+    control = _control_file(top, public)
+    key = hashlib.sha256("\0".join([verilog, rom, control, *_BUILD_ARGS,
+                                     str(waves)]).encode())
+    build_dir = Path(build_root or default_build_root()).resolve() / \
+        f"{label}-{key.hexdigest()[:16]}"
+    start = time.perf_counter()
+    with _locked(build_dir.with_suffix(".lock")):
+        sources = build_dir / "src"
+        sources.mkdir(parents=True, exist_ok=True)
+        for file_name, text in ((f"{top}.v", verilog), (ROM_MODULE, rom),
+                                ("ports.vlt", control)):
+            if not (sources / file_name).exists() or (sources / file_name).read_text() != text:
+                (sources / file_name).write_text(text)
+        if not (build_dir / top).exists():
+            runner = get_runner("verilator")
+            runner.build(sources=[sources / f"{top}.v", sources / ROM_MODULE,
+                                  sources / "ports.vlt"],
+                         hdl_toplevel=top, build_dir=build_dir,
+                         build_args=list(_BUILD_ARGS), waves=waves,
+                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    return build_dir, time.perf_counter() - start
 
 
 def build_core(config, build_root=None, *, weight_storage: str = "file",
                waves: bool = False, **options):
     """Verilate the core for ``config`` (for ``file`` storage: its shape) with the core type's
     generator ``options`` (CPSN: ``arith``); returns ``(build_dir, seconds)``."""
-    from cocotb_tools.runner import get_runner
-
-    os.environ.update(verilator_env())
     verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage, **options)
-    rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
-    key = hashlib.sha256("\0".join([verilog, rom, *_BUILD_ARGS, str(waves)]).encode())
-    kind = core_type(config).neuron
-    build_dir = Path(build_root or default_build_root()).resolve() / f"{kind}-{key.hexdigest()[:16]}"
-    start = time.perf_counter()
-    with _locked(build_dir.with_suffix(".lock")):
-        sources = build_dir / "src"
-        sources.mkdir(parents=True, exist_ok=True)
-        for file_name, text in ((f"{CORE_NAME}.v", verilog), (ROM_MODULE, rom),
-                                ("ports.vlt", _control_file(CORE_NAME))):
-            if not (sources / file_name).exists() or (sources / file_name).read_text() != text:
-                (sources / file_name).write_text(text)
-        if not (build_dir / CORE_NAME).exists():
-            runner = get_runner("verilator")
-            runner.build(sources=[sources / f"{CORE_NAME}.v", sources / ROM_MODULE,
-                                  sources / "ports.vlt"],
-                         hdl_toplevel=CORE_NAME, build_dir=build_dir,
-                         build_args=list(_BUILD_ARGS), waves=waves,
-                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
-    return build_dir, time.perf_counter() - start
+    return build_verilog(CORE_NAME, verilog, core_type(config).neuron, build_root,
+                         waves=waves)
 
 
 def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
