@@ -6,17 +6,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.fixed import signed_width
 from ..golden.prf_int import round_shift
+from .adder_tree import tree_levels
 from .prf_config import PRFConfig
-from .prf_tables import TABLES, coefficient_field, digits_of, pack_tables, table_layout
+from .prf_tables import TABLES, coefficient_field, pack_tables, table_layout
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
-__all__ = ["PRFCore", "prf_latency", "drive_width", "WEIGHT_STORAGES"]
-
-def prf_latency(config: PRFConfig) -> int:
-    """Cycles from an input transfer to its output beat: tables, Δ·x, tile inputs, state
-    update (one stage with ``G = 1``, two with ``G >= 2`` channel groups)."""
-    return 4 if config.groups == 1 else 5
+__all__ = ["PRFCore", "prf_latency", "prf_loop_depth", "LOOP_STAGES", "drive_width",
+           "WEIGHT_STORAGES"]
 
 
 def drive_width(config: PRFConfig) -> int:
@@ -27,62 +24,88 @@ def drive_width(config: PRFConfig) -> int:
     return signed_width(-bound, bound)
 
 
-def _rounded(value, shift: int):
-    """:func:`round_shift` in hardware: add half an LSB, then an arithmetic right shift."""
-    if shift <= 0:
-        return value << -shift
-    return (value + (1 << (shift - 1))) >> shift
+def _product_terms(config: PRFConfig) -> int:
+    """Addends of one rounded coefficient product: the CSD digits (or the one multiply) and
+    the rounding constant."""
+    return (config.csd_terms if config.coef_mode == "shift_add" else 1) + 1
 
 
-class _Coefficients:
-    """A table word for the current beat: constants when ``C = L`` and baked, else a signal."""
+def LOOP_STAGES(config: PRFConfig) -> int:  # noqa: N802 (a per-target constant, by mode)
+    """``S``: registers in the state loop when channels are folded far enough (ECP5 choice:
+    one adder level per stage). The loop is: the state memory, its read register, the
+    product terms, then one register per adder level of the ``2m + 1`` (shift_add) or 3 (dsp)
+    addends of a state component; the last level writes the memory."""
+    addends = 2 * _product_terms(config) - 1
+    return 2 + tree_levels(addends)
 
-    def __init__(self, config: PRFConfig, table: str, word):
-        self.config, self.table, self.word = config, table, word
-        self.width, self.per_word = table_layout(config, table)
 
-    def element(self, index: int):
-        if isinstance(self.word, int):
-            code = (self.word >> (index * self.width)) & ((1 << self.width) - 1)
-            return code - (1 << self.width) if code >> (self.width - 1) else code
-        return self.word.word_select(index, self.width).as_signed()
+def prf_loop_depth(config: PRFConfig) -> int:
+    """Registers in the state recurrence (the beats between a group's read and write + 1).
 
-    def times(self, index: int, x):
-        """Exact ``coefficient · x`` (before rounding): a multiply in ``dsp``, shifts otherwise."""
-        if self.config.coef_mode == "dsp" or self.table == "v_th":
-            return self.element(index) * x
-        if isinstance(self.word, int):
-            value = self._constant_value(index)
-            terms = [(x << position) if sign > 0 else -(x << position)
-                     for sign, position in digits_of(self.config, self.table, value)]
-            return sum(terms[1:], terms[0]) if terms else Const(0, 1)
-        digit_width = 2 + self._position_width
-        field = self.word.word_select(index, self.width)
-        total = None
-        for n in range(self.config.csd_terms):
-            digit = field.word_select(n, digit_width)
-            sign = digit[self._position_width:].as_signed()
-            shifted = x << digit[:self._position_width]
-            term = Mux(sign == 0, 0, Mux(sign < 0, -shifted, shifted))
-            total = term if total is None else total + term
-        return total
+    ``G = 1``: 1 (the state is one register, updated in one cycle). ``G >= 2``:
+    ``min(S, G + 1)`` with ``S = LOOP_STAGES(config)``: a group's next beat comes ``G`` beats
+    later, so up to ``G`` registers cost nothing, and ``G + 1`` with a read that is
+    transparent to the write in the same cycle. The core never waits: with fewer groups the
+    loop is shorter (and slower), see ``docs/prf_fixed_point.md`` §8."""
+    if config.groups == 1:
+        return 1
+    return min(LOOP_STAGES(config), config.groups + 1)
 
-    @property
-    def _position_width(self) -> int:
-        width, _ = coefficient_field(self.config, self.table)
-        return max(1, (width - 1).bit_length())
 
-    def _constant_value(self, index: int) -> int:
-        """The signed value behind a baked ``shift_add`` element (undo the digit packing)."""
-        digit_width = 2 + self._position_width
-        code = (self.word >> (index * self.width)) & ((1 << self.width) - 1)
-        value = 0
-        for n in range(self.config.csd_terms):
-            digit = (code >> (n * digit_width)) & ((1 << digit_width) - 1)
-            sign = digit >> self._position_width
-            position = digit & ((1 << self._position_width) - 1)
-            value += {0: 0, 1: 1, 3: -1}[sign] << position
-        return value
+def _stage_plan(config: PRFConfig) -> dict:
+    """Pipeline stage (cycles after the input transfer) of each step of the datapath."""
+    drive = 3 + tree_levels(_product_terms(config))  # ROM, decode, terms, one level/stage
+    inputs = drive
+    if config.time_parallelism > 1:  # Λ^lag ⊗ drive, then Σ over the lags
+        inputs = drive + 1 + tree_levels(_product_terms(config)) \
+            + tree_levels(config.time_parallelism)
+    entry = inputs + 1  # the loop's first register (state, its addends' constants)
+    depth = prf_loop_depth(config)
+    out = entry + 1 if config.groups == 1 else entry + depth - 1
+    return {"drive": drive, "inputs": inputs, "entry": entry, "depth": depth, "out": out}
+
+
+def prf_latency(config: PRFConfig) -> int:
+    """Cycles from an input transfer to its output beat (at full rate, no backpressure):
+    tables (1), coefficient decode (1), Δ·x addends (1), one cycle per adder level of the
+    drive, for P > 1 the input products and their sum, the loop entry (1), then the state
+    loop (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1)."""
+    return _stage_plan(config)["out"]
+
+
+def _extend(value, width: int):
+    """``value`` (signed) as ``width`` bits, two's complement (sign-extended or truncated)."""
+    value = value.as_signed()
+    if len(value) >= width:
+        return value[:width]
+    return Cat(value, value[-1].replicate(width - len(value)))
+
+
+def _shifted(value, position: int, width: int):
+    """``(value << position) mod 2^width`` of a signed value."""
+    if position >= width:
+        return Const(0, width)
+    return Cat(Const(0, position), _extend(value, width - position)) if position else \
+        _extend(value, width)
+
+
+def _select(candidates, index):
+    """``candidates[index]`` as a binary mux tree (index bits from the LSB)."""
+    level, bit = list(candidates), 0
+    while len(level) > 1:
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
+class _Digit:
+    """One CSD digit slot of a coefficient, decoded for the datapath: ``positions`` (every
+    bit position the slot can take), ``index`` into them, ``neg`` and ``en`` (Python ints
+    when constant)."""
+
+    def __init__(self, positions, index, neg, en):
+        self.positions, self.index, self.neg, self.en = positions, index, neg, en
 
 
 class PRFCore(wiring.Component):
@@ -92,19 +115,22 @@ class PRFCore(wiring.Component):
     the drive ``R(Δ·x)``, the tile's input parts ``Σ R(Λ^lag ⊗ drive)`` (every product rounded
     on its own, so the parallel evaluation is bit-exact), and the outputs
     ``R(Λ^(j+1) ⊗ s) + input_j`` from the tile's start state ``s``. Only the state update is
-    sequential, once per tile. With ``C = L`` the state is a register and the update one
-    stage. With ``G = C/L ≥ 2`` channel groups each group's state is a memory word and the
-    update two stages (the exact products ``Λ^(j+1) ⊗ s``, then round and add): the next beat
-    of a group comes ``G`` beats later, when the word is written (``G ≥ 3``) or being written
-    (``G = 2``: the read is transparent to the write). The first tile of every sample starts
-    from zero state; ``tlast`` marks the final beat of a sample.
+    sequential, once per tile, and only output ``P − 1`` feeds back.
 
-    ``coef_mode='dsp'`` multiplies; ``'shift_add'`` forms every product from the coefficient's
-    canonical signed digits (no multiplier anywhere).
+    The state loop is C-slow (``docs/prf_fixed_point.md`` §8): with ``G = C/L ≥ 2`` channel
+    groups each group's state is a memory word, and the update of a word is pipelined over
+    :func:`prf_loop_depth` registers (memory, read register, the product addends, the adder
+    levels), up to ``min(S, G + 1)``: a group's next beat comes ``G`` beats later. With ``G = 1``
+    the state is a register updated in one cycle. Every product is formed as exact addends —
+    ``shift_add``: one shifted, conditionally inverted copy of the operand per CSD digit, the
+    shift chosen among the bit positions the table actually uses (every position when tables
+    are read from files), the two's complement ``+1`` and the rounding constant folded into
+    one addend with the tile's input part — and summed once, then the state bits are taken
+    above the ``coef_frac_bits`` fraction (``R(p) + in = (p + 2^(f−1) + in·2^f) >> f``).
+    ``dsp``: the same with one multiply per product.
 
-    Latency: :func:`prf_latency` (4 cycles with ``G = 1``, 5 with ``G ≥ 2``). Throughput: one
-    beat (``L·P`` neuron-steps) per clock for every ``G``, full backpressure
-    (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
+    Latency: :func:`prf_latency`. Throughput: one beat (``L·P`` neuron-steps) per clock for
+    every ``G``, full backpressure (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
 
     Members:
         s_axis: input tiles; element ``(step j, lane l)`` at ``[(j·L + l)·W, …+W)``, signed.
@@ -127,8 +153,49 @@ class PRFCore(wiring.Component):
             "m_axis": Out(AXIStreamSignature(elements, user_width=user_width)),
         })
 
+    # -- pipeline helpers -------------------------------------------------------------------
+
+    def _reg(self, value, name, *, shape=None, reset_less=True):
+        """``value`` one stage later (registered when the pipeline advances)."""
+        if isinstance(value, int):
+            return value
+        register = Signal(shape if shape is not None else len(value), name=name,
+                          reset_less=reset_less)
+        with self._m.If(self._advance):
+            self._m.d.sync += register.eq(value)
+        return register
+
+    def _delay(self, value, cycles, name, **kwargs):
+        for n in range(cycles):
+            value = self._reg(value, f"{name}_d{n}", **kwargs)
+        return value
+
+    def _tree(self, terms, width, levels_per_stage, name, stages=None):
+        """``Σ terms mod 2^width`` as a binary tree, registered after every
+        ``levels_per_stage`` levels (``stages``: a list of level counts per stage instead);
+        the last stage is left combinational."""
+        levels = tree_levels(len(terms))
+        if stages is None:
+            stages, left = [], levels
+            while left > 0:
+                stages.append(min(levels_per_stage, left))
+                left -= stages[-1]
+        level, done = list(terms), 0
+        for s, count in enumerate(stages):
+            for _ in range(count):
+                level = [(level[i] + level[i + 1])[:width] if i + 1 < len(level) else level[i]
+                         for i in range(0, len(level), 2)]
+            done += count
+            if s < len(stages) - 1:
+                level = [self._reg(v, f"{name}_s{s}_{i}", shape=width)
+                         for i, v in enumerate(level)]
+        assert done == levels and len(level) == 1
+        return level[0]
+
+    # -- coefficients -----------------------------------------------------------------------
+
     def _table_word(self, m, table, fire, group):
-        """The table word for the incoming beat, one cycle later (aligned with stage 1)."""
+        """The table word for the incoming beat, one cycle later (stage 1)."""
         width, per_word = table_layout(self.config, table)
         words = pack_tables(self.config)[table]
         if self.weight_storage == "baked" and self.config.groups == 1:
@@ -139,24 +206,139 @@ class PRFCore(wiring.Component):
         m.d.comb += [rom.addr.eq(group), rom.en.eq(fire)]
         return rom.data
 
-    @staticmethod
-    def _carry(m, advance, word, name, *, reset_less=False):
-        """Move a table word one stage down the pipeline (constants need no register).
-        ``reset_less``: a pure datapath register (no reset fan-out)."""
+    def _field(self, word, table, index):
+        width, _ = table_layout(self.config, table)
         if isinstance(word, int):
-            return word
-        register = Signal(len(word), name=name, reset_less=reset_less)
-        with m.If(advance):
-            m.d.sync += register.eq(word)
-        return register
+            return (word >> (index * width)) & ((1 << width) - 1)
+        return word.word_select(index, width)
+
+    def _decode(self, word, table, index, name):
+        """Element ``index`` of a table word (stage s), decoded and registered (stage s + 1).
+
+        ``dsp``: the signed value. ``shift_add``: a list of :class:`_Digit`, one per slot."""
+        cfg = self.config
+        field = self._field(word, table, index)
+        width, _ = table_layout(cfg, table)
+        if cfg.coef_mode == "dsp":
+            if isinstance(field, int):
+                return field - (1 << width) if field >> (width - 1) else field
+            return self._reg(field.as_signed(), name, shape=signed(width))
+        integer_width, _ = coefficient_field(cfg, table)
+        position_width = max(1, (integer_width - 1).bit_length())
+        digit_width = 2 + position_width
+        words = pack_tables(cfg)[table]
+        digits = []
+        for n in range(cfg.csd_terms):
+            def unpack(code):
+                digit = (code >> (n * digit_width)) & ((1 << digit_width) - 1)
+                return digit >> position_width, digit & ((1 << position_width) - 1)
+            if isinstance(field, int):
+                sign, position = unpack(field)
+                digits.append(_Digit([position], 0, int(sign == 3), int(sign != 0)))
+                continue
+            if self.weight_storage == "baked":
+                used = sorted({unpack(self._field(w, table, index))[1] for w in words
+                               if unpack(self._field(w, table, index))[0]})
+            else:
+                used = list(range(integer_width))
+            if not used:  # a slot no word of a baked table uses
+                digits.append(_Digit([0], 0, 0, 0))
+                continue
+            digit = field.word_select(n, digit_width)
+            sign, position = digit[position_width:], digit[:position_width]
+            selected = 0
+            if len(used) > 1:
+                index_signal = Signal(range(len(used)), name=f"{name}_n{n}_index")
+                with self._m.Switch(position):
+                    for k, p in enumerate(used):
+                        with self._m.Case(p):
+                            self._m.d.comb += index_signal.eq(k)
+                selected = self._reg(index_signal, f"{name}_n{n}_idx")
+            digits.append(_Digit(used, selected, self._reg(sign == 3, f"{name}_n{n}_neg"),
+                                 self._reg(sign != 0, f"{name}_n{n}_en")))
+        return digits
+
+    def _delay_coef(self, coef, cycles, name, *, gate=None):
+        """A decoded coefficient ``cycles`` stages later. ``gate``: a signal of the stage
+        before the result; the coefficient is zero where it is set (``cycles >= 1``)."""
+        plain = cycles - (gate is not None)
+        if self.config.coef_mode == "dsp":
+            if isinstance(coef, int):
+                return coef
+            value = self._delay(coef, plain, name, shape=signed(len(coef)))
+            if gate is not None:
+                value = self._reg(Mux(gate, 0, value), f"{name}_g", shape=signed(len(coef)))
+            return value
+        out = []
+        for n, d in enumerate(coef):
+            index, neg, en = (self._delay(v, plain, f"{name}_n{n}_{k}")
+                              for k, v in (("idx", d.index), ("neg", d.neg), ("en", d.en)))
+            if gate is not None:
+                index = self._reg(index, f"{name}_n{n}_idx_g")
+                neg = self._reg(neg, f"{name}_n{n}_neg_g")
+                en = self._reg((Const(en, 1) if isinstance(en, int) else en) & ~gate,
+                               f"{name}_n{n}_en_g")
+            out.append(_Digit(d.positions, index, neg, en))
+        return out
+
+    def _addends(self, coef, operand, width, shift=0, *, negate=False):
+        """Exact ``±coef · operand · 2^shift`` as addends mod ``2^width`` (combinational), and
+        the two's complement ``+1`` corrections they need (a list of bits or ints)."""
+        if self.config.coef_mode == "dsp":
+            if isinstance(coef, int):
+                value = -coef if negate else coef
+                constant = Const(value, signed(max(2, abs(value).bit_length() + 1)))
+                return [_shifted(constant * operand, shift, width)], []
+            product = _shifted(coef * operand, shift, width)
+            return ([~product, ], [1]) if negate else ([product], [])
+        terms, corrections = [], []
+        for d in coef:
+            if isinstance(d.en, int) and not d.en:
+                continue
+            candidates = [_shifted(operand, p + shift, width) for p in d.positions]
+            value = candidates[d.index] if isinstance(d.index, int) else \
+                _select(candidates, d.index)
+            neg = d.neg
+            if negate:
+                neg = (1 - neg) if isinstance(neg, int) else ~neg
+            if isinstance(neg, int):
+                value = ~value if neg else value
+            else:
+                value = value ^ neg.replicate(width)
+            correction = neg
+            if not isinstance(d.en, int):
+                value = value & d.en.replicate(width)
+                correction = (d.en & neg) if not isinstance(neg, int) else (d.en if neg else 0)
+            terms.append(value[:width])
+            if not (isinstance(correction, int) and correction == 0):
+                corrections.append(correction)
+        return terms, corrections
+
+    def _constant(self, high, corrections, low_bits, width):
+        """The constant addend ``high·2^low_bits + 2^(low_bits−1) + Σ corrections`` mod
+        ``2^width`` (``low_bits = 0``: no rounding half); ``high`` a signed value or int."""
+        half = (1 << (low_bits - 1)) if low_bits > 0 else 0
+        fixed = half + sum(c for c in corrections if isinstance(c, int))
+        bits = [c for c in corrections if not isinstance(c, int)]
+        low = Const(fixed, max(1, low_bits + 1))
+        for b in bits:
+            low = low + b
+        if isinstance(high, int):
+            return (Const(high << low_bits, signed(width + 1)) + low)[:width]
+        if low_bits and fixed + len(bits) < (1 << low_bits):  # no carry into the high part
+            return Cat(low[:low_bits], _extend(high, width - low_bits))[:width]
+        return (_shifted(high, low_bits, width) + low)[:width]
+
+    # -- the core ---------------------------------------------------------------------------
 
     def elaborate(self, platform):
         cfg = self.config
         lanes, steps, width = cfg.lanes, cfg.time_parallelism, cfg.input_width
         frac, state_width = cfg.coef_frac_bits, cfg.state_width
-        m = Module()
-
-        out_valid, advance, fire = Signal(), Signal(), Signal()
+        plan = _stage_plan(cfg)
+        m = self._m = Module()
+        self._advance = advance = Signal()
+        out_valid, fire = Signal(), Signal()
         m.d.comb += [
             advance.eq(~out_valid | self.m_axis.tready),
             self.s_axis.tready.eq(advance),
@@ -174,9 +356,8 @@ class PRFCore(wiring.Component):
             with m.Else():
                 m.d.sync += group.eq(group + 1)
 
-        # Stage 1: the tile, its position and its table words.
-        # Pure datapath registers (the tile, drives, input parts, membranes, table words) have
-        # no reset: only the valid, first, last and group bits and the state say what counts.
+        # Stage 1: the tile, its position and its table words. Datapath registers have no
+        # reset: only the valid bit and the state say what counts.
         tile = Signal(len(self.s_axis.tdata), reset_less=True)
         first1, last1, group1, valid1 = Signal(), Signal(), Signal(range(cfg.groups)), Signal()
         with m.If(fire):
@@ -185,133 +366,180 @@ class PRFCore(wiring.Component):
         with m.If(advance):
             m.d.sync += valid1.eq(fire)
         words1 = {t: self._table_word(m, t, fire, group) for t in TABLES}
+        control = {"first": [None, first1], "last": [None, last1], "group": [None, group1],
+                   "valid": [None, valid1]}
 
-        # Stage 2: drive = R(Δ·x) on the state grid.
-        delta = _Coefficients(cfg, "delta", words1["delta"])
-        drive_bits = drive_width(cfg)
-        drive = [[Signal(signed(drive_bits), name=f"drive_l{l}_j{j}", reset_less=True)
-                  for j in range(steps)] for l in range(lanes)]
-        for l in range(lanes):
-            for j in range(steps):
-                x = tile.word_select(j * lanes + l, width).as_signed()
-                with m.If(advance):
-                    m.d.sync += drive[l][j].eq(_rounded(delta.times(l, x), cfg.input_shift))
-        first2, last2, group2, valid2 = (self._carry(m, advance, s, f"{s.name}_s2")
-                                         for s in (first1, last1, group1, valid1))
-        powers2 = self._carry(m, advance, words1["powers"], "powers_s2", reset_less=True)
-        v_th2 = self._carry(m, advance, words1["v_th"], "v_th_s2", reset_less=True)
+        def control_at(name, stage):
+            """A control signal (valid, first, last, group) of the beat at ``stage``."""
+            chain = control[name]
+            while len(chain) <= stage:
+                chain.append(self._reg(chain[-1], f"{name}_s{len(chain)}",
+                                       shape=len(chain[-1]), reset_less=(name != "valid")))
+            return chain[stage]
 
-        # Stage 3: the tile's input parts, Σ_{lag<=j} R(Λ^lag ⊗ drive[j−lag]).
-        powers = _Coefficients(cfg, "powers", powers2)
+        # Stage 2: the tile and the decoded coefficients (Δ, Λ^n).
+        tile2 = self._reg(tile, "tile_s2")
 
         def power(lane, n, part):  # element index of Λ^n's real (0) or imaginary (1) part
             return (lane * steps + n - 1) * 2 + part
 
-        input_u = [[Signal(signed(state_width), name=f"input_u_l{l}_j{j}", reset_less=True)
-                    for j in range(steps)] for l in range(lanes)]
-        input_r = [[Signal(signed(state_width), name=f"input_r_l{l}_j{j}", reset_less=True)
-                    for j in range(steps)] for l in range(lanes)]
+        delta2 = [self._decode(words1["delta"], "delta", l, f"delta_l{l}")
+                  for l in range(lanes)]
+        powers2 = {(l, n, part): self._decode(words1["powers"], "powers", power(l, n, part),
+                                              f"pow_l{l}_n{n}_{'ri'[part]}")
+                   for l in range(lanes) for n in range(1, steps + 1) for part in (0, 1)}
+        v_th2 = self._reg(words1["v_th"], "v_th_s2")
+        product_terms = _product_terms(cfg)
+
+        def rounded_product(coef, operand, modulus, shift, low_bits, name):
+            """``R(coef · operand)`` pipelined: addends registered, one adder level per
+            stage, the result registered (``modulus`` bits, result above ``low_bits``)."""
+            terms, corrections = self._addends(coef, operand, modulus, shift)
+            terms = [self._reg(t, f"{name}_t{i}", shape=modulus) for i, t in enumerate(terms)]
+            terms.append(self._reg(self._constant(0, corrections, low_bits, modulus),
+                                   f"{name}_k", shape=modulus))
+            terms += [Const(0, modulus)] * (product_terms - len(terms))
+            return self._tree(terms, modulus, 1, name)[low_bits:]
+
+        # Stages 3 … plan["drive"]: drive = R_k(Δ·x) on the state grid.
+        drive_bits = drive_width(cfg)
+        k = cfg.input_shift
+        drive = [[None] * steps for _ in range(lanes)]
         for l in range(lanes):
             for j in range(steps):
-                total_u, total_r = drive[l][j], Const(0, 1)
-                for lag in range(1, j + 1):
-                    source = drive[l][j - lag]
-                    total_u = total_u + _rounded(powers.times(power(l, lag, 0), source), frac)
-                    total_r = total_r + _rounded(powers.times(power(l, lag, 1), source), frac)
-                with m.If(advance):
-                    m.d.sync += [input_u[l][j].eq(total_u), input_r[l][j].eq(total_r)]
-        first3, last3, group3, valid3 = (self._carry(m, advance, s, f"{s.name[:-3]}_s3")
-                                         for s in (first2, last2, group2, valid2))
-        v_th3 = self._carry(m, advance, v_th2, "v_th_s3", reset_less=True)
+                x = tile2.word_select(j * lanes + l, width).as_signed()
+                value = rounded_product(delta2[l], x, max(k, 0) + drive_bits, max(-k, 0),
+                                        max(k, 0), f"drive_l{l}_j{j}")
+                drive[l][j] = self._reg(value.as_signed(), f"drive_l{l}_j{j}",
+                                        shape=signed(drive_bits))
+        stage = plan["drive"]
 
-        # State of the tile's channels: read as the beat enters stage 3, written as it leaves
-        # the state update. With G = 1 the next beat needs the state a cycle later, so the
-        # update is one stage; with G >= 2 it takes two (pipelined, see prf_latency).
-        pipelined = cfg.groups > 1
+        # Input parts: input_j = drive_j + Σ_{lag=1..j} R(Λ^lag ⊗ drive_{j−lag}), each product
+        # rounded on its own.
+        product_width = frac + state_width
+        input_u = [[None] * steps for _ in range(lanes)]
+        input_r = [[None] * steps for _ in range(lanes)]
+        if steps == 1:
+            for l in range(lanes):
+                input_u[l][0], input_r[l][0] = drive[l][0], 0
+        else:
+            rounded = {}
+            for l in range(lanes):
+                for lag in range(1, steps):
+                    for part in (0, 1):
+                        coef = self._delay_coef(powers2[(l, lag, part)], stage - 2,
+                                                f"in_pow_l{l}_n{lag}_{'ri'[part]}")
+                        for j in range(lag, steps):
+                            name = f"inp_l{l}_j{j}_lag{lag}_{'ur'[part]}"
+                            value = rounded_product(coef, drive[l][j - lag], product_width, 0,
+                                                    frac, name)
+                            rounded[(l, j, lag, part)] = self._reg(
+                                value.as_signed(), name, shape=signed(state_width))
+            for l in range(lanes):
+                for j in range(steps):
+                    late = self._delay(drive[l][j], 1 + tree_levels(product_terms),
+                                       f"drive_l{l}_j{j}_late", shape=signed(drive_bits))
+                    for part, target in ((0, input_u), (1, input_r)):
+                        terms = [rounded[(l, j, lag, part)] for lag in range(1, j + 1)]
+                        terms = [_extend(t, state_width)
+                                 for t in ([late] if part == 0 else []) + terms]
+                        terms += [Const(0, state_width)] * (steps - len(terms))
+                        name = f"input_{'ur'[part]}_l{l}_j{j}"
+                        target[l][j] = self._reg(
+                            self._tree(terms, state_width, 1, name).as_signed(), name,
+                            shape=signed(state_width))
+        stage = plan["inputs"]
+
+        # The state loop. At its entry E: the tile's start state s (the read register, or
+        # the state register with G = 1), the decoded Λ^(j+1) (zeroed for a sample's first
+        # tile, whose start state is zero) and the input parts, off the loop.
+        entry, depth = plan["entry"], plan["depth"]
         state_bits = 2 * state_width * lanes
         new_state = Signal(state_bits)
-        if not pipelined:
+        if cfg.groups == 1:
             stored = Signal(state_bits)
-            with m.If(valid3 & advance):
+            with m.If(control_at("valid", entry) & advance):
                 m.d.sync += stored.eq(new_state)
-            start = Mux(first3, 0, stored)
-            powers3 = self._carry(m, advance, powers2, "powers_s3", reset_less=True)
+            start = Mux(control_at("first", entry), 0, stored)
+            gate = None
+            segments = 1
         else:
             m.submodules.state = state = memory.Memory(shape=state_bits, depth=cfg.groups,
                                                        init=[])
             write = state.write_port()
-            # Beats of a group are G apart and a stage holds one beat, so a beat leaving stage 2
-            # (its read) trails the previous beat of its group by >= G stages: with G >= 3
-            # that beat has left stage 4 (its write); with G = 2 it may be leaving it now.
-            read = state.read_port(transparent_for=(write,) if cfg.groups == 2 else ())
-            m.d.comb += [read.addr.eq(group2), read.en.eq(advance)]
-            # A sample's first tile multiplies the word by zero coefficients instead of
-            # selecting zero state: the select sits a stage early, off the update loop.
+            # A group's next beat trails this one by >= G stages: its read (address at
+            # E − 1) comes after this beat's write (at E + depth − 2) when depth <= G, or in
+            # the same cycle when depth = G + 1 (then the read is transparent to the write).
+            read = state.read_port(transparent_for=(write,) if depth == cfg.groups + 1 else ())
+            m.d.comb += [read.addr.eq(control_at("group", entry - 1)), read.en.eq(advance)]
             start = read.data
-            powers3 = self._carry(m, advance, Mux(first2, 0, powers2), "powers_s3",
-                                  reset_less=True)
+            gate = control_at("first", entry - 1)
+            segments = depth - 1
+        # The work (addend formation, then each adder level) spread over the segments
+        # between the loop's registers; extra levels go to the middle segments first.
+        levels = tree_levels(2 * product_terms - 1)
+        per_segment = [1] * segments
+        order = list(range(1, segments)) + [0]
+        for n in range(1 + levels - segments):
+            per_segment[order[n % len(order)]] += 1
+        tree_stages = [per_segment[0] - 1] + per_segment[1:]
 
-        # u_j = R(Λ^(j+1) ⊗ s) + input_j; the last one is the next state. Stage 3 forms the
-        # exact products of Λ^(j+1) = a + ib with s = u0 + i·r0: a·u0, b·r0, b·u0, a·r0.
-        feedback = _Coefficients(cfg, "powers", powers3)
-        products, inputs = [], []
+        membranes, ends = {}, []
         for l in range(lanes):
             u0 = start.word_select(2 * l, state_width).as_signed()
             r0 = start.word_select(2 * l + 1, state_width).as_signed()
             for j in range(steps):
-                re, im = power(l, j + 1, 0), power(l, j + 1, 1)
-                products.append([feedback.times(re, u0), feedback.times(im, r0),
-                                 feedback.times(im, u0), feedback.times(re, r0)])
-                inputs.append([input_u[l][j], input_r[l][j]])
-        last_s, group_s, valid_s, v_th_s = last3, group3, valid3, v_th3
-        if pipelined:
-            # Stage 4: the products, exact in state_product_width bits (it holds (|a| + |b|)·B,
-            # more than any one of them), and the input parts beside them.
-            def stage4(value, name, shape):
-                register = Signal(shape, name=name, reset_less=True)
-                with m.If(advance):
-                    m.d.sync += register.eq(value)
-                return register
-
-            product_shape = signed(cfg.state_product_width)
-            products = [[stage4(p, f"product{k}_l{i // steps}_j{i % steps}", product_shape)
-                         for k, p in enumerate(terms)] for i, terms in enumerate(products)]
-            inputs = [[stage4(x, f"{x.name}_s4", signed(state_width)) for x in pair]
-                      for pair in inputs]
-            last_s, group_s, valid_s = (self._carry(m, advance, s, f"{s.name[:-3]}_s4")
-                                        for s in (last3, group3, valid3))
-            v_th_s = self._carry(m, advance, v_th3, "v_th_s4", reset_less=True)
-            m.d.comb += [write.addr.eq(group_s), write.en.eq(valid_s & advance),
+                a = self._delay_coef(powers2[(l, j + 1, 0)], entry - 2,
+                                     f"st_pow_l{l}_n{j + 1}_r", gate=gate)
+                b = self._delay_coef(powers2[(l, j + 1, 1)], entry - 2,
+                                     f"st_pow_l{l}_n{j + 1}_i", gate=gate)
+                values = []
+                for part, pairs in ((0, ((a, u0, False), (b, r0, True))),
+                                    (1, ((b, u0, False), (a, r0, False)))):
+                    name = f"st_l{l}_j{j}_{'ur'[part]}"
+                    terms, corrections = [], []
+                    for coef, operand, negate in pairs:
+                        t, c = self._addends(coef, operand, product_width, negate=negate)
+                        terms += t
+                        corrections += c
+                    source = (input_u, input_r)[part][l][j]
+                    if not isinstance(source, int):
+                        source = self._delay(source, entry - stage, f"{name}_in",
+                                             shape=signed(state_width))
+                    terms.append(self._constant(source, corrections, frac, product_width))
+                    terms += [Const(0, product_width)] * (2 * product_terms - 1 - len(terms))
+                    total = self._tree(terms, product_width, 1, name, stages=tree_stages)
+                    values.append(total[frac:].as_signed())
+                u, r = values
+                membranes[(l, j)] = self._reg(u, f"u_l{l}_j{j}", shape=signed(state_width))
+                if j == steps - 1:
+                    ends += [u, r]
+        m.d.comb += new_state.eq(Cat(ends))
+        if cfg.groups > 1:
+            write_stage = entry + depth - 2
+            m.d.comb += [write.addr.eq(control_at("group", write_stage)),
+                         write.en.eq(control_at("valid", write_stage) & advance),
                          write.data.eq(new_state)]
 
-        # Output stage: the membranes, and the state the last step leaves.
-        membrane = [[Signal(signed(state_width), name=f"u_l{l}_j{j}", reset_less=True)
-                     for j in range(steps)] for l in range(lanes)]
-        ends = []
-        for i, ((a_u, b_r, b_u, a_r), (in_u, in_r)) in enumerate(zip(products, inputs)):
-            l, j = divmod(i, steps)
-            u = Signal(signed(state_width), name=f"next_u_l{l}_j{j}")
-            r = Signal(signed(state_width), name=f"next_r_l{l}_j{j}")
-            m.d.comb += [u.eq(_rounded(a_u - b_r, frac) + in_u),
-                         r.eq(_rounded(b_u + a_r, frac) + in_r)]
-            with m.If(advance):
-                m.d.sync += membrane[l][j].eq(u)
-            if j == steps - 1:
-                ends += [u, r]
-        m.d.comb += new_state.eq(Cat(ends))
-        last_out, valid_out = (self._carry(m, advance, s, f"{s.name[:-3]}_out")
-                               for s in (last_s, valid_s))
-        v_th_out = _Coefficients(cfg, "v_th", self._carry(m, advance, v_th_s, "v_th_out",
-                                                        reset_less=True))
+        out = plan["out"]
+        last_out, valid_out = control_at("last", out), control_at("valid", out)
+        v_th_out = self._delay(v_th2, out - 2, "v_th")
+        th_width, _ = table_layout(cfg, "v_th")
+
+        def threshold(l):
+            if isinstance(v_th_out, int):
+                code = (v_th_out >> (l * th_width)) & ((1 << th_width) - 1)
+                return code - (1 << th_width) if code >> (th_width - 1) else code
+            return v_th_out.word_select(l, th_width).as_signed()
 
         m.d.comb += [
             out_valid.eq(valid_out),
             self.m_axis.tvalid.eq(valid_out),
             self.m_axis.tlast.eq(last_out),
-            self.m_axis.tdata.eq(Cat(membrane[l][j] >= v_th_out.element(l)
+            self.m_axis.tdata.eq(Cat(membranes[(l, j)] >= threshold(l)
                                      for j in range(steps) for l in range(lanes))),
         ]
         if cfg.membrane_out:
-            m.d.comb += self.m_axis.tuser.eq(Cat(membrane[l][j] for j in range(steps)
+            m.d.comb += self.m_axis.tuser.eq(Cat(membranes[(l, j)] for j in range(steps)
                                                  for l in range(lanes)))
         return m
