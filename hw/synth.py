@@ -22,6 +22,7 @@ placed design, harness included.
 
 import dataclasses
 import functools
+import hashlib
 import json
 import operator
 import re
@@ -187,6 +188,13 @@ def load_core_dir(directory) -> tuple[dict, dict[str, str]]:
     missing = [f for f in description["files"] if not (directory / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{path.name} lists files missing from {directory}: {missing}")
+    # A report must describe exactly the files it measured: every file still has the sha256
+    # that `generate` recorded (a stale description beside new Verilog is refused).
+    for name, digest in description["files"].items():
+        if hashlib.sha256((directory / name).read_bytes()).hexdigest() != digest:
+            raise ValueError(f"{directory / name} does not match its sha256 in {path.name} "
+                             f"(edited, or left from another generation); generate the "
+                             f"directory again")
     return description, {f: (directory / f).read_text() for f in description["files"]}
 
 
@@ -440,5 +448,13 @@ def synth_core_dir(core_dir, target_name: str, out_dir, **options) -> dict:
     per_cycle = report["core"].get("neuron_steps_per_cycle")
     report["neuron_steps_per_s"] = (report["fmax_mhz"] * 1e6 * per_cycle
                                     if report.get("fmax_mhz") and per_cycle else None)
+    if description.get("format") == "spikeforge-network":
+        cycles = description["cycles_per_sample"]["typical"]
+        fmax = report.get("fmax_mhz")
+        report["network"] = {
+            "cycles_per_sample": cycles, "steps_per_sample": description["steps_per_sample"],
+            "us_per_sample": cycles / fmax if fmax else None,
+            "samples_per_s": fmax * 1e6 / cycles if fmax else None,
+            "stages": {stage["name"]: stage["kind"] for stage in description["stages"]}}
     Path(out_dir, REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -57,32 +57,59 @@ def main():
               help="Directory for the Verilog, .hex tables and the core description.")
 @click.option("--name", default=None, help="Verilog module name (default: <neuron>_core).")
 @click.option("--weights", "weight_storage", type=click.Choice(["baked", "file"]),
-              default="baked", show_default=True,
+              default=None,
               help="Tables as ROM contents in the Verilog, or read with $readmemh from the "
-                   ".hex files (INIT_FILE parameters) so they change without regenerating.")
+                   ".hex files (INIT_FILE parameters) so they change without regenerating "
+                   "[default: baked for --config, file for --from].")
 @click.option("--arith", type=click.Choice(ARITHS), default="shift_add",
               show_default=True,
               help="shift_add: the multiplication-free datapath; multiply: the baseline with a "
                    "real multiplier per tap (same results), for comparison.")
-def generate(config_path, export_dir, out_dir, name, weight_storage, arith):
+@click.option("--cores", "per_core", is_flag=True,
+              help="With --from: one core per neuron layer in OUT/<layer> instead of the "
+                   "whole-network accelerator.")
+@click.option("--macs", default=16, show_default=True, type=click.IntRange(min=1),
+              help="With --from: multipliers of the first synapse engine.")
+@click.option("--spike-parallel", default=64, show_default=True, type=click.IntRange(min=1),
+              help="With --from: accumulators of each spike-input synapse engine.")
+@click.option("--fifo-depth", default=4, show_default=True, type=click.IntRange(min=0),
+              help="With --from: places of each FIFO between two stages.")
+def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_core, macs,
+             spike_parallel, fifo_depth):
     """Write a core's Verilog, weight tables and JSON description (CPSN or PRF), or with
-    --from one core per neuron layer of an exported network."""
+    --from the whole network as one accelerator (OUT/network.v, module spikeforge_network)."""
     from ..hw.generate import generate_core
 
     if (config_path is None) == (export_dir is None):
         _fail("give either --config (one core) or --from (an export directory)")
     if export_dir is not None:
         from .export import ExportError
-        from .network import generate_from
 
-        click.echo(f"generating the cores of {export_dir}:")
+        if per_core:
+            from .network import generate_from
+
+            click.echo(f"generating the cores of {export_dir}:")
+            try:
+                descriptions = generate_from(export_dir, out_dir, arith=arith, log=click.echo)
+            except (ExportError, ValueError) as exc:
+                _fail(str(exc))
+            click.echo(f"wrote {len(descriptions)} cores to {out_dir} (tables read through "
+                       f"$readmemh from the exported .hex files)")
+            return
+        from .accelerator import generate_network_from, network_rows
+
+        click.echo(f"generating the accelerator of {export_dir}:")
         try:
-            descriptions = generate_from(export_dir, out_dir, arith=arith, log=click.echo)
+            description = generate_network_from(
+                export_dir, out_dir, weight_storage=weight_storage or "file", arith=arith,
+                macs=macs, spike_parallel=spike_parallel, fifo_depth=fifo_depth)
         except (ExportError, ValueError) as exc:
             _fail(str(exc))
-        click.echo(f"wrote {len(descriptions)} cores to {out_dir} (tables read through "
-                   f"$readmemh from the exported .hex files)")
+        click.echo(table(network_rows(description)))
+        click.echo(f"wrote {len(description['files']) + 1} files to {out_dir}: network.v "
+                   f"(module {description['name']}), network.json and the tables")
         return
+    weight_storage = weight_storage or "baked"
     config = _load(config_path)
     try:
         description = generate_core(config, out_dir, name=name, weight_storage=weight_storage,
@@ -104,15 +131,35 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith):
     ]))
 
 
+class _Samples(click.ParamType):
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value is None or value == "all":
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a number nor 'all'", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is below 1", param, ctx)
+        return number
+
+
 @main.command()
+@click.argument("network_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Core configuration (JSON).")
 @click.option("--from", "export_dir", type=click.Path(file_okay=False),
-              help="An export directory (`spikeforge export`): every core is fed the integer "
-                   "inputs the integer model records on --samples test samples.")
+              help="An export directory (`spikeforge export`): the whole network as one "
+                   "accelerator on --samples test samples (with --cores: every core on the "
+                   "integer inputs the integer model records).")
+@click.option("--cores", "per_core", is_flag=True,
+              help="With --from: verify each core on its own instead of the whole network.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Stimulus and timing seed.")
-@click.option("--samples", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Random input samples.")
+@click.option("--samples", default=None, type=_Samples(),
+              help="Samples: random ones with --config (default 16); test samples with --from "
+                   "or NETWORK_DIR, a number or 'all' (default: all; --cores: 32).")
 @click.option("--min-steps", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-steps", default=64, show_default=True, type=click.IntRange(min=1))
 @click.option("--valid-probability", default=0.8, show_default=True,
@@ -126,20 +173,32 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith):
               help="Verilator build cache (default: build/cosim).")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the summary as JSON.")
-def cosim(config_path, export_dir, seed, samples, min_steps, max_steps, valid_probability,
-          ready_probability, weight_storage, waves, build_dir, json_path):
-    """Co-simulate a core under Verilator against the bit-exact golden model, or with --from
-    every core of an exported network on real test samples."""
+def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_steps, max_steps,
+          valid_probability, ready_probability, weight_storage, waves, build_dir, json_path):
+    """Co-simulate under Verilator against the bit-exact integer model: a core (--config,
+    random stimulus), a whole exported network as one accelerator (--from EXPORT, or
+    NETWORK_DIR written by `generate --from`) on its test set, or with --from --cores every
+    core on its own."""
     from ..sim.runner import run_cosim
     from ..sim.verilator import MissingToolError
 
-    if (config_path is None) == (export_dir is None):
-        _fail("give either --config (one core, random stimulus) or --from (an export "
-              "directory, real test data)")
-    if export_dir is not None:
-        _cosim_export(export_dir, seed, samples, valid_probability, ready_probability,
-                      build_dir, json_path)
+    if sum(x is not None for x in (network_dir, config_path, export_dir)) != 1:
+        _fail("give one of NETWORK_DIR (from `generate --from`), --config (one core, random "
+              "stimulus) or --from (an export directory, real test data)")
+    if json_path:
+        _check_writable(json_path)
+    if export_dir is not None and per_core:
+        _cosim_export(export_dir, seed, 32 if samples in (None, "all") else samples,
+                      valid_probability, ready_probability, build_dir, json_path)
         return
+    if export_dir is not None or network_dir is not None:
+        _cosim_network(export_dir or network_dir, seed, None if samples in (None, "all")
+                       else samples, valid_probability, ready_probability, build_dir,
+                       json_path)
+        return
+    if samples == "all":
+        _fail("--samples all applies to test data (--from or NETWORK_DIR), not to --config")
+    samples = samples or 16
     if min_steps > max_steps:
         _fail(f"--min-steps ({min_steps}) is larger than --max-steps ({max_steps})")
     config = _load(config_path)
@@ -256,6 +315,49 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
                f"{len(manifest['layers'])} core(s)")
 
 
+def _check_writable(path) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    import os
+
+    if path.is_dir() or not probe.is_dir() or not os.access(probe, os.W_OK) or \
+            (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"cannot write {path}: not a writable file location")
+
+
+def _cosim_network(source, seed, samples, valid_probability, ready_probability, build_dir,
+                   json_path):
+    from ..sim.verilator import MissingToolError
+    from .accelerator import cosim_network, cosim_network_rows
+    from .export import ExportError
+
+    click.echo(f"co-simulating the whole network of {source} on "
+               f"{'all' if samples is None else samples} test samples under Verilator "
+               f"(seed {seed})…")
+    try:
+        report = cosim_network(source, samples=samples, seed=seed, build_root=build_dir,
+                               valid_probability=valid_probability,
+                               ready_probability=ready_probability, log=click.echo)
+    except (ExportError, MissingToolError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    click.echo(table(cosim_network_rows(report)))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
+    if not report["passed"]:
+        where = report["mismatch_location"] or {}
+        click.echo(f"FAIL: sample {report['first_mismatch_sample']} differs from the integer "
+                   f"model; first differing layer: {where.get('layer', '?')}"
+                   + (f", time step {where['time_step']}" if "time_step" in where else ""),
+                   err=True)
+        sys.exit(1)
+    click.echo(f"PASS: the class and logits of all {report['samples']} samples match the "
+               f"integer model")
+
+
 def _cosim_export(export_dir, seed, samples, valid_probability, ready_probability, build_dir,
                   json_path):
     from ..sim.verilator import MissingToolError
@@ -289,7 +391,7 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
     shape = core["shape"]
     rows = [
         ("target", f"{report['target']}: {report['device']}"),
-        ("core", f"{core['name']} ({core['neuron']}, "
+        ("core", f"{core['name']} ({core.get('neuron', 'network')}, "
                  f"{core.get('arith', core.get('coef_mode', '-'))}, "
                  + ", ".join(f"{k}={v}" for k, v in shape.items()
                              if k in ("channels", "lanes", "order", "dilation", "input_width"))
@@ -329,6 +431,10 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("throughput", f"{report['neuron_steps_per_s'] / 1e6:,.0f} M "
                                    f"neuron-timesteps/s (Fmax x "
                                    f"{core['neuron_steps_per_cycle']:g} per cycle)"))
+    if report.get("network"):
+        from .accelerator import synth_network_rows
+
+        rows += synth_network_rows(report)
     return rows
 
 
@@ -356,18 +462,21 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
 @click.option("--no-dsp", "no_dsp", is_flag=True, help="Build multipliers from logic, not DSPs.")
 def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constraint_mhz, seeds,
           no_dsp):
-    """Synthesise a core for an FPGA: resources, and Fmax after place-and-route.
+    """Synthesise a core or a whole network for an FPGA: resources, and Fmax after
+    place-and-route (networks: also cycles and µs per sample, samples/s at Fmax).
 
-    CORE_DIR is a directory written by `spikeforge generate`; or give --config. The core sits
-    in a harness that registers every port (Fmax describes the core, not the pads) and needs
-    three pins. Writes synth_report.json.
+    CORE_DIR is a directory written by `spikeforge generate` (a core, or a network with
+    --from); or give --config. Its files must still have the sha256s `generate` recorded. The
+    design sits in a harness that registers every port (Fmax describes the design, not the
+    pads) and needs three pins. Writes synth_report.json.
     """
     from ..hw.generate import generate_core
     from ..hw.synth import REPORT_NAME, synth_core_dir
     from ..sim.verilator import MissingToolError
 
     if (core_dir is None) == (config_path is None):
-        _fail("give either CORE_DIR (from `spikeforge generate`) or --config, not both")
+        _fail("give exactly one of CORE_DIR (a core or network directory from `spikeforge "
+              "generate`) or --config")
     if config_path is not None:
         config = _load(config_path)
         out_dir = Path(out_dir or Path("build", "synth", f"{Path(config_path).stem}-{arith}-"

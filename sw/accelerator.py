@@ -1,0 +1,210 @@
+"""An exported network as one accelerator: generate it, co-simulate it on the test set,
+synthesise it. The ``spikeforge generate --from``, ``cosim --from`` / ``cosim DIR`` and
+``synth DIR`` commands for whole networks, as functions (``spikeforge demo`` chains them).
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.data import load_data
+from .export import ExportError, load_network, sha256_file
+from .network import _float_predictions
+from .quantise import stack_dataset
+from .train import parse_config
+
+__all__ = ["generate_network_from", "test_split", "cosim_network", "network_rows",
+           "cosim_network_rows", "synth_network_rows"]
+
+
+def _data_config(manifest: dict, export_dir: Path):
+    try:
+        return parse_config(manifest["source"]["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{export_dir}: the manifest does not say which data the network "
+                          f"was trained on ({exc})") from None
+
+
+def test_split(export_dir, samples: int | None):
+    """``(manifest, network, x [T, N, F] float, targets, data name)`` of the first
+    ``samples`` test samples (all with ``None``) of the data the export was trained on."""
+    export_dir = Path(export_dir)
+    manifest, network = load_network(export_dir)
+    config = _data_config(manifest, export_dir)
+    data = load_data(config.data)
+    x, targets = stack_dataset(data.test, samples)
+    return manifest, network, x, targets, config.data.name
+
+
+def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
+                          **options) -> dict:
+    """Write the accelerator of an export into ``out_dir`` (``network.v``, tables,
+    ``network.json``). Its readout is sized for the training data's sample length, and the
+    cycle figures use the export's measured firing rates. ``network.json`` records the
+    export (path and manifest sha256) so that ``cosim DIR`` can verify the directory."""
+    from ..hw.generate import generate_network
+    from ..hw.network import NetworkError
+
+    export_dir = Path(export_dir)
+    manifest, network, x, _, _ = test_split(export_dir, 1)
+    steps = int(x.shape[0])
+    activity = {name: layer.get("firing_rate_integer")
+                for name, layer in manifest.get("report", {}).get("layers", {}).items()}
+    try:
+        description = generate_network(
+            network, out_dir, max_steps=options.pop("max_steps", steps), steps=steps,
+            activity={k: v for k, v in activity.items() if v is not None},
+            weight_storage=weight_storage, **options)
+    except NetworkError as exc:
+        raise ExportError(str(exc)) from None
+    _record_export(out_dir, description, export_dir)
+    return description
+
+
+def _record_export(out_dir, description: dict, export_dir: Path) -> None:
+    import json
+
+    from ..hw.generate import NETWORK_DESCRIPTION
+
+    description["export"] = {"path": str(export_dir.resolve()),
+                             "manifest_sha256": sha256_file(export_dir / "manifest.json")}
+    Path(out_dir, NETWORK_DESCRIPTION).write_text(json.dumps(description, indent=1) + "\n")
+
+
+def _export_of(network_dir) -> Path:
+    from ..hw.generate import load_network_dir
+
+    description, _ = load_network_dir(network_dir)
+    export = description.get("export", {})
+    path = Path(export.get("path", ""))
+    if not export or not (path / "manifest.json").is_file():
+        raise ExportError(f"{network_dir}: its network.json names no export directory that "
+                          f"still exists ({export.get('path', 'none')}); use cosim --from")
+    if sha256_file(path / "manifest.json") != export.get("manifest_sha256"):
+        raise ExportError(f"{network_dir} was generated from another version of {path} "
+                          f"(manifest.json changed); generate it again")
+    return path
+
+
+def cosim_network(source, *, samples: int | None = None, seed: int = 0,
+                  valid_probability: float = 0.8, ready_probability: float = 0.8,
+                  build_root=None, log=print) -> dict:
+    """Co-simulate a whole accelerator under Verilator on ``samples`` test samples (all with
+    ``None``): ``source`` is an export (generated into the build cache first) or a directory
+    written by ``generate --from`` (its ``network.v`` and ``.hex`` files are verified as they
+    are). Every sample's class and logits are checked against the integer network; on a
+    mismatch the failing sample is rerun in a build with probe ports, which names the first
+    layer and time step whose spikes differ. Returns the report."""
+    from ..hw.generate import generate_network, load_network_dir
+    from ..sim.network_runner import run_network_cosim
+    from ..sim.runner import default_build_root
+
+    source = Path(source)
+    build_root = Path(build_root or default_build_root())
+    if (source / "network.json").is_file() and not (source / "manifest.json").is_file():
+        export_dir, network_dir = _export_of(source), source
+    else:
+        export_dir, network_dir = source, None
+    manifest, network, x, targets, data_name = test_split(export_dir, samples)
+    quantised, _ = network.quantise_input(x)
+    inputs = [quantised[:, n, :] for n in range(quantised.shape[1])]
+    count = len(inputs)
+    if network_dir is None:
+        network_dir = build_root / "networks" / sha256_file(export_dir / "manifest.json")[:16]
+        generate_network(network, network_dir, max_steps=x.shape[0])
+    description, files = load_network_dir(network_dir)
+    options = description["options"]
+    tables = {name: text for name, text in files.items() if name.endswith(".hex")}
+    trace = network.run(x)
+    float_predictions = _float_predictions(manifest, x)
+    log(f"integer model on {count} test samples of {data_name}: accuracy "
+        f"{100 * np.mean(trace.predictions == targets):.2f}%; verifying "
+        f"{network_dir / 'network.v'} under Verilator…")
+    start = time.perf_counter()
+    result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
+                               seed=seed, valid_probability=valid_probability,
+                               ready_probability=ready_probability, build_root=build_root)
+    located = None
+    if not result.passed and result.first_mismatch_sample is not None:
+        from ..hw.generate import network_accelerator, network_verilog
+
+        log(f"MISMATCH ({result.mismatch}); locating it with per-layer probes…")
+        probed = network_verilog(network_accelerator(
+            network, weight_storage="file", probes=True, **options))
+        rerun = run_network_cosim(network, inputs[:result.first_mismatch_sample + 1], probed,
+                                  tables, seed=seed, valid_probability=valid_probability,
+                                  ready_probability=ready_probability, probes=True,
+                                  build_root=build_root)
+        located = rerun.layer_mismatch or {"layer": "readout",
+                                           "note": "every core's spikes match: the logits "
+                                                   "differ in the readout"}
+    wall = time.perf_counter() - start
+    return {
+        "export": str(export_dir), "network_dir": str(network_dir),
+        "verilog_sha256": description["files"]["network.v"], "samples": count, "seed": seed,
+        "valid_probability": valid_probability, "ready_probability": ready_probability,
+        "passed": result.passed, "class_agreement": result.class_agreement,
+        "logit_agreement": result.logit_agreement,
+        "hardware_accuracy": result.hardware_correct / count,
+        "integer_accuracy": float(np.mean(trace.predictions == targets)),
+        "float_accuracy": None if float_predictions is None else
+        float(np.mean(float_predictions == targets)),
+        "cycles": result.cycles, "cycles_per_sample": round(result.cycles_per_sample, 1),
+        "cycles_per_sample_bound": description["cycles_per_sample"]["typical"],
+        "first_output_cycle": result.first_output_cycle,
+        "sim_wall_s": round(result.wall_s, 2), "build_s": round(result.build_s, 1),
+        "samples_per_s": round(count / result.wall_s, 1) if result.wall_s else None,
+        "wall_s": round(wall, 2), "first_mismatch": result.mismatch,
+        "first_mismatch_sample": result.first_mismatch_sample, "mismatch_location": located,
+    }
+
+
+def cosim_network_rows(report: dict) -> list[tuple[str, str]]:
+    rows = [("test samples", f"{report['samples']} (seed {report['seed']}, valid "
+                             f"{report['valid_probability']}, ready "
+                             f"{report['ready_probability']})"),
+            ("class agreement", f"{100 * report['class_agreement']:.2f}%"),
+            ("logit agreement", f"{100 * report['logit_agreement']:.2f}%"),
+            ("hardware accuracy", f"{100 * report['hardware_accuracy']:.2f}%"),
+            ("integer-model accuracy", f"{100 * report['integer_accuracy']:.2f}%")]
+    if report["float_accuracy"] is not None:
+        rows.append(("float-network accuracy", f"{100 * report['float_accuracy']:.2f}%"))
+    rows += [("cycles per sample", f"{report['cycles_per_sample']:.1f} measured (slowest "
+                                   f"stage bound {report['cycles_per_sample_bound']})"),
+             ("simulation", f"{report['sim_wall_s']:.1f} s, {report['samples_per_s']} "
+                            f"samples verified per second (Verilator build "
+                            f"{report['build_s']:.1f} s)")]
+    if report["first_mismatch"]:
+        rows.append(("first mismatch", report["first_mismatch"]))
+    if report["mismatch_location"]:
+        where = report["mismatch_location"]
+        rows.append(("first differing layer", ", ".join(f"{k} {v}" for k, v in where.items())))
+    return rows
+
+
+def network_rows(description: dict) -> list[tuple[str, str]]:
+    """One line per stage of a network description, then the totals."""
+    rows = []
+    for stage in description["stages"]:
+        cycles = stage["cycles_per_step"]
+        memory = sum(m["bits"] for m in stage["memories"].values())
+        rows.append((stage["name"], f"{stage['kind']}, {cycles['typical']} cycles/step "
+                                    f"(worst {cycles['worst']}), {memory} memory bits"))
+    per_sample = description["cycles_per_sample"]
+    rows.append(("cycles per sample", f"{per_sample['typical']} at the export's firing rates "
+                                      f"(worst {per_sample['worst']}), T = "
+                                      f"{description['steps_per_sample']}; slowest stage "
+                                      f"{description['slowest_stage']}"))
+    return rows
+
+
+def synth_network_rows(report: dict) -> list[tuple[str, str]]:
+    network = report.get("network", {})
+    rows = []
+    if network.get("cycles_per_sample"):
+        rows.append(("cycles per sample", str(network["cycles_per_sample"])))
+    if network.get("us_per_sample"):
+        rows.append(("µs per sample", f"{network['us_per_sample']:.2f} at Fmax"))
+        rows.append(("samples/s", f"{network['samples_per_s']:,.0f} at Fmax"))
+    return rows
