@@ -192,7 +192,11 @@ def config_to_dict(config) -> dict:
             return [clean(v) for v in value]
         return value
 
-    return clean(dataclasses.asdict(config))
+    data = clean(dataclasses.asdict(config))
+    options = getattr(getattr(config, "data", None), "options", None)
+    if options is not None:  # a function's keyword arguments: kept as given, None included
+        data["data"]["options"] = dict(options)
+    return data
 
 
 def replace_train(config: RunConfig, **changes) -> RunConfig:

@@ -315,3 +315,15 @@ def test_uea_missing_set_names_extract_path(tmp_path):
     (tmp_path / "Nothing" / "Nothing_TRAIN.ts").write_text("@problemName Nothing\n@data\nx\n")
     with pytest.raises((DatasetNotFoundError, DataError), match="data.dataset Nothing"):
         load_data(DataConfig(name="uea", dataset="Nothing", extract_path=str(tmp_path)))
+
+
+def test_entry_point_options_are_saved_as_given():
+    from spikeforge.sw.train import config_to_dict, parse_config
+
+    raw = {"data": {"name": "mydata:load", "options": {"path": "a.npz", "cut": None}},
+           "model": {"neuron": {"name": "psn"}}}
+    config = parse_config(raw)
+    assert config_to_dict(config)["data"]["options"] == {"path": "a.npz", "cut": None}
+    assert parse_config(config_to_dict(config)) == config
+    with pytest.raises(ValueError, match="data.options: expected dict, got 3"):
+        parse_config({**raw, "data": {"name": "mydata:load", "options": 3}})
