@@ -327,3 +327,11 @@ def test_entry_point_options_are_saved_as_given():
     assert parse_config(config_to_dict(config)) == config
     with pytest.raises(ValueError, match="data.options: expected dict, got 3"):
         parse_config({**raw, "data": {"name": "mydata:load", "options": 3}})
+
+
+def test_uea_without_aeon_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon now fails
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    with pytest.raises(DataError, match=r"data.dataset JapaneseVowels: UEA/UCR sets need the "
+                                        r"aeon package.*pip install -e '.\[data\]'"):
+        load_data(DataConfig(name="uea", dataset="JapaneseVowels"))
