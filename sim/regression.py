@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
+from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse, core_outputs
 from ..hw.cpsn_config import CPSNConfig
 from ..hw.prf_config import PRFConfig
 
@@ -149,6 +149,10 @@ def random_network(rng: np.random.Generator, *, neurons=("cpsn", "prf"), feature
                                  weight_frac_bits=0, shift=shift, out_width=core_input_width,
                                  input_bound=bound if index == 0 else 1)
         core = _random_core(rng, neuron, width, lane, core_input_width)
+        if neuron == "prf":  # thresholds at the 75th percentile of each channel's membrane
+            _, membrane = core_outputs(core, synapse(probe)[0])
+            v_th = np.maximum(1, np.percentile(membrane, 75, axis=0)).astype(np.int64)
+            core = core.replace(v_th=np.minimum(v_th, core.state_range[1]))
         layers.append(IntegerLayer(f"sn{index}", synapse, core))
         inputs, bound = width, 1
         probe = (rng.random((64, width)) < 0.3).astype(np.int64)

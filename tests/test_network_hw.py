@@ -54,3 +54,59 @@ def test_network_refuses_prf_tiles_with_the_layer_named(rng):
                         (network.layers[0], tiled), network.readout, network.readout_kind)
     with pytest.raises(NetworkError, match="layer 'sn1'.*--prf-parallelism 1"):
         NetworkAccelerator(bad, max_steps=4)
+
+
+def test_direct_links_without_fifos_still_lose_nothing(rng):
+    network = random_network(rng)
+    check_network(network, random_inputs(network, rng, (4, 2)), rng, fifo_depth=0,
+                  valid_probability=0.6, ready_probability=0.3)
+
+
+class _LossyLink(NetworkAccelerator):
+    """A deliberately broken top: the FIFO after the last core is removed and its link
+    ignores backpressure (the source is always told 'ready'), as a careless hand-written glue
+    would be. The backpressure test must catch it."""
+
+    def _link(self, m, source, sink, name):
+        if name != f"fifo_{self.network.layers[-1].name}":
+            return super()._link(m, source, sink, name)
+        m.d.comb += [sink.tdata.eq(source.tdata), sink.tlast.eq(source.tlast),
+                     sink.tvalid.eq(source.tvalid), source.tready.eq(1)]
+
+
+def test_backpressure_test_catches_a_link_that_drops_beats(rng):
+    network = random_network(rng, neurons=("cpsn", "cpsn"), lanes=(4, 4))
+    samples = random_inputs(network, rng, (3,) * 8)
+    traces = sample_traces(network, samples)
+    logits = np.concatenate([trace.logits for trace in traces])
+    lossy = _LossyLink(network, max_steps=5)
+    want = network_output_beats(logits, lossy.stages["readout"].logit_width)
+    # under random backpressure the broken link loses beats: outputs differ or never come
+    with pytest.raises((AssertionError, TimeoutError)):
+        got, _ = run_stream(lossy, network_input_beats(network, samples), rng,
+                            expected_outputs=len(want), valid_probability=0.9,
+                            ready_probability=0.01, max_cycles=6_000)
+        assert got == want
+    # the intact top passes the same backpressure within the same cycle budget, and the
+    # broken one passes without backpressure: the dropped beats are what the test caught
+    got, _ = run_stream(NetworkAccelerator(network, max_steps=5),
+                        network_input_beats(network, samples), np.random.default_rng(7),
+                        expected_outputs=len(want), valid_probability=0.9,
+                        ready_probability=0.01, max_cycles=6_000)
+    assert got == want
+    got, _ = run_stream(_LossyLink(network, max_steps=5), network_input_beats(network, samples),
+                        rng, expected_outputs=len(want))
+    assert got == want
+
+
+def test_generate_refuses_before_writing_verilog(tmp_path, rng):
+    from spikeforge.hw.generate import generate_network
+
+    network = random_network(rng)
+    layer = network.layers[1]
+    tiled = type(layer)(layer.name, layer.synapse, layer.core.replace(time_parallelism=2))
+    bad = type(network)(network.input_width, network.input_frac_bits,
+                        (network.layers[0], tiled), network.readout, network.readout_kind)
+    with pytest.raises(NetworkError, match="layer 'sn1'"):
+        generate_network(bad, tmp_path / "net", max_steps=4)
+    assert not any((tmp_path / "net").glob("*.v"))

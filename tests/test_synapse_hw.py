@@ -151,3 +151,35 @@ def test_bad_engine_parameters_are_refused(rng):
     with pytest.raises(ValueError, match="kind"):
         Readout(synapse.weight, synapse.bias, weight_width=6, kind="max", in_lanes=4,
                 in_groups=1, max_steps=3)
+
+
+def _verilog(component, name):
+    from amaranth.back import verilog
+
+    return {f"{name}.v": verilog.convert(component, name=name, emit_src=False,
+                                         strip_internal_attrs=True)}
+
+
+def test_spike_synapses_and_readout_have_no_multiplier(rng):
+    from spikeforge.hw.yosys import ECP5, WORD_LEVEL, cell_counts
+
+    synapse = synapse_of(rng, 16, 32, weight_width=8)
+    designs = {
+        "spikes": engine_of(synapse, kind="spikes", in_lanes=8, out_lanes=4, parallel=8),
+        "readout": readout_of(IntegerSynapse(
+            weight=synapse.weight[:10], bias=synapse.bias[:10], weight_width=8,
+            weight_frac_bits=0, shift=0, out_width=None, input_bound=1), "mean_membrane", 8,
+            max_steps=64),
+        "values": engine_of(synapse_of(rng, 16, 4, weight_width=8, input_bound=128),
+                            kind="values", in_lanes=4, out_lanes=4, parallel=4,
+                            input_width=8),
+    }
+    for name, design in designs.items():
+        sources = _verilog(design, name)
+        word_level = cell_counts(sources, name, WORD_LEVEL)
+        mapped = cell_counts(sources, name, ECP5)
+        if name == "values":  # the check can see multipliers: the MAC engine has them
+            assert word_level.get("$mul", 0) == 4, word_level
+            continue
+        assert "$mul" not in word_level, (name, word_level)
+        assert "MULT18X18D" not in mapped and "ALU54B" not in mapped, (name, mapped)
