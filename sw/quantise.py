@@ -168,11 +168,20 @@ def _lanes(channels: int, wanted: int) -> int:
     return max(d for d in range(1, min(wanted, channels) + 1) if channels % d == 0)
 
 
+def _check_finite(layers) -> None:
+    """Refuse non-finite trained tensors by layer before anything runs on them (a NaN would
+    otherwise surface later as some module's input error)."""
+    for name, *modules in layers:
+        for module in modules:
+            if module is None:
+                continue
+            for tensor_name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise QuantisationError(f"layer {name}: the trained {tensor_name} "
+                                            f"contains NaN or infinity")
+
+
 def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats):
-    for tensor_name, tensor in [*neuron.named_parameters(), *neuron.named_buffers()]:
-        if not torch.isfinite(tensor).all():
-            raise QuantisationError(f"layer {name}: the trained {tensor_name} contains NaN or "
-                                    f"infinity")
     lanes = _lanes(neuron.channels, formats.lanes)
     try:
         if isinstance(neuron, PRF):
@@ -196,6 +205,7 @@ def quantise_network(model: SpikingNetwork, calibration_x: np.ndarray,
     layers = _hardware_layers(model)
     if not np.all(np.isfinite(calibration_x)):
         raise QuantisationError("the calibration data contains NaN or infinity")
+    _check_finite(layers)
     _, inputs, _ = _float_run(model, calibration_x, [name for name, *_ in layers])
     input_frac = frac_bits_for(_scale(calibration_x, formats.percentile), formats.input_width)
     activity_frac, activity_bound = input_frac, -signed_range(formats.input_width)[0]
