@@ -1,15 +1,16 @@
 """``spikeforge demo``: the main job end to end on the embedded digits data, in minutes.
 
 Trains the small CPSN + PRF network of ``configs/demo_cpsn_prf.yaml``, exports it to integer
-tables, generates one core per neuron layer, co-simulates every core under Verilator on real
-test samples and synthesises the cores for an FPGA, then prints one summary table (and writes
-it as ``summary.json``).
+tables, generates the whole network as one accelerator (synapse engines, the two cores and
+the readout), co-simulates it under Verilator on the entire test set (every class and logit
+checked against the integer model, with random handshakes and at full rate) and synthesises
+it for an FPGA, then prints one summary table (and writes it as ``summary.json``). Any stage
+that fails, or a design that does not fit, makes the command exit non-zero.
 """
 
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import click
@@ -25,27 +26,23 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_cpsn_prf.y
 #: 16 (95.99 % vs 95.32 %) while the L = 8 PRF core shrinks from 38,553 LUTs (does not fit an
 #: ECP5-25k) to 15,052; L = 4 halves it again (8,213 LUTs) and keeps synthesis quick.
 DEMO_FORMATS = dict(lanes=4, prf_coef_width=10, prf_csd_terms=3, prf_state_frac_bits=8)
+STAGES = 5
 
 
 def _stage(number: int, title: str) -> float:
-    click.secho(f"\n[{number}/5] {title}", bold=True)
+    click.secho(f"\n[{number}/{STAGES}] {title}", bold=sys.stdout.isatty())
     return time.perf_counter()
 
 
-def _synth(core_dir: Path, target: str, out_dir: Path) -> dict:
-    from ..hw.synth import synth_core_dir
-
-    return synth_core_dir(core_dir, target, out_dir)
-
-
-def _core_size(report: dict | None) -> str:
+def design_size(report: dict | None) -> str:
+    """One line of a synthesis report: resources, Fmax, fit."""
     if report is None:
         return "not synthesised"
     if report.get("error"):
         return f"synthesis failed: {report['error']}"
     cells = report.get("resources", {})
     text = ", ".join(f"{cells[key]} {label}" for key, label in
-                     (("luts", "LUTs"), ("ffs", "FFs"), ("dsp", "DSP"), ("bram", "BRAM"))
+                     (("luts", "LUTs"), ("ffs", "FFs"), ("bram", "BRAM"), ("dsp", "DSP"))
                      if key in cells)
     if report.get("fmax_mhz"):
         text += f", {report['fmax_mhz']:.1f} MHz"
@@ -56,26 +53,29 @@ def _core_size(report: dict | None) -> str:
 
 @click.command()
 @click.option("--out", "out_dir", default="build/demo", show_default=True,
-              type=click.Path(file_okay=False), help="Where the run, export and cores go.")
+              type=click.Path(file_okay=False), help="Where the run, export and network go.")
 @click.option("--epochs", default=None, type=click.IntRange(min=1),
               help="Override the demo configuration's epochs.")
-@click.option("--samples", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Test samples co-simulated under Verilator.")
+@click.option("--samples", default=None, type=click.IntRange(min=1),
+              help="Test samples co-simulated under Verilator [default: all].")
 @click.option("--target", default="ecp5-25k", show_default=True,
-              help="FPGA the cores are synthesised for.")
+              help="FPGA the network is synthesised for.")
 @click.option("--synth/--no-synth", "run_synth", default=True, show_default=True,
-              help="Synthesise and place-and-route the cores (yowasp).")
+              help="Synthesise and place-and-route the network (yowasp).")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="nextpnr placement seeds (the fastest is reported).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Cores co-simulated / synthesised at once.")
-def demo(out_dir, epochs, samples, target, run_synth, jobs):
-    """Train a CPSN + PRF network on digits, export it, generate its cores, co-simulate them
-    on test data under Verilator and synthesise them: one summary table."""
+              help="Kept for compatibility (the network is one design).", hidden=True)
+def demo(out_dir, epochs, samples, target, run_synth, seeds, jobs):
+    """Train a CPSN + PRF network on digits, export it, generate it as one accelerator,
+    co-simulate it on the test set under Verilator and synthesise it: one summary table."""
     import torch
 
-    from ..hw.synth import TARGETS
-    from .network import core_rows, cosim_from, export_run, generate_from, report_rows
+    from ..hw.synth import TARGETS, misfit
+    from .accelerator import cosim_network, generate_network_from, network_rows
+    from .network import core_rows, export_run, report_rows
     from .quantise import Formats
-    from .train import replace_train, load_config, train_run
+    from .train import _run_files, replace_train, load_config, train_run
 
     if target not in TARGETS:
         raise click.BadParameter(f"unknown target {target!r}; choose one of {sorted(TARGETS)}",
@@ -87,6 +87,8 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     begin = _stage(1, f"train {DEMO_CONFIG.name} (CPSN layer + PRF layer on 8x8 digits)")
     torch.set_num_threads(1)  # fastest for this small network, even on an idle machine
     config = replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
+    for path in _run_files(out_dir / "run"):  # the demo's own run: always a fresh one
+        path.unlink()
     train_run(config, out_dir / "run", progress=sys.stderr.isatty(), log=click.echo)
     times["train"] = time.perf_counter() - begin
 
@@ -96,56 +98,83 @@ def demo(out_dir, epochs, samples, target, run_synth, jobs):
     click.echo(table(report_rows(manifest["report"]) + core_rows(manifest)))
     times["export"] = time.perf_counter() - begin
 
-    begin = _stage(3, "generate one core per neuron layer")
-    descriptions = generate_from(out_dir / "export", out_dir / "cores", log=click.echo)
+    begin = _stage(3, "generate the network as one accelerator (synapses, cores, readout)")
+    network_dir = out_dir / "network"
+    description = generate_network_from(out_dir / "export", network_dir)
+    click.echo(table(network_rows(description)))
     times["generate"] = time.perf_counter() - begin
 
-    begin = _stage(4, f"co-simulate every core under Verilator on {samples} test samples")
-    cosim = cosim_from(out_dir / "export", samples=samples, jobs=jobs, log=click.echo)
+    begin = _stage(4, f"co-simulate the whole network under Verilator on "
+                      f"{'all' if samples is None else samples} test samples")
+    cosim = {}
+    for label, probability in (("random handshakes", 0.8), ("full rate", 1.0)):
+        report = cosim_network(network_dir, samples=samples, valid_probability=probability,
+                               ready_probability=probability, log=click.echo)
+        click.echo(f"  {label}: class agreement {100 * report['class_agreement']:.2f}%, "
+                   f"logit agreement {100 * report['logit_agreement']:.2f}%, "
+                   f"{report['cycles_per_sample']:.1f} cycles per sample, "
+                   f"{report['sim_wall_s']:.1f} s")
+        cosim[label] = report
     times["cosim"] = time.perf_counter() - begin
 
-    synth = {}
+    synth = None
     if run_synth:
-        begin = _stage(5, f"synthesise and place-and-route for {target} (yowasp)")
-        click.echo(f"  {len(descriptions)} cores, {jobs} at a time: Yosys synthesis, then "
-                   f"nextpnr place-and-route (a few minutes)…")
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {d["name"]: pool.submit(_synth, out_dir / "cores" / d["name"], target,
-                                              out_dir / "synth" / d["name"])
-                       for d in descriptions}
-            for name, future in futures.items():
-                try:
-                    synth[name] = future.result()
-                except (OSError, ValueError, RuntimeError) as exc:
-                    synth[name] = {"error": str(exc)}
-                click.echo(f"  {name}: {_core_size(synth[name])}")
+        from ..hw.synth import synth_core_dir
+
+        begin = _stage(5, f"synthesise and place-and-route the network for {target} (yowasp)")
+        click.echo(f"  Yosys synthesis, then nextpnr place-and-route with {seeds} seed(s); "
+                   f"logs in {out_dir / 'synth'} (a few minutes)…")
+        try:
+            synth = synth_core_dir(network_dir, target, out_dir / "synth",
+                                   seeds=range(1, seeds + 1))
+        except (OSError, ValueError, RuntimeError) as exc:
+            synth = {"error": str(exc)}
+        click.echo(f"  network: {design_size(synth)}")
         times["synth"] = time.perf_counter() - begin
     times["total"] = time.perf_counter() - started
 
-    report = manifest["report"]
+    report, random_run = manifest["report"], cosim["random handshakes"]
     rows = [("float accuracy", f"{100 * report['float_accuracy']:.2f}% "
                                f"({report['samples']} test samples)"),
-            ("integer accuracy", f"{100 * report['integer_accuracy']:.2f}% (same samples)"),
-            ("hardware agreement", f"{'100%' if cosim['passed'] else 'MISMATCH'} of output "
-                                   f"spikes on {cosim['samples']} test samples "
-                                   f"(integer model {100 * cosim['integer_accuracy']:.2f}% on "
-                                   f"them)")]
-    for description in descriptions:
-        name, layer = description["name"], cosim["layers"][description["name"]]
-        config = description["config"]
-        rows.append((f"{name}: {description['neuron']} core",
-                     f"C={config['channels']} L={config['lanes']}, latency "
-                     f"{description['latency_cycles']} cycles, {layer['beats']} beats verified"))
-        if run_synth:
-            rows.append((f"{name} on {target}", _core_size(synth.get(name))))
+            ("integer accuracy", f"{100 * random_run['integer_accuracy']:.2f}%"),
+            ("hardware accuracy", f"{100 * random_run['hardware_accuracy']:.2f}% "
+                                  f"({random_run['samples']} samples under Verilator)")]
+    for label, run in cosim.items():
+        rows.append((f"agreement, {label}", f"class {100 * run['class_agreement']:.2f}%, "
+                                            f"logits {100 * run['logit_agreement']:.2f}%"))
+    full = cosim["full rate"]
+    rows.append(("cycles per sample", f"{full['cycles_per_sample']:.1f} measured at full rate "
+                                      f"(slowest-stage bound "
+                                      f"{full['cycles_per_sample_bound']})"))
+    if synth is not None:
+        rows.append((f"network on {target}", design_size(synth)))
+        network = synth.get("network") or {}
+        if network.get("us_per_sample"):
+            us = full["cycles_per_sample"] / synth["fmax_mhz"]
+            rows.append(("speed at Fmax", f"{us:.2f} µs per sample, {1e6 / us:,.0f} samples/s "
+                                          f"(measured cycles per sample)"))
     rows.append(("time", ", ".join(f"{k} {v:.0f} s" for k, v in times.items())))
-    click.secho("\nspikeforge demo summary", bold=True)
+    click.secho("\nspikeforge demo summary", bold=sys.stdout.isatty())
     click.echo(table(rows))
-    summary = {"report": report, "cosim": cosim, "times_s": times,
-               "synth": {name: {k: r.get(k) for k in ("resources", "fmax_mhz", "fits", "device",
-                                                       "error")}
-                         for name, r in synth.items()}}
+    summary = {"report": report, "cosim": cosim, "network": description, "times_s": times,
+               "synth": None if synth is None else
+               {k: synth.get(k) for k in ("resources", "fmax_mhz", "fmax_by_seed", "fits",
+                                          "device", "network", "error")}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    click.echo(f"wrote {out_dir / 'summary.json'}")
-    if not cosim["passed"]:
-        raise click.ClickException("the hardware differs from the integer model")
+    click.echo(table([
+        ("Verilog", f"{network_dir / 'network.v'} (module spikeforge_network, tables "
+                    f"beside it, description network.json)"),
+        ("reports", f"{out_dir / 'summary.json'}"
+                    + (f", {out_dir / 'synth' / 'synth_report.json'}" if synth else "")),
+        ("training", f"{out_dir / 'run'} (metrics and plots)"),
+        ("next", f"spikeforge cosim {network_dir} --samples all --seed 1 ; "
+                 f"spikeforge synth {network_dir} --target ecp5-85k"),
+    ]))
+    failures = [f"{label}: {run['first_mismatch']}" for label, run in cosim.items()
+                if not run["passed"]]
+    if synth is not None and synth.get("error"):
+        failures.append(f"synthesis failed: {synth['error']}")
+    elif synth is not None and synth.get("place_and_route") and not synth.get("fits", True):
+        failures.append(f"the network does not fit {synth['device']}: {misfit(synth)}")
+    if failures:
+        raise click.ClickException("; ".join(failures))

@@ -204,14 +204,18 @@ def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    """`make demo` in small: one epoch, four co-simulated samples, no synthesis."""
+    """`make demo` in small: one epoch, the whole network on 12 test samples, no synthesis."""
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--epochs", "1",
-                                       "--samples", "4", "--no-synth"])
+                                       "--samples", "12", "--no-synth"])
     assert result.exit_code == 0, result.output
     assert "spikeforge demo summary" in result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["cosim"]["passed"] and summary["cosim"]["samples"] == 4
-    assert set(summary["cosim"]["layers"]) == {"sn0", "sn1"}
+    for run in summary["cosim"].values():
+        assert run["passed"] and run["samples"] == 12
+        assert run["class_agreement"] == run["logit_agreement"] == 1.0
+    assert [s["name"] for s in summary["network"]["stages"]] == [
+        "synapse_sn0", "sn0", "synapse_sn1", "sn1", "readout"]
+    assert (tmp_path / "network" / "network.v").is_file()
 
 
 @pytest.mark.parametrize("tensor", ["layers.sn1.log_theta", "layers.sn0.running_var",
