@@ -7,13 +7,14 @@ from amaranth.lib.wiring import In, Out
 from ..golden.fixed import signed_width
 from ..golden.prf_int import round_shift
 from .adder_tree import tree_levels
+from .credit import CreditBuffer
 from .prf_config import PRFConfig
 from .prf_tables import TABLES, coefficient_field, pack_tables, table_layout
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
-__all__ = ["PRFCore", "prf_latency", "prf_loop_depth", "LOOP_STAGES", "drive_width",
-           "WEIGHT_STORAGES"]
+__all__ = ["PRFCore", "prf_latency", "prf_loop_depth", "prf_buffer_depth", "LOOP_STAGES",
+           "drive_width", "WEIGHT_STORAGES"]
 
 
 def drive_width(config: PRFConfig) -> int:
@@ -68,9 +69,15 @@ def _stage_plan(config: PRFConfig) -> dict:
 def prf_latency(config: PRFConfig) -> int:
     """Cycles from an input transfer to its output beat (at full rate, no backpressure):
     tables (1), coefficient decode (1), Δ·x addends (1), one cycle per adder level of the
-    drive, for P > 1 the input products and their sum, the loop entry (1), then the state
-    loop (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1)."""
-    return _stage_plan(config)["out"]
+    drive, for P > 1 the input products and their sum, the loop entry (1), the state loop
+    (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1), then the output buffer (1)."""
+    return _stage_plan(config)["out"] + 1
+
+
+def prf_buffer_depth(config: PRFConfig) -> int:
+    """Output buffer places: every beat in flight, including the one whose credit returns as
+    the next beat is offered, so the stream runs without bubbles."""
+    return prf_latency(config) + 1
 
 
 def _extend(value, width: int):
@@ -129,8 +136,13 @@ class PRFCore(wiring.Component):
     above the ``coef_frac_bits`` fraction (``R(p) + in = (p + 2^(f−1) + in·2^f) >> f``).
     ``dsp``: the same with one multiply per product.
 
+    Flow control is credit-based (:class:`~spikeforge.hw.credit.CreditBuffer`,
+    :func:`prf_buffer_depth` places): the pipeline, state loop included, never stalls, so no
+    handshake drives its enables; ``s_axis.tready`` is a register that falls when every
+    buffer place is promised to a beat in flight, and backpressure fills the buffer.
+
     Latency: :func:`prf_latency`. Throughput: one beat (``L·P`` neuron-steps) per clock for
-    every ``G``, full backpressure (``s_axis.tready = !m_axis.tvalid | m_axis.tready``).
+    every ``G`` and every sample length, back to back.
 
     Members:
         s_axis: input tiles; element ``(step j, lane l)`` at ``[(j·L + l)·W, …+W)``, signed.
@@ -156,13 +168,12 @@ class PRFCore(wiring.Component):
     # -- pipeline helpers -------------------------------------------------------------------
 
     def _reg(self, value, name, *, shape=None, reset_less=True):
-        """``value`` one stage later (registered when the pipeline advances)."""
+        """``value`` one stage later (the pipeline never stalls: no enable)."""
         if isinstance(value, int):
             return value
         register = Signal(shape if shape is not None else len(value), name=name,
                           reset_less=reset_less)
-        with self._m.If(self._advance):
-            self._m.d.sync += register.eq(value)
+        self._m.d.sync += register.eq(value)
         return register
 
     def _delay(self, value, cycles, name, **kwargs):
@@ -203,7 +214,7 @@ class PRFCore(wiring.Component):
         m.submodules[f"{table}_rom"] = rom = TableROM(
             words, width * per_word, storage=self.weight_storage,
             init_file=self.init_files.get(table))
-        m.d.comb += [rom.addr.eq(group), rom.en.eq(fire)]
+        m.d.comb += [rom.addr.eq(group), rom.en.eq(1)]
         return rom.data
 
     def _field(self, word, table, index):
@@ -337,13 +348,16 @@ class PRFCore(wiring.Component):
         frac, state_width = cfg.coef_frac_bits, cfg.state_width
         plan = _stage_plan(cfg)
         m = self._m = Module()
-        self._advance = advance = Signal()
-        out_valid, fire = Signal(), Signal()
-        m.d.comb += [
-            advance.eq(~out_valid | self.m_axis.tready),
-            self.s_axis.tready.eq(advance),
-            fire.eq(self.s_axis.tvalid & advance),
-        ]
+        # Flow control by credits (hw/credit.py): the pipeline never stalls, so no stream
+        # handshake reaches its registers; an accepted beat takes a place in the output
+        # buffer, and the input waits when every place is promised.
+        user_width = lanes * steps * state_width if cfg.membrane_out else 0
+        m.submodules.out_buffer = out_buffer = CreditBuffer(
+            lanes * steps + 1 + user_width, prf_buffer_depth(cfg))
+        fire = Signal()
+        m.d.comb += [out_buffer.in_valid.eq(self.s_axis.tvalid),
+                     self.s_axis.tready.eq(out_buffer.in_ready),
+                     fire.eq(out_buffer.take[0])]
 
         # Stage 0: where the incoming tile sits in its sample.
         group = Signal(range(cfg.groups))
@@ -360,11 +374,8 @@ class PRFCore(wiring.Component):
         # reset: only the valid bit and the state say what counts.
         tile = Signal(len(self.s_axis.tdata), reset_less=True)
         first1, last1, group1, valid1 = Signal(), Signal(), Signal(range(cfg.groups)), Signal()
-        with m.If(fire):
-            m.d.sync += [tile.eq(self.s_axis.tdata), first1.eq(~in_sample),
-                         last1.eq(self.s_axis.tlast), group1.eq(group)]
-        with m.If(advance):
-            m.d.sync += valid1.eq(fire)
+        m.d.sync += [tile.eq(self.s_axis.tdata), first1.eq(~in_sample),
+                     last1.eq(self.s_axis.tlast), group1.eq(group), valid1.eq(fire)]
         words1 = {t: self._table_word(m, t, fire, group) for t in TABLES}
         control = {"first": [None, first1], "last": [None, last1], "group": [None, group1],
                    "valid": [None, valid1]}
@@ -458,7 +469,7 @@ class PRFCore(wiring.Component):
         new_state = Signal(state_bits)
         if cfg.groups == 1:
             stored = Signal(state_bits)
-            with m.If(control_at("valid", entry) & advance):
+            with m.If(control_at("valid", entry)):
                 m.d.sync += stored.eq(new_state)
             start = Mux(control_at("first", entry), 0, stored)
             gate = None
@@ -471,7 +482,7 @@ class PRFCore(wiring.Component):
             # E − 1) comes after this beat's write (at E + depth − 2) when depth <= G, or in
             # the same cycle when depth = G + 1 (then the read is transparent to the write).
             read = state.read_port(transparent_for=(write,) if depth == cfg.groups + 1 else ())
-            m.d.comb += [read.addr.eq(control_at("group", entry - 1)), read.en.eq(advance)]
+            m.d.comb += [read.addr.eq(control_at("group", entry - 1)), read.en.eq(1)]
             start = read.data
             gate = control_at("first", entry - 1)
             segments = depth - 1
@@ -518,7 +529,7 @@ class PRFCore(wiring.Component):
         if cfg.groups > 1:
             write_stage = entry + depth - 2
             m.d.comb += [write.addr.eq(control_at("group", write_stage)),
-                         write.en.eq(control_at("valid", write_stage) & advance),
+                         write.en.eq(control_at("valid", write_stage)),
                          write.data.eq(new_state)]
 
         out = plan["out"]
@@ -532,14 +543,18 @@ class PRFCore(wiring.Component):
                 return code - (1 << th_width) if code >> (th_width - 1) else code
             return v_th_out.word_select(l, th_width).as_signed()
 
+        spikes = Cat(membranes[(l, j)] >= threshold(l) for j in range(steps)
+                     for l in range(lanes))
+        user = Cat(membranes[(l, j)] for j in range(steps) for l in range(lanes)) \
+            if cfg.membrane_out else Cat()
         m.d.comb += [
-            out_valid.eq(valid_out),
-            self.m_axis.tvalid.eq(valid_out),
-            self.m_axis.tlast.eq(last_out),
-            self.m_axis.tdata.eq(Cat(membranes[(l, j)] >= threshold(l)
-                                     for j in range(steps) for l in range(lanes))),
+            out_buffer.w_en.eq(valid_out),
+            out_buffer.w_data.eq(Cat(spikes, last_out, user)),
+            self.m_axis.tvalid.eq(out_buffer.r_rdy),
+            out_buffer.r_en.eq(self.m_axis.tready),
+            self.m_axis.tdata.eq(out_buffer.r_data[:lanes * steps]),
+            self.m_axis.tlast.eq(out_buffer.r_data[lanes * steps]),
         ]
         if cfg.membrane_out:
-            m.d.comb += self.m_axis.tuser.eq(Cat(membranes[(l, j)] for j in range(steps)
-                                                 for l in range(lanes)))
+            m.d.comb += self.m_axis.tuser.eq(out_buffer.r_data[lanes * steps + 1:])
         return m

@@ -90,7 +90,8 @@ def _generate_cpsn(shape: dict, variant: Variant, directory: Path) -> dict:
     return generate_core(config, directory, **variant.options)
 
 
-def prf_bench_config(shape: dict, coef_mode: str) -> PRFConfig:
+def prf_bench_config(shape: dict, coef_mode: str, *, coef_width: int = 16, csd_terms: int = 4,
+                     state_frac_bits: int = 12) -> PRFConfig:
     """The PRF core of a sweep point: the formats of ``examples/prf.json`` (``W = 8`` with 4
     fraction bits, 16-bit coefficients and Δ, state on a 12-bit fraction grid, up to 4
     canonical signed digits per coefficient in ``shift_add``) and random poles like those of
@@ -98,7 +99,8 @@ def prf_bench_config(shape: dict, coef_mode: str) -> PRFConfig:
     threshold per channel log-uniform between 0.1 % and 20 % of its proven state bound.
 
     The float neuron depends on the shape only (fixed seed), so ``dsp`` and ``shift_add``
-    quantise the same poles."""
+    quantise the same poles. ``coef_width``, ``csd_terms``, ``state_frac_bits``: the demo's
+    export format (10 bits, 3 digits, 8 fraction bits) in the ``shift_add_demo`` variant."""
     channels = shape["channels"]
     rng = np.random.default_rng([channels, shape["lanes"], shape["time_parallelism"]])
     log_delta = rng.uniform(math.log(1e-2), math.log(0.3), channels)
@@ -107,8 +109,9 @@ def prf_bench_config(shape: dict, coef_mode: str) -> PRFConfig:
         log_theta = np.log(angle / np.exp(log_delta))  # θ = angle / Δ
     fraction = np.exp(rng.uniform(math.log(1e-3), math.log(0.2), channels))
     config = PRFConfig.from_float(
-        log_delta, log_theta, 2.0, 1.0, coef_mode=coef_mode, csd_terms=4, coef_width=16,
-        delta_width=16, input_width=8, input_frac_bits=4, state_frac_bits=12,
+        log_delta, log_theta, 2.0, 1.0, coef_mode=coef_mode, csd_terms=csd_terms,
+        coef_width=coef_width, delta_width=16, input_width=8, input_frac_bits=4,
+        state_frac_bits=state_frac_bits,
         lanes=shape["lanes"], time_parallelism=shape["time_parallelism"])
     return config.replace(v_th=np.round(fraction * config.state_bound).astype(np.int64))
 
@@ -131,7 +134,10 @@ CORE_KINDS = {
         "prf", ("channels", "lanes", "time_parallelism"),
         (Variant("shift_add", "shift-add (CSD, mul-free)", {"coef_mode": "shift_add"}),
          Variant("dsp", "multiplier (DSP)", {"coef_mode": "dsp"}),
-         Variant("dsp_lut", "multiplier (LUT)", {"coef_mode": "dsp"}, dsp=False)),
+         Variant("dsp_lut", "multiplier (LUT)", {"coef_mode": "dsp"}, dsp=False),
+         Variant("shift_add_demo", "shift-add, demo format (10-bit, 3 CSD digits)",
+                 {"coef_mode": "shift_add", "coef_width": 10, "csd_terms": 3,
+                  "state_frac_bits": 8})),
         _generate_prf, ("lanes", "time_parallelism"), ("C", "L", "P"),
         "random poles of a trained layer's range (see `spikeforge.sw.bench_hw."
         "prf_bench_config`), `W = 8`, 16-bit coefficients, 18-bit state, spikes only, tables "
@@ -170,7 +176,10 @@ def _grid(kind: str, target: str, shapes, variants=None) -> list[Point]:
 #: coefficients in ROM) at P = 1; the shift-add design and the multipliers in DSPs at every
 #: shape, multipliers from LUTs at P = 1 only (at P = 4 the 92 multipliers, and at C = 16,
 #: P = 2 even the shift-add design with its ROM-driven shifters, about 30,000 LUTs, exceed
-#: the device); the P = 4 DSP baseline (92 DSPs) again on the ECP5-85k.
+#: the device); the P = 4 DSP baseline (92 DSPs) again on the ECP5-85k. Since the C-slow
+#: PRF loop (issue 13): C = 16, L = 4, P = 4 folded (shift-add and DSP), the demo core
+#: (C = 64, L = 4, P = 1, 10-bit coefficients with 3 CSD digits, ``shift_add_demo``) beside
+#: the DSP design of the same shape, and demo-format shift-add cores on the iCE40 UP5K.
 #: ``smoke``: one small core per family.
 PLANS = {
     "standard": (
@@ -179,9 +188,11 @@ PLANS = {
         + _grid("cpsn", "ecp5-85k", [(64, 16, 8)], ["multiply"])
         + _grid("cpsn", "ice40-up5k", [(16, 2, 4), (16, 4, 8), (16, 16, 8)])
         + _grid("cpsn", "xc7", [(64, 16, 8)])
-        + _grid("prf", "ecp5-25k", [(4, 4, 1), (16, 4, 1)])
-        + _grid("prf", "ecp5-25k", [(4, 4, 2), (4, 4, 4)], ["shift_add", "dsp"])
+        + _grid("prf", "ecp5-25k", [(4, 4, 1), (16, 4, 1)], ["shift_add", "dsp", "dsp_lut"])
+        + _grid("prf", "ecp5-25k", [(4, 4, 2), (4, 4, 4), (16, 4, 4)], ["shift_add", "dsp"])
+        + _grid("prf", "ecp5-25k", [(64, 4, 1)], ["shift_add_demo", "dsp"])
         + _grid("prf", "ecp5-85k", [(4, 4, 4)], ["dsp"])
+        + _grid("prf", "ice40-up5k", [(8, 2, 1), (16, 2, 1)], ["shift_add_demo"])
     ),
     "smoke": (
         _grid("cpsn", "ice40-up5k", [(4, 2, 2)], ["shift_add"])

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeforge.hw.prf import prf_latency
+from spikeforge.hw.prf import LOOP_STAGES, prf_latency, prf_loop_depth
 from spikeforge.sim import runner
 from spikeforge.sim.regression import random_prf_config
 
@@ -72,7 +72,7 @@ def test_pipelined_state_update(groups, mode, storage, seed, build_root):
                                   valid_probability=valid, ready_probability=ready,
                                   weight_storage=storage, build_root=build_root)
         assert_passed(result)
-    assert result.cycles == result.beats + prf_latency(config) == result.beats + 5
+    assert result.cycles == result.beats + prf_latency(config)
 
 
 def test_edge_cases_one_step_samples_and_back_to_back(seed, build_root):
@@ -86,3 +86,52 @@ def test_edge_cases_one_step_samples_and_back_to_back(seed, build_root):
                               build_root=build_root)
     assert_passed(result)
     assert result.cycles == result.beats + prf_latency(config)
+
+
+def with_groups(config, groups, lanes=None):
+    lanes = lanes or config.lanes
+    channels = lanes * groups
+    return config.replace(channels=channels, lanes=lanes, **{
+        name: np.resize(getattr(config, name), channels)
+        for name in ("phi_re", "phi_im", "delta", "v_th")})
+
+
+@pytest.mark.parametrize("mode", ["shift_add", "dsp"])
+@pytest.mark.parametrize("relation", ["below", "equal", "above"])
+def test_loop_depth_against_group_count(mode, relation, seed, build_root):
+    """The C-slow loop with G below (loop of G + 1 registers, transparent read), equal to and
+    above the loop stage count S: one beat per clock at full rate, back-to-back samples of
+    one to several tiles, and backpressure that holds a group's update mid-loop."""
+    config = random_prf_config(np.random.default_rng(seed), regime="resonant_pi",
+                               coef_mode=mode, time_parallelism=1, lanes=2, membrane_out=True)
+    stages = LOOP_STAGES(config)
+    groups = {"below": stages - 2, "equal": stages, "above": stages + 3}[relation]
+    config = with_groups(config, groups)
+    depth = prf_loop_depth(config)
+    assert depth == min(stages, groups + 1)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(*config.input_range, size=(t, config.channels), endpoint=True)
+               for t in (1, 3, 1, 2, 7, 1)]
+    result = runner.run_cosim(config, seed=seed, sample_arrays=samples,
+                              valid_probability=1.0, ready_probability=1.0,
+                              weight_storage="file", build_root=build_root)
+    assert_passed(result)
+    assert result.cycles == result.beats + prf_latency(config)
+    for valid, ready in ((1.0, 0.3), (0.5, 0.5)):
+        result = runner.run_cosim(config, seed=seed + 1, samples=5, max_steps=12,
+                                  valid_probability=valid, ready_probability=ready,
+                                  weight_storage="file", build_root=build_root)
+        assert_passed(result)
+
+
+def test_time_parallel_loop_with_folding(seed, build_root):
+    """P = 4 with G = 4: only the last output of a tile feeds back, the others leave the loop;
+    baked tables (positions limited to those the table uses)."""
+    config = random_prf_config(np.random.default_rng(seed), regime="mixed",
+                               coef_mode="shift_add", time_parallelism=4, lanes=2,
+                               membrane_out=True)
+    config = with_groups(config, 4)
+    result = runner.run_cosim(config, seed=seed, samples=6, max_steps=21,
+                              valid_probability=0.8, ready_probability=0.6,
+                              weight_storage="baked", build_root=build_root)
+    assert_passed(result)

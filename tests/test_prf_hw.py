@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spikeforge.hw.cores import core_verilog
-from spikeforge.hw.prf import PRFCore, prf_latency
+from spikeforge.hw.prf import LOOP_STAGES, PRFCore, prf_latency, prf_loop_depth
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
 from spikeforge.sim.amaranth_sim import run_stream
 from spikeforge.sim.beats import expected_beats, input_beats, random_samples
@@ -61,22 +61,29 @@ def test_state_memory_and_register_paths(rng):
 
 
 @pytest.mark.parametrize("mode", ["shift_add", "dsp"])
-@pytest.mark.parametrize("groups", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("groups", [1, 2, 3, 4, 5, 6, 8])
 def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
-    """G = 1 updates the state in one stage; G >= 2 in two, where a group's next beat reads
-    its state word as the previous beat writes it (G = 2, same cycle) or just after (G = 3).
+    """The C-slow state loop at every group count: G = 1 updates a register in one cycle;
+    G >= 2 pipelines the update over min(S, G + 1) registers, so G runs below (the read is
+    transparent to the write of the same cycle at G + 1), equal to and above the loop depth.
     At full rate a group's beats are exactly G stages apart (the closest they get); gaps and
-    backpressure move them apart and stall them mid-flight. Short samples restart the groups
-    with zero state at every phase."""
+    backpressure move them apart and stall an update mid-loop. Short samples restart the
+    groups with zero state at every phase."""
     config = folded(random_prf_config(rng, regime="resonant_pi", coef_mode=mode, lanes=2,
                                       time_parallelism=2, membrane_out=True), groups)
-    assert prf_latency(config) >= 4
+    depth = prf_loop_depth(config)
+    assert depth == (1 if groups == 1 else min(LOOP_STAGES(config), groups + 1))
+    assert prf_latency(config) == core_latency(config)
     samples = random_samples(config, rng, 6, max_steps=9)
     for valid, ready in ((1.0, 1.0), (0.7, 0.6), (0.4, 0.9), (1.0, 0.3)):
         simulate(config, samples, rng, valid_probability=valid, ready_probability=ready)
 
 
-@pytest.mark.parametrize("groups", [1, 3])
+def core_latency(config):
+    return PRFCore(config).latency
+
+
+@pytest.mark.parametrize("groups", [1, 3, 7])
 def test_streams_one_tile_per_clock(groups, rng):
     config = folded(random_prf_config(rng, regime="fast", lanes=2, time_parallelism=4), groups)
     samples = random_samples(config, rng, 3, min_steps=16, max_steps=16)
