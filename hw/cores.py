@@ -7,10 +7,9 @@ latency and ROM tables instead of switching on the neuron themselves.
 from dataclasses import dataclass
 from typing import Callable
 
-from amaranth.back import verilog
-
 from . import cpsn, cpsn_tables, prf, prf_tables
 from .cpsn_config import CPSNConfig
+from .emit import verilog_text
 from .prf_config import PRFConfig
 
 __all__ = ["CoreType", "core_type", "config_from_json", "table_file", "core_verilog"]
@@ -78,4 +77,4 @@ def core_verilog(config, name: str, weight_storage: str = "baked", **options) ->
         init_files = {table: table_file(name, table) for table in kind.table_names(**options)}
     component = kind.component(config, weight_storage=weight_storage, init_files=init_files,
                                **options)
-    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    return verilog_text(component, name)

@@ -9,6 +9,7 @@ from pathlib import Path
 from .cores import core_type, core_verilog, table_file
 from .cpsn import cpsn_latency
 from .cpsn_config import CPSNConfig
+from .emit import verilog_text
 from .memfile import write_hex
 from .prf import drive_width, prf_latency
 from .prf_config import PRFConfig
@@ -138,10 +139,7 @@ def network_accelerator(network, *, weight_storage: str = "file", **options):
 
 def network_verilog(accelerator) -> str:
     """The accelerator's Verilog (module ``spikeforge_network``), reproducible."""
-    from amaranth.back import verilog
-
-    return verilog.convert(accelerator, name=NETWORK_MODULE, emit_src=False,
-                           strip_internal_attrs=True)
+    return verilog_text(accelerator, NETWORK_MODULE)
 
 
 def _network_ports(accelerator) -> dict:

@@ -128,9 +128,9 @@ class _AccumulatorEngine(wiring.Component):
 
     @property
     def datapath_stages(self) -> int:
-        """Registers from an issued operation to its accumulator update (ROM read, and the
-        product register with multi-bit inputs)."""
-        return 1 if self.input_kind == "spikes" else 2
+        """Registers from an issued operation to its accumulator update (the operation and
+        address register, the ROM read, and the product register with multi-bit inputs)."""
+        return 2 if self.input_kind == "spikes" else 3
 
     def step_overhead(self) -> int:
         """``D``: cycles from a step's last issued operation to the cycle the next step can
@@ -223,7 +223,7 @@ class _AccumulatorEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += [block.eq(block + 1), block_base.eq(block_base + self.inputs)]
 
-        # Tables: read in the issue cycle, data one cycle later.
+        # Tables: read one cycle after the issue cycle, data one cycle later.
         weights_words, weights_width = self.tables["weights"]
         bias_words, bias_word_width = self.tables["bias"]
         m.submodules.weights = weights = TableROM(
@@ -232,16 +232,19 @@ class _AccumulatorEngine(wiring.Component):
         m.submodules.bias = bias = TableROM(bias_words, bias_word_width,
                                             storage=self.weight_storage,
                                             init_file=self.init_files.get("bias"))
-        m.d.comb += [weights.addr.eq(block_base + index), weights.en.eq(1),
-                     bias.addr.eq(block), bias.en.eq(1)]
-
-        # Operation pipeline: valid, bias operation, base zero, last operation, block.
+        # Operation pipeline: valid, bias operation, base zero, last operation, block. The
+        # issued operation is registered first (with its table address), so that the spike
+        # search and the address adder do not share a cycle with the table read (Fmax).
         def stage(values, name):
             registers = [Signal.like(v, name=f"{name}_{n}") for n, v in enumerate(values)]
             m.d.sync += [r.eq(v) for r, v in zip(registers, values)]
             return registers
 
         ops = [issue, bias_op, base_zero(first_step) & bias_op, last_op & issue, block]
+        ops = stage(ops, "op0")
+        address, index0 = stage([block_base + index, index], "address")
+        m.d.comb += [weights.addr.eq(address), weights.en.eq(1),
+                     bias.addr.eq(ops[4]), bias.en.eq(1)]
         ops = stage(ops, "op1")
         acc_shape = signed(self.accumulator_width)
         if self.input_kind == "spikes":
@@ -249,7 +252,7 @@ class _AccumulatorEngine(wiring.Component):
                      for p in range(self.parallel)]
         else:
             x = Signal(signed(self.input_width), reset_less=True)
-            m.d.sync += x.eq(work.word_select(index, self.input_width).as_signed())
+            m.d.sync += x.eq(work.word_select(index0, self.input_width).as_signed())
             terms = []
             for p in range(self.parallel):
                 product = Signal(signed(self.weight_width + self.input_width),

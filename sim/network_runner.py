@@ -18,7 +18,7 @@ import numpy as np
 
 from ..hw.generate import NETWORK_MODULE
 from .network_beats import sample_traces
-from .runner import build_verilog
+from .runner import build_verilog, run_test
 
 __all__ = ["NetworkCosimResult", "run_network_cosim"]
 
@@ -51,16 +51,15 @@ class NetworkCosimResult:
 def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: dict[str, str],
                       *, targets=None, seed: int = 0, valid_probability: float = 0.8,
                       ready_probability: float = 0.8, probes: bool = False, build_root=None,
-                      run_dir=None, waves: bool = False) -> NetworkCosimResult:
+                      run_dir=None, waves: bool = False,
+                      simulator: str = "verilator") -> NetworkCosimResult:
     """Run ``samples`` (quantised ``[T, features]`` integers) through the accelerator in
     ``verilog`` (module ``spikeforge_network``; ``tables``: ``.hex`` file name → text) with
     seeded random valid gaps and backpressure, and compare every output beat with the
     integer network. ``targets`` (labels) give the hardware's accuracy."""
-    from cocotb_tools.runner import get_runner
-
     public = ("probe_*",) if probes else ()
     build_dir, build_s = build_verilog(NETWORK_MODULE, verilog, "network", build_root,
-                                       waves=waves, public=public)
+                                       waves=waves, public=public, simulator=simulator)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -84,9 +83,8 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
                       for layer in network.layers] if probes else [],
            "result": str(run_dir / "result.json")}
     (run_dir / "job.json").write_text(json.dumps(job))
-    runner = get_runner("verilator")
     try:
-        runner.test(test_module="spikeforge.sim.cocotb_network", hdl_toplevel=NETWORK_MODULE,
+        run_test(simulator, test_module="spikeforge.sim.cocotb_network", hdl_toplevel=NETWORK_MODULE,
                     hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
                     waves=waves, extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
                     results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")

@@ -23,14 +23,21 @@ from ..hw.cores import core_type, core_verilog, table_file
 from ..hw.generate import ROM_MODULE
 from ..hw.memfile import read_hex, write_hex
 from .beats import random_samples
-from .verilator import verilator_env
+from .verilator import MissingToolError, verilator_env
 
-__all__ = ["CORE_NAME", "CosimResult", "build_core", "build_verilog", "run_cosim", "job_samples",
+__all__ = ["CORE_NAME", "SIMULATORS", "CosimResult", "build_core", "build_verilog", "run_test", "run_cosim", "job_samples",
            "default_build_root"]
 
 CORE_NAME = "dut"
-_BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-O3", "--x-assign", "fast",
-               "--x-initial", "fast")
+#: Verilator builds start every register from a random value (``--x-initial unique``, with
+#: ``+verilator+rand+reset+2`` at run time), so nothing may rely on power-up values.
+_BUILD_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-O3", "--x-assign", "unique",
+               "--x-initial", "unique")
+_RUN_ARGS = ("+verilator+rand+reset+2",)
+#: Simulators a design can be verified in, with their build arguments: Verilator, and Icarus
+#: Verilog with IEEE 1364-2005 or IEEE 1800-2012 (SystemVerilog) time-0 semantics.
+SIMULATORS = {"verilator": _BUILD_ARGS, "icarus-2012": ("-g2012",),
+              "icarus-2005": ("-g2005",)}
 
 
 def default_build_root() -> Path:
@@ -93,20 +100,34 @@ def _control_file(name: str, public: tuple = ()) -> str:
         for pattern in ("clk", "rst", "s_axis__*", "m_axis__*", *public))
 
 
-def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
-                  waves: bool = False, public: tuple = ()):
-    """Verilate ``verilog`` (module ``top``, with the ROM module) once per text and flags,
-    cached under ``build_root/<label>-<hash>``; ports matching ``s_axis__*``, ``m_axis__*``
-    and ``public`` are visible to cocotb. Returns ``(build_dir, seconds)``."""
+def _runner(simulator: str):
     from cocotb_tools.runner import get_runner
 
-    os.environ.update(verilator_env())
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {sorted(SIMULATORS)}, got {simulator!r}")
+    if simulator == "verilator":
+        os.environ.update(verilator_env())
+        return get_runner("verilator")
+    if shutil.which("iverilog") is None:
+        raise MissingToolError("Icarus Verilog ('iverilog') is not on PATH; on Debian or "
+                               "Ubuntu: apt-get install iverilog")
+    return get_runner("icarus")
+
+
+def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
+                  waves: bool = False, public: tuple = (), simulator: str = "verilator"):
+    """Build ``verilog`` (module ``top``, with the ROM module) for ``simulator`` once per text
+    and flags, cached under ``build_root/<label>-<hash>``; under Verilator only ports matching
+    ``s_axis__*``, ``m_axis__*`` and ``public`` are visible to cocotb. Returns
+    ``(build_dir, seconds)``."""
+    runner = _runner(simulator)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     control = _control_file(top, public)
-    key = hashlib.sha256("\0".join([verilog, rom, control, *_BUILD_ARGS,
+    key = hashlib.sha256("\0".join([verilog, rom, control, *SIMULATORS[simulator],
                                      str(waves)]).encode())
+    suffix = "" if simulator == "verilator" else f"-{simulator}"
     build_dir = Path(build_root or default_build_root()).resolve() / \
-        f"{label}-{key.hexdigest()[:16]}"
+        f"{label}{suffix}-{key.hexdigest()[:16]}"
     start = time.perf_counter()
     with _locked(build_dir.with_suffix(".lock")):
         sources = build_dir / "src"
@@ -115,23 +136,33 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
                                 ("ports.vlt", control)):
             if not (sources / file_name).exists() or (sources / file_name).read_text() != text:
                 (sources / file_name).write_text(text)
-        if not (build_dir / top).exists():
-            runner = get_runner("verilator")
-            runner.build(sources=[sources / f"{top}.v", sources / ROM_MODULE,
-                                  sources / "ports.vlt"],
-                         hdl_toplevel=top, build_dir=build_dir,
-                         build_args=list(_BUILD_ARGS), waves=waves,
+        marker = build_dir / (top if simulator == "verilator" else "sim.vvp")
+        if not marker.exists():
+            files = [sources / f"{top}.v", sources / ROM_MODULE]
+            if simulator == "verilator":
+                files.append(sources / "ports.vlt")
+            runner.build(sources=files, hdl_toplevel=top, build_dir=build_dir,
+                         build_args=list(SIMULATORS[simulator]), waves=waves,
                          timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
     return build_dir, time.perf_counter() - start
 
 
+def run_test(simulator: str, **arguments) -> None:
+    """``runner.test`` for a build of :func:`build_verilog` (random initial state under
+    Verilator)."""
+    runner = _runner(simulator)
+    if simulator == "verilator":
+        arguments["plusargs"] = list(_RUN_ARGS)
+    runner.test(**arguments)
+
+
 def build_core(config, build_root=None, *, weight_storage: str = "file",
-               waves: bool = False, **options):
-    """Verilate the core for ``config`` (for ``file`` storage: its shape) with the core type's
+               waves: bool = False, simulator: str = "verilator", **options):
+    """Build the core for ``config`` (for ``file`` storage: its shape) with the core type's
     generator ``options`` (CPSN: ``arith``); returns ``(build_dir, seconds)``."""
     verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage, **options)
     return build_verilog(CORE_NAME, verilog, core_type(config).neuron, build_root,
-                         waves=waves)
+                         waves=waves, simulator=simulator)
 
 
 def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
@@ -139,7 +170,7 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
               build_root=None, run_dir=None, weight_storage: str = "file",
               table_files: dict | None = None, waves: bool = False,
-              **options) -> CosimResult:
+              simulator: str = "verilator", **options) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
@@ -151,10 +182,8 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
     configuration packs to. Raises nothing on a mismatch: the result's ``mismatch`` says where
     the first one happened.
     """
-    from cocotb_tools.runner import get_runner
-
     build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
-                                    waves=waves, **options)
+                                    waves=waves, simulator=simulator, **options)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -178,9 +207,8 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
                  **{f"sample_{n}": np.asarray(s) for n, s in enumerate(sample_arrays)})
         job["samples_file"] = str(run_dir / "samples.npz")
     (run_dir / "job.json").write_text(json.dumps(job))
-    runner = get_runner("verilator")
     try:
-        runner.test(test_module="spikeforge.sim.cocotb_core", hdl_toplevel=CORE_NAME,
+        run_test(simulator, test_module="spikeforge.sim.cocotb_core", hdl_toplevel=CORE_NAME,
                     hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=run_dir, waves=waves,
                     extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},

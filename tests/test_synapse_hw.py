@@ -154,10 +154,9 @@ def test_bad_engine_parameters_are_refused(rng):
 
 
 def _verilog(component, name):
-    from amaranth.back import verilog
+    from spikeforge.hw.emit import verilog_text
 
-    return {f"{name}.v": verilog.convert(component, name=name, emit_src=False,
-                                         strip_internal_attrs=True)}
+    return {f"{name}.v": verilog_text(component, name)}
 
 
 def test_spike_synapses_and_readout_have_no_multiplier(rng):
