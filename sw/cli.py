@@ -15,7 +15,6 @@ from .bench_hw import CORE_KINDS, PLANS
 from .configs import load_core_config
 from .demo import demo
 from .text import table
-from .train import evaluate, train
 
 
 def _fail(message: str):
@@ -41,7 +40,40 @@ def _generator_options(config, arith: str) -> dict:
     return {}
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group whose torch-based commands are imported only when they run, so that
+    ``--help`` and usage errors answer at once (torch takes seconds to import)."""
+
+    LAZY = {"train": ("spikeforge.sw.train", "Train a spiking network; checkpoints, metrics "
+                                             "and plots go to the run directory."),
+            "evaluate": ("spikeforge.sw.train", "Print a trained run's test accuracy and "
+                                                "per-layer firing rates.")}
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY:
+            import importlib
+
+            return getattr(importlib.import_module(self.LAZY[name][0]), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.LAZY:
+                rows.append((name, self.LAZY[name][1]))
+                continue
+            command = super().get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="spikeforge")
 def main():
     """Parallel spiking neurons from PyTorch training to verified FPGA hardware."""
@@ -311,6 +343,12 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
             ValueError) as exc:
         _fail(str(exc))
     click.echo(table(report_rows(manifest["report"]) + core_rows(manifest)))
+    for entry in manifest["layers"]:
+        used = entry["config"]["lanes"]
+        if used != lanes:  # never silent: the lanes must divide the layer's width
+            click.echo(f"warning: layer {entry['name']}: --lanes {lanes} does not divide its "
+                       f"{entry['config']['channels']} channels; it uses {used} lanes (the "
+                       f"largest divisor not above {lanes})", err=True)
     click.echo(f"wrote {out_dir}/{'manifest.json'} and the tables of "
                f"{len(manifest['layers'])} core(s)")
 
@@ -616,9 +654,27 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
         sys.exit(1)
 
 
-# Commands that live in their own modules.
-for _command in (train, evaluate, demo):
-    main.add_command(_command)
+@main.command()
+@click.option("--cache", is_flag=True, required=True,
+              help="Remove the Verilator build cache (build/cosim, or $SPIKEFORGE_BUILD/cosim).")
+def clean(cache):
+    """Remove caches: every Verilator build is kept by design hash and reused, so the cache
+    grows with every new core shape or weight width; it is rebuilt on demand."""
+    import shutil
+
+    from ..sim.runner import default_build_root
+
+    root = default_build_root()
+    if not root.is_dir():
+        click.echo(f"{root}: no cache")
+        return
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    shutil.rmtree(root)
+    click.echo(f"removed {root} ({size / 2**20:,.1f} MiB)")
+
+
+# Commands that live in their own modules (train and evaluate load lazily, see _LazyGroup).
+main.add_command(demo)
 
 
 if __name__ == "__main__":
