@@ -103,6 +103,9 @@ def generate_core(config, out_dir, *, name: str | None = None, weight_storage: s
         raise ValueError(f"core name {name!r} must be a Verilog identifier")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The description is written last and removed first: a directory without it is an
+    # interrupted generation, which synth and cosim refuse.
+    (out_dir / f"{name}.json").unlink(missing_ok=True)
     description = describe_core(config, name, weight_storage, **options)
     (out_dir / f"{name}.v").write_text(core_verilog(config, name, weight_storage, **options))
     if weight_storage == "file":

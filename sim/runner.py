@@ -170,27 +170,35 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               ready_probability: float = 0.8, sample_arrays: list[np.ndarray] | None = None,
               build_root=None, run_dir=None, weight_storage: str = "file",
               table_files: dict | None = None, waves: bool = False,
-              simulator: str = "verilator", **options) -> CosimResult:
+              simulator: str = "verilator", verilog: tuple[str, str] | None = None,
+              **options) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
     ``max_steps`` time steps drawn from ``seed``. ``weight_storage='baked'`` verifies the
     Verilog with tables inside (one build per weight set); ``options`` go to the generator
     (CPSN: ``arith='multiply'`` verifies the multiplier baseline against the same golden
-    model). ``table_files`` maps each table to a ``.hex`` file (an export's) that the core
+    model); ``verilog = (module, text)`` verifies that Verilog (a generated directory's)
+    instead of generating it. ``table_files`` maps each table to a ``.hex`` file (an export's) that the core
     reads instead of tables written from ``config``; they must hold exactly the words the
     configuration packs to. Raises nothing on a mismatch: the result's ``mismatch`` says where
     the first one happened.
     """
-    build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
-                                    waves=waves, simulator=simulator, **options)
+    top = CORE_NAME
+    if verilog is None:
+        build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
+                                        waves=waves, simulator=simulator, **options)
+    else:  # a generated core as it is: (module name, Verilog text)
+        top, text = verilog
+        build_dir, build_s = build_verilog(top, text, core_type(config).neuron, build_root,
+                                           waves=waves, simulator=simulator)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     if weight_storage == "file":
         for table, (words, width) in core_type(config).table_words(config, **options).items():
-            target = run_dir / table_file(CORE_NAME, table)
+            target = run_dir / table_file(top, table)
             if table_files is None:
                 write_hex(target, words, width)
             elif read_hex(table_files[table], width, len(words)) == words:
@@ -208,7 +216,7 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
         job["samples_file"] = str(run_dir / "samples.npz")
     (run_dir / "job.json").write_text(json.dumps(job))
     try:
-        run_test(simulator, test_module="spikeforge.sim.cocotb_core", hdl_toplevel=CORE_NAME,
+        run_test(simulator, test_module="spikeforge.sim.cocotb_core", hdl_toplevel=top,
                     hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=run_dir, waves=waves,
                     extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},

@@ -59,6 +59,16 @@ class _LazyGroup(click.Group):
             return getattr(importlib.import_module(self.LAZY[name][0]), name)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted. A training run continues with `spikeforge train --resume "
+                       "--out RUN`; a directory whose generation was cut short has no "
+                       "description (.json) and is refused until it is generated again.",
+                       err=True)
+            ctx.exit(130)
+
     def format_commands(self, ctx, formatter):
         rows = []
         for name in self.list_commands(ctx):
@@ -148,7 +158,7 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
                                     **_generator_options(config, arith))
     except ValueError as exc:
         _fail(str(exc))
-    click.echo(f"wrote {len(description['files'])} files to {out_dir}:")
+    click.echo(f"wrote {len(description['files']) + 1} files to {out_dir}:")
     for file_name in description["files"]:
         click.echo(f"  {file_name}")
     click.echo(f"  {description['name']}.json")
@@ -179,7 +189,8 @@ class _Samples(click.ParamType):
 
 
 @main.command()
-@click.argument("network_dir", required=False, type=click.Path(file_okay=False))
+@click.argument("network_dir", metavar="DIRECTORY", required=False,
+                type=click.Path(file_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Core configuration (JSON).")
 @click.option("--from", "export_dir", type=click.Path(file_okay=False),
@@ -207,15 +218,16 @@ class _Samples(click.ParamType):
               help="Also write the summary as JSON.")
 def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_steps, max_steps,
           valid_probability, ready_probability, weight_storage, waves, build_dir, json_path):
-    """Co-simulate under Verilator against the bit-exact integer model: a core (--config,
-    random stimulus), a whole exported network as one accelerator (--from EXPORT, or
-    NETWORK_DIR written by `generate --from`) on its test set, or with --from --cores every
-    core on its own."""
+    """Co-simulate under Verilator against the bit-exact integer model: a core (--config, or
+    DIRECTORY written by `generate --config`, random stimulus), a whole exported network as
+    one accelerator (--from EXPORT, or DIRECTORY written by `generate --from`) on its test
+    set, or with --from --cores every core on its own. A DIRECTORY is verified as it is:
+    its Verilog and tables, after checking their sha256s."""
     from ..sim.runner import run_cosim
     from ..sim.verilator import MissingToolError
 
     if sum(x is not None for x in (network_dir, config_path, export_dir)) != 1:
-        _fail("give one of NETWORK_DIR (from `generate --from`), --config (one core, random "
+        _fail("give one of DIRECTORY (from `spikeforge generate`), --config (one core, random "
               "stimulus) or --from (an export directory, real test data)")
     if json_path:
         _check_writable(json_path)
@@ -223,7 +235,9 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
         _cosim_export(export_dir, seed, 32 if samples in (None, "all") else samples,
                       valid_probability, ready_probability, build_dir, json_path)
         return
-    if export_dir is not None or network_dir is not None:
+    if network_dir is not None and not (Path(network_dir) / "network.json").is_file():
+        config_path = _core_directory(network_dir)  # a core directory, verified as it is
+    elif export_dir is not None or network_dir is not None:
         _cosim_network(export_dir or network_dir, seed, None if samples in (None, "all")
                        else samples, valid_probability, ready_probability, build_dir,
                        json_path)
@@ -233,14 +247,31 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
     samples = samples or 16
     if min_steps > max_steps:
         _fail(f"--min-steps ({min_steps}) is larger than --max-steps ({max_steps})")
-    config = _load(config_path)
+    directory = None
+    if isinstance(config_path, tuple):  # a generated core directory
+        directory, description, config = config_path
+        config_path = directory
+    else:
+        config = _load(config_path)
     click.echo(f"co-simulating {config_path} under Verilator (seed {seed}, {samples} samples)…")
     start = time.perf_counter()
     try:
-        result = run_cosim(config, seed=seed, samples=samples, min_steps=min_steps,
-                           max_steps=max_steps, valid_probability=valid_probability,
-                           ready_probability=ready_probability, build_root=build_dir,
-                           weight_storage=weight_storage, waves=waves)
+        if directory is None:
+            result = run_cosim(config, seed=seed, samples=samples, min_steps=min_steps,
+                               max_steps=max_steps, valid_probability=valid_probability,
+                               ready_probability=ready_probability, build_root=build_dir,
+                               weight_storage=weight_storage, waves=waves)
+        else:
+            result = run_cosim(
+                config, seed=seed, samples=samples, min_steps=min_steps, max_steps=max_steps,
+                valid_probability=valid_probability, ready_probability=ready_probability,
+                build_root=build_dir, weight_storage=description["weight_storage"],
+                waves=waves, verilog=(description["name"],
+                                      (Path(directory) / f"{description['name']}.v").read_text()),
+                table_files={t: Path(directory) / info["file"]
+                             for t, info in description["tables"].items()}
+                if description["weight_storage"] == "file" else None,
+                **({"arith": description["arith"]} if "arith" in description else {}))
     except MissingToolError as exc:
         _fail(str(exc))
     total = time.perf_counter() - start
@@ -351,6 +382,19 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
                        f"largest divisor not above {lanes})", err=True)
     click.echo(f"wrote {out_dir}/{'manifest.json'} and the tables of "
                f"{len(manifest['layers'])} core(s)")
+
+
+def _core_directory(directory):
+    """``(directory, description, config)`` of a core directory from `generate`, after
+    checking that its files still have the recorded sha256s."""
+    from ..hw.cores import config_from_json
+    from ..hw.synth import load_core_dir
+
+    try:
+        description, _ = load_core_dir(directory)
+        return directory, description, config_from_json(description["config"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _fail(f"{directory}: {exc}")
 
 
 def _check_writable(path) -> None:

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import types
 import typing
@@ -577,7 +578,9 @@ def train(config_path, epochs, out_dir, device, seed, resume, force, threads, no
         else:
             config = parse_config(load_checkpoint(out_dir / "last.pt")["config"])
         config = replace_train(config, epochs=epochs, seed=seed)
-        train_run(config, out_dir, device=device, resume=resume, progress=not no_progress,
+        # no progress bar into a log: tqdm's \r updates would flood it
+        train_run(config, out_dir, device=device, resume=resume,
+                  progress=not no_progress and sys.stderr.isatty(),
                   log=click.echo)
     except (ConfigError, CheckpointError, DatasetNotFoundError, DataError,
             TrainingDiverged) as exc:
