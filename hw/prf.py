@@ -44,13 +44,16 @@ def prf_loop_depth(config: PRFConfig) -> int:
     """Registers in the state recurrence (the beats between a group's read and write + 1).
 
     ``G = 1``: 1 (the state is one register, updated in one cycle). ``G >= 2``:
-    ``min(S, G + 1)`` with ``S = LOOP_STAGES(config)``: a group's next beat comes ``G`` beats
-    later, so up to ``G`` registers cost nothing, and ``G + 1`` with a read that is
-    transparent to the write in the same cycle. The core never waits: with fewer groups the
-    loop is shorter (and slower), see ``docs/prf_fixed_point.md`` §8."""
+    ``min(S, max(G, 3))`` with ``S = LOOP_STAGES(config)``: a group's next beat comes ``G``
+    beats later, so up to ``G`` registers cost nothing; ``G = 2`` gets 3 with a read that is
+    transparent to the write of the same cycle. (A transparent read makes synthesis register
+    the LUT RAM's address instead of its data, which puts the RAM read on the next stage's
+    path, so ``G + 1`` is used only where the loop would otherwise be two registers.) The
+    core never waits: with fewer groups the loop is shorter (and slower), see
+    ``docs/prf_fixed_point.md`` §8."""
     if config.groups == 1:
         return 1
-    return min(LOOP_STAGES(config), config.groups + 1)
+    return min(LOOP_STAGES(config), max(config.groups, 3))
 
 
 def _stage_plan(config: PRFConfig) -> dict:

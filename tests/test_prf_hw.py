@@ -72,7 +72,7 @@ def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
     config = folded(random_prf_config(rng, regime="resonant_pi", coef_mode=mode, lanes=2,
                                       time_parallelism=2, membrane_out=True), groups)
     depth = prf_loop_depth(config)
-    assert depth == (1 if groups == 1 else min(LOOP_STAGES(config), groups + 1))
+    assert depth == (1 if groups == 1 else min(LOOP_STAGES(config), max(groups, 3)))
     assert prf_latency(config) == core_latency(config)
     samples = random_samples(config, rng, 6, max_steps=9)
     for valid, ready in ((1.0, 1.0), (0.7, 0.6), (0.4, 0.9), (1.0, 0.3)):
