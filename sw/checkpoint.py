@@ -54,9 +54,13 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"{path}: not a readable checkpoint, the file is corrupted or "
-                              f"was not written by spikeforge ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        # torch's own advice ("weights_only=False will likely succeed") would mean running
+        # code from an untrusted file; say what helps instead.
+        other = {"best.pt": "last.pt", "last.pt": "best.pt"}.get(path.name)
+        hint = f"; try the run's {other} (--checkpoint {other[:-3]})" if other else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint: the file is corrupted, "
+                              f"truncated or was not written by spikeforge "
+                              f"({type(exc).__name__}){hint}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a spikeforge checkpoint (no {FORMAT!r} marker)")
     if not isinstance(data.get("version"), int) or data["version"] > VERSION:

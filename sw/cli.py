@@ -295,6 +295,7 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
         ("Verilator build", f"{result.build_s:.1f} s (cached per design)"),
     ] + ([("waves", result.waves)] if result.waves else [])))
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(summary, indent=1) + "\n")
     if not result.passed:
         click.echo("FAIL: the hardware differs from the golden model", err=True)
@@ -428,6 +429,7 @@ def _cosim_network(source, seed, samples, valid_probability, ready_probability, 
         _fail(str(exc))
     click.echo(table(cosim_network_rows(report)))
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
     if not report["passed"]:
         where = report["mismatch_location"] or {}
@@ -456,6 +458,7 @@ def _cosim_export(export_dir, seed, samples, valid_probability, ready_probabilit
         _fail(str(exc))
     click.echo(table(cosim_rows(report)))
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
     if not report["passed"]:
         click.echo("FAIL: the hardware differs from the integer model", err=True)

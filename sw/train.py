@@ -149,7 +149,9 @@ def _parse_section(cls, data, key: str):
     try:
         return cls(**values)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        # A neuron section's checks name it ``model.neuron``; one of ``model.neurons`` is
+        # reported at its own key (``model.neurons[1].name``).
+        raise ConfigError(str(exc).replace("model.neuron.", f"{key}.", 1)) from None
 
 
 def parse_config(data: dict) -> RunConfig:

@@ -180,7 +180,7 @@ def test_generated_cores_read_the_exported_tables(exported, tmp_path):
 
 
 def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
-    """The CI round trip: every output spike of both cores matches under Verilator."""
+    """The per-core round trip: every output spike of both cores matches under Verilator."""
     runner = CliRunner()
     export_dir, cores = tmp_path / "export", tmp_path / "cores"
     result = runner.invoke(main, ["export", str(trained), "--out", str(export_dir),
@@ -189,12 +189,19 @@ def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
     assert "integer accuracy" in result.output and "sn1 (prf)" in result.output
     result = runner.invoke(main, ["export", "--check", str(export_dir)])
     assert result.exit_code == 0 and "OK: 2 layer(s)" in result.output
-    result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out", str(cores)])
+    result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out", str(cores),
+                                  "--cores"])
     assert result.exit_code == 0, result.output
     assert (cores / "sn0" / "sn0.v").is_file() and (cores / "sn1" / "sn1.v").is_file()
+    # the whole-network accelerator streams one step per beat: PRF tiles are refused, with
+    # the layer named, before any Verilog is written
+    result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out",
+                                  str(tmp_path / "network")])
+    assert result.exit_code == 1 and "layer 'sn1'" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "network" / "network.v").exists()
     report_path = tmp_path / "cosim.json"
-    result = runner.invoke(main, ["cosim", "--from", str(export_dir), "--samples", "6",
-                                  "--seed", "3", "--json", str(report_path)])
+    result = runner.invoke(main, ["cosim", "--from", str(export_dir), "--cores", "--samples",
+                                  "6", "--seed", "3", "--json", str(report_path)])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["samples"] == 6
@@ -227,3 +234,34 @@ def test_non_finite_weights_are_refused_by_layer(trained, tensor):
     calibration, _ = stack_dataset(load_data(config.data).train, 64)
     with pytest.raises(QuantisationError, match=r"layer sn[01]: the trained \w+ contains? NaN"):
         quantise_network(model, calibration)
+
+
+def test_cli_whole_network_generate_cosim_and_refusals(exported, tmp_path):
+    """generate --from writes the accelerator; cosim DIR and cosim --from verify its class
+    and logits on test samples; a tampered directory and an unwritable --json are refused in
+    one line before any simulation."""
+    runner = CliRunner()
+    network = tmp_path / "network"
+    result = runner.invoke(main, ["generate", "--from", str(exported), "--out", str(network)])
+    assert result.exit_code == 0, result.output
+    description = json.loads((network / "network.json").read_text())
+    assert [s["name"] for s in description["stages"]] == ["synapse_sn0", "sn0", "synapse_sn1",
+                                                          "sn1", "readout"]
+    assert description["cycles_per_sample"]["typical"] > 0
+    report_path = tmp_path / "cosim.json"
+    result = runner.invoke(main, ["cosim", str(network), "--samples", "24", "--seed", "2",
+                                  "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    for key in ("samples", "class_agreement", "logit_agreement", "hardware_accuracy",
+                "cycles_per_sample"):
+        assert key in report
+    assert report["samples"] == 24 and report["class_agreement"] == 1.0
+    assert report["logit_agreement"] == 1.0 and report["cycles_per_sample"] > 0
+    result = runner.invoke(main, ["cosim", str(network), "--json", str(network)])
+    assert result.exit_code == 1 and "cannot write" in result.output, result.output
+    (network / "network.v").write_text((network / "network.v").read_text() + "// edited\n")
+    for command in (["cosim", str(network)], ["synth", str(network), "--target", "xc7"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1 and "sha256" in result.output, (command, result.output)
+        assert "Traceback" not in result.output

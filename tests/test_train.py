@@ -380,3 +380,18 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     assert checkpoint["epoch"] == 2 and (out / "raster.png").is_file()
     metrics = checkpoint["metrics"]
     assert metrics[-1]["train_acc"] > 0
+
+
+def test_a_typo_in_one_of_several_neurons_is_named_at_its_own_key():
+    data = {"data": {"name": "digits"},
+            "model": {"arch": "mlp", "hidden": [4, 4], "neuron": {"name": "cpsn_bn"},
+                      "neurons": [{"name": "cpsn_bn"}, {"name": "prff"}]}}
+    with pytest.raises(ConfigError, match=r"^model\.neurons\[1\]\.name: unknown neuron 'prff'"):
+        parse_config(data)
+
+
+def test_a_damaged_checkpoint_points_to_the_other_one(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match=r"try the run's last\.pt") as info:
+        load_checkpoint(tmp_path / "best.pt")
+    assert "weights_only" not in str(info.value)
