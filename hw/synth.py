@@ -27,6 +27,7 @@ import json
 import operator
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from .yosys import tool_executable
@@ -290,7 +291,7 @@ def _run(args: list[str], cwd: Path, log_name: str) -> subprocess.CompletedProce
 
 def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str, work_dir,
                *, dsp: bool = True, constraint_mhz: float | None = None,
-               seeds=(1,)) -> dict:
+               seeds=(1,), log=None) -> dict:
     """Synthesise (and for iCE40/ECP5 place and route) module ``core`` on a target.
 
     ``sources`` maps file names to text (Verilog and any ``$readmemh`` tables), ``ports`` is
@@ -301,6 +302,8 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     ``seeds``: nextpnr placement seeds; the placement is random enough that Fmax moves by
     some ten percent from seed to seed, so the report is that of the fastest placement
     (``seed``), with every seed's Fmax in ``fmax_by_seed`` (one synthesis for all).
+    ``log`` (a function of one line) hears each stage as it starts and ends, with the log
+    file to follow and the time taken.
 
     Returns the report: ``resources`` (the core's mapped cells by class), ``harness``
     (the harness's cells), and for place-and-route targets ``fits``, ``utilisation`` (used and
@@ -328,7 +331,11 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     script = (f"read_verilog {reads} harness.v; setattr -mod -set keep_hierarchy 1 {core}; "
               f"{synth}; tee -q -o stat.json stat -json; "
               f"setattr -mod -unset keep_hierarchy {core}; flatten; write_json netlist.json")
+    say = log or (lambda line: None)
+    started = time.perf_counter()
+    say(f"  Yosys synthesis for {target.name} (log: {work / 'yosys.log'})…")
     run = _run([yosys, "-p", script], work, "yosys.log")
+    say(f"  Yosys done in {time.perf_counter() - started:.0f} s")
     if run.returncode != 0:
         raise RuntimeError(f"yosys failed (log: {work / 'yosys.log'}):\n"
                            f"{(run.stdout + run.stderr)[-3000:]}")
@@ -356,7 +363,12 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     best = None
     for seed in seeds:
         suffix = "" if len(seeds) == 1 else f"-seed{seed}"
+        started = time.perf_counter()
+        say(f"  nextpnr place and route, seed {seed} (log: {work / f'nextpnr{suffix}.log'})…")
         placed = _place_and_route(nextpnr, target, work, constraint_mhz, seed, suffix)
+        say(f"  seed {seed}: " + (f"{placed['fmax_mhz']:.1f} MHz" if placed.get("fmax_mhz")
+                                  else "does not fit") +
+            f" in {time.perf_counter() - started:.0f} s")
         report.update({key: placed[key] for key in ("utilisation", "overflow", "fits")})
         if "unplaceable" in placed:
             report["unplaceable"] = True

@@ -52,14 +52,15 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
                       *, targets=None, seed: int = 0, valid_probability: float = 0.8,
                       ready_probability: float = 0.8, probes: bool = False, build_root=None,
                       run_dir=None, waves: bool = False,
-                      simulator: str = "verilator") -> NetworkCosimResult:
+                      simulator: str = "verilator", log=None) -> NetworkCosimResult:
     """Run ``samples`` (quantised ``[T, features]`` integers) through the accelerator in
     ``verilog`` (module ``spikeforge_network``; ``tables``: ``.hex`` file name → text) with
     seeded random valid gaps and backpressure, and compare every output beat with the
     integer network. ``targets`` (labels) give the hardware's accuracy."""
     public = ("probe_*",) if probes else ()
     build_dir, build_s = build_verilog(NETWORK_MODULE, verilog, "network", build_root,
-                                       waves=waves, public=public, simulator=simulator)
+                                       waves=waves, public=public, simulator=simulator,
+                                       log=log)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)

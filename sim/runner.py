@@ -115,11 +115,12 @@ def _runner(simulator: str):
 
 
 def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
-                  waves: bool = False, public: tuple = (), simulator: str = "verilator"):
+                  waves: bool = False, public: tuple = (), simulator: str = "verilator",
+                  log=None):
     """Build ``verilog`` (module ``top``, with the ROM module) for ``simulator`` once per text
     and flags, cached under ``build_root/<label>-<hash>``; under Verilator only ports matching
-    ``s_axis__*``, ``m_axis__*`` and ``public`` are visible to cocotb. Returns
-    ``(build_dir, seconds)``."""
+    ``s_axis__*``, ``m_axis__*`` and ``public`` are visible to cocotb; ``log`` hears when a
+    build starts (with its log file) and how long it took. Returns ``(build_dir, seconds)``."""
     runner = _runner(simulator)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     control = _control_file(top, public)
@@ -138,12 +139,17 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
                 (sources / file_name).write_text(text)
         marker = build_dir / (top if simulator == "verilator" else "sim.vvp")
         if not marker.exists():
+            if log:
+                log(f"  building {label} for {simulator} (a minute or two; log: "
+                    f"{build_dir / 'build.log'})…")
             files = [sources / f"{top}.v", sources / ROM_MODULE]
             if simulator == "verilator":
                 files.append(sources / "ports.vlt")
             runner.build(sources=files, hdl_toplevel=top, build_dir=build_dir,
                          build_args=list(SIMULATORS[simulator]), waves=waves,
                          timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+            if log:
+                log(f"  built in {time.perf_counter() - start:.0f} s")
     return build_dir, time.perf_counter() - start
 
 
@@ -157,12 +163,12 @@ def run_test(simulator: str, **arguments) -> None:
 
 
 def build_core(config, build_root=None, *, weight_storage: str = "file",
-               waves: bool = False, simulator: str = "verilator", **options):
+               waves: bool = False, simulator: str = "verilator", log=None, **options):
     """Build the core for ``config`` (for ``file`` storage: its shape) with the core type's
     generator ``options`` (CPSN: ``arith``); returns ``(build_dir, seconds)``."""
     verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage, **options)
     return build_verilog(CORE_NAME, verilog, core_type(config).neuron, build_root,
-                         waves=waves, simulator=simulator)
+                         waves=waves, simulator=simulator, log=log)
 
 
 def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
@@ -171,7 +177,7 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
               build_root=None, run_dir=None, weight_storage: str = "file",
               table_files: dict | None = None, waves: bool = False,
               simulator: str = "verilator", verilog: tuple[str, str] | None = None,
-              **options) -> CosimResult:
+              log=None, **options) -> CosimResult:
     """Co-simulate ``config`` under Verilator against the integer golden model.
 
     Stimulus is ``sample_arrays`` if given, else ``samples`` random samples of ``min_steps`` to
@@ -187,11 +193,11 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
     top = CORE_NAME
     if verilog is None:
         build_dir, build_s = build_core(config, build_root, weight_storage=weight_storage,
-                                        waves=waves, simulator=simulator, **options)
+                                        waves=waves, simulator=simulator, log=log, **options)
     else:  # a generated core as it is: (module name, Verilog text)
         top, text = verilog
         build_dir, build_s = build_verilog(top, text, core_type(config).neuron, build_root,
-                                           waves=waves, simulator=simulator)
+                                           waves=waves, simulator=simulator, log=log)
     run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)

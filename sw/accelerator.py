@@ -124,7 +124,8 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     start = time.perf_counter()
     result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
                                seed=seed, valid_probability=valid_probability,
-                               ready_probability=ready_probability, build_root=build_root)
+                               ready_probability=ready_probability, build_root=build_root,
+                               log=log)
     located = None
     if not result.passed and result.first_mismatch_sample is not None:
         from ..hw.generate import network_accelerator, network_verilog
@@ -135,7 +136,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         rerun = run_network_cosim(network, inputs[:result.first_mismatch_sample + 1], probed,
                                   tables, seed=seed, valid_probability=valid_probability,
                                   ready_probability=ready_probability, probes=True,
-                                  build_root=build_root)
+                                  build_root=build_root, log=log)
         located = rerun.layer_mismatch or {"layer": "readout",
                                            "note": "every core's spikes match: the logits "
                                                    "differ in the readout"}

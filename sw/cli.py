@@ -260,13 +260,13 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
             result = run_cosim(config, seed=seed, samples=samples, min_steps=min_steps,
                                max_steps=max_steps, valid_probability=valid_probability,
                                ready_probability=ready_probability, build_root=build_dir,
-                               weight_storage=weight_storage, waves=waves)
+                               weight_storage=weight_storage, waves=waves, log=click.echo)
         else:
             result = run_cosim(
                 config, seed=seed, samples=samples, min_steps=min_steps, max_steps=max_steps,
                 valid_probability=valid_probability, ready_probability=ready_probability,
                 build_root=build_dir, weight_storage=description["weight_storage"],
-                waves=waves, verilog=(description["name"],
+                waves=waves, log=click.echo, verilog=(description["name"],
                                       (Path(directory) / f"{description['name']}.v").read_text()),
                 table_files={t: Path(directory) / info["file"]
                              for t, info in description["tables"].items()}
@@ -573,7 +573,7 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
         out_dir = Path(out_dir or Path(core_dir, f"synth-{target}"))
     click.echo(f"synthesising {core_dir} for {target}…")
     try:
-        report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp,
+        report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp, log=click.echo,
                                 constraint_mhz=constraint_mhz, seeds=seeds)
     except (MissingToolError, OSError, ValueError) as exc:
         _fail(str(exc))

@@ -122,11 +122,9 @@ def demo(out_dir, epochs, samples, target, run_synth, seeds, jobs):
         from ..hw.synth import synth_core_dir
 
         begin = _stage(5, f"synthesise and place-and-route the network for {target} (yowasp)")
-        click.echo(f"  Yosys synthesis, then nextpnr place-and-route with {seeds} seed(s); "
-                   f"logs in {out_dir / 'synth'} (a few minutes)…")
         try:
             synth = synth_core_dir(network_dir, target, out_dir / "synth",
-                                   seeds=range(1, seeds + 1))
+                                   seeds=range(1, seeds + 1), log=click.echo)
         except (OSError, ValueError, RuntimeError) as exc:
             synth = {"error": str(exc)}
         click.echo(f"  network: {design_size(synth)}")
