@@ -258,7 +258,8 @@ def test_cli_whole_network_generate_cosim_and_refusals(exported, tmp_path):
         assert key in report
     assert report["samples"] == 24 and report["class_agreement"] == 1.0
     assert report["logit_agreement"] == 1.0 and report["cycles_per_sample"] > 0
-    result = runner.invoke(main, ["cosim", str(network), "--json", str(network)])
+    result = runner.invoke(main, ["cosim", str(network), "--json",
+                                  str(network / "network.v" / "report.json")])  # under a file
     assert result.exit_code == 1 and "cannot write" in result.output, result.output
     (network / "network.v").write_text((network / "network.v").read_text() + "// edited\n")
     for command in (["cosim", str(network)], ["synth", str(network), "--target", "xc7"]):
