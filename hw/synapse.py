@@ -20,10 +20,12 @@ accumulators start from the bias) and then one *term operation* per input it vis
 ``D`` (:meth:`_AccumulatorEngine.step_overhead`) is the pipeline drain between time steps:
 a step starts only when the previous step's results have left the accumulators.
 
-Memory layout (``weights`` table): word ``b·inputs + i`` holds the ``parallel`` weights of
+Memory layout (``weights`` table): word ``b·2^k + i`` (``2^k`` the inputs rounded up to a
+power of two, so the address is ``{b, i}`` without an adder) holds the ``parallel`` weights of
 input ``i`` for the outputs of block ``b`` (output ``b·parallel + p`` at bits
-``[p·w, (p+1)·w)``), so one read serves one operation; ``bias`` word ``b`` holds the block's
-biases. The rounding half of ``round_shift`` is folded into the stored bias.
+``[p·w, (p+1)·w)``), so one read serves one operation; padding words are zero. ``bias`` word
+``b`` holds the block's biases. The rounding half of ``round_shift`` is folded into the stored
+bias.
 """
 
 import operator
@@ -66,18 +68,36 @@ def pack_synapse_tables(weight: np.ndarray, bias: np.ndarray, parallel: int, wei
     """``{table: (words, word_width)}`` in the layout of the module docstring."""
     outputs, inputs = weight.shape
     blocks = outputs // parallel
+    stride = 1 << index_bits(inputs)  # inputs padded to a power of two: no address adder
     weights = [_field(weight[b * parallel:(b + 1) * parallel, i], weight_width)
-               for b in range(blocks) for i in range(inputs)]
+               if i < inputs else 0 for b in range(blocks) for i in range(stride)]
     biases = [_field(bias[b * parallel:(b + 1) * parallel], bias_width) for b in range(blocks)]
     return {"weights": (weights, parallel * weight_width), "bias": (biases, parallel * bias_width)}
 
 
-def _lowest_index(bits: Signal):
-    """Index of the lowest set bit of ``bits`` (0 when none), from its isolated one-hot."""
-    one_hot = bits & (~bits + 1)
-    width = max(1, (len(bits) - 1).bit_length())
-    return Cat(*[Cat(*[one_hot[j] for j in range(len(bits)) if j >> k & 1]).any()
-                 for k in range(width)])
+def _lowest_set(bits) -> tuple:
+    """``(any, many, index)`` of ``bits``: whether a bit is set, whether two or more are, and
+    the index of the lowest set bit (0 when none), from a balanced tree of small functions
+    rather than a carry chain across all bits (Fmax)."""
+    nodes = [(bits[n], Const(0, 1), Const(0, 0)) for n in range(len(bits))]
+    while len(nodes) > 1:
+        merged = []
+        for n in range(0, len(nodes), 2):
+            if n + 1 == len(nodes):
+                low_any, low_many, low_index = nodes[n]
+                merged.append((low_any, low_many, Cat(low_index, Const(0, 1))))
+                continue
+            (low_any, low_many, low_index), (high_any, high_many, high_index) = nodes[n:n + 2]
+            merged.append((low_any | high_any, low_many | high_many | (low_any & high_any),
+                           Mux(low_any, Cat(low_index, Const(0, 1)),
+                               Cat(high_index, Const(1, 1)))))
+        nodes = merged
+    return nodes[0]
+
+
+def index_bits(count: int) -> int:
+    """Address bits of one of ``count`` inputs (the weight table's layout)."""
+    return max(1, (count - 1).bit_length())
 
 
 class _AccumulatorEngine(wiring.Component):
@@ -185,12 +205,11 @@ class _AccumulatorEngine(wiring.Component):
         remaining = Signal(self.inputs if self.input_kind == "spikes" else
                            range(self.inputs + 1))
         block = Signal(range(self.blocks))
-        block_base = Signal(range(self.blocks * self.inputs))
         bias_op = Signal()  # the next operation is the block's bias operation
         m.d.comb += take.eq(full & ~busy & ~in_flight & free)
         with m.If(take):
             m.d.sync += [work.eq(vector), busy.eq(1), in_flight.eq(1), block.eq(0),
-                         block_base.eq(0), bias_op.eq(1), step_last.eq(in_last)]
+                         bias_op.eq(1), step_last.eq(in_last)]
             if self.input_kind == "spikes":
                 m.d.sync += remaining.eq(vector)
             else:
@@ -198,9 +217,8 @@ class _AccumulatorEngine(wiring.Component):
 
         issue, last_op = Signal(), Signal()
         if self.input_kind == "spikes":
-            index = _lowest_index(remaining)
-            more = (remaining & (remaining - 1)).any()
-            m.d.comb += last_op.eq(Mux(bias_op, remaining == 0, ~more))
+            active, more, index = _lowest_set(remaining)
+            m.d.comb += last_op.eq(Mux(bias_op, ~active, ~more))
         else:
             index = remaining
             m.d.comb += last_op.eq(~bias_op & (remaining == self.inputs - 1))
@@ -221,7 +239,7 @@ class _AccumulatorEngine(wiring.Component):
                 with m.If(block == self.blocks - 1):
                     m.d.sync += busy.eq(0)
                 with m.Else():
-                    m.d.sync += [block.eq(block + 1), block_base.eq(block_base + self.inputs)]
+                    m.d.sync += block.eq(block + 1)
 
         # Tables: read one cycle after the issue cycle, data one cycle later.
         weights_words, weights_width = self.tables["weights"]
@@ -242,7 +260,10 @@ class _AccumulatorEngine(wiring.Component):
 
         ops = [issue, bias_op, base_zero(first_step) & bias_op, last_op & issue, block]
         ops = stage(ops, "op0")
-        address, index0 = stage([block_base + index, index], "address")
+        # word b·2^k + i: the address is the block above the input index, no adder (Fmax)
+        input_index = Signal(index_bits(self.inputs))
+        m.d.comb += input_index.eq(index)
+        address, index0 = stage([Cat(input_index, block), index], "address")
         m.d.comb += [weights.addr.eq(address), weights.en.eq(1),
                      bias.addr.eq(ops[4]), bias.en.eq(1)]
         ops = stage(ops, "op1")

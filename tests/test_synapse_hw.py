@@ -182,3 +182,11 @@ def test_spike_synapses_and_readout_have_no_multiplier(rng):
             continue
         assert "$mul" not in word_level, (name, word_level)
         assert "MULT18X18D" not in mapped and "ALU54B" not in mapped, (name, mapped)
+
+
+@pytest.mark.parametrize("inputs", [1, 3, 5])
+def test_spike_engine_with_few_inputs(inputs, rng):
+    """Input counts that are not powers of two (padded table rows) and a single input."""
+    synapse = synapse_of(rng, 4, inputs)
+    engine = engine_of(synapse, kind="spikes", in_lanes=inputs, out_lanes=2, parallel=2)
+    check_engine(engine, synapse, [spikes(rng, 6, inputs, 0.5)], rng, ready_probability=0.5)
