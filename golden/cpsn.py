@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hw.cpsn_config import CPSNConfig
+from .cpsn_config import CPSNConfig
 from .fixed import signed_width
 from .kernels import BACKENDS, triton_applies
 from .surrogate import ATan

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..hw.cpsn_config import CPSNConfig
+from .cpsn_config import CPSNConfig
 from .cpsn import CPSN, quantize_power_of_two
 from .surrogate import ATan
 

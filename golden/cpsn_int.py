@@ -6,13 +6,13 @@ Semantics (``docs/fixed_point.md``): with ``shift = exponent − exp_min ≥ 0``
     S[t][c] = 1 if H[t][c] >= 0 else 0
 
 Every sample starts from empty history (``X[j] = 0`` for ``j < 0``). There is no rounding and
-no saturation: :class:`~spikeforge.hw.cpsn_config.CPSNConfig` sizes the accumulator so the sum
+no saturation: :class:`~spikeforge.golden.cpsn_config.CPSNConfig` sizes the accumulator so the sum
 is exact for every table the format can hold.
 """
 
 import numpy as np
 
-from ..hw.cpsn_config import CPSNConfig
+from .cpsn_config import CPSNConfig
 
 __all__ = ["cpsn_integer", "check_inputs"]
 

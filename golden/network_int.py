@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
-from ..hw.cpsn_config import CPSNConfig
-from ..hw.prf_config import PRFConfig
+from .cpsn_config import CPSNConfig
+from .prf_config import PRFConfig
 from .cpsn_int import cpsn_integer
 from .fixed import check_int, check_int_array, signed_range
 from .prf_int import prf_integer, round_shift

@@ -6,7 +6,7 @@ training can compute it in parallel (FFT or associative scan) and fire afterward
 ``s_t = Θ(Re ũ_t − V_th)``. The imaginary part plays the role of a reset. Three paths compute
 the same membrane: the sequential recurrence is the reference, the FFT and the scan are the fast
 ones; tests hold them to float64 agreement. :meth:`PRF.hardware_config` hands the trained
-parameters to :class:`~spikeforge.hw.prf_config.PRFConfig` for the bit-exact integer model.
+parameters to :class:`~spikeforge.golden.prf_config.PRFConfig` for the bit-exact integer model.
 """
 
 import math
@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ..hw.prf_config import PRFConfig
+from .prf_config import PRFConfig
 from .base import ParallelNeuron, check_positive_int, check_v_threshold
 
 __all__ = ["PRF", "MODES", "prf_membrane", "param_groups"]

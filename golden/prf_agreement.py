@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from ..hw.prf_config import PRFConfig
+from .prf_config import PRFConfig
 from .prf import prf_membrane
 from .prf_int import prf_integer
 

@@ -11,7 +11,7 @@ Every rule here is written out in ``docs/prf_fixed_point.md``. In short:
   and the tile's inputs alone, every product rounded on its own (so any adder tree or prefix
   network that sums the terms gives the same bits).
 
-Imports numpy only: the configuration (:mod:`spikeforge.hw.prf_config`) reuses the CSD and
+Imports numpy only: the configuration (:mod:`spikeforge.golden.prf_config`) reuses the CSD and
 rounding functions defined here.
 """
 
@@ -119,7 +119,7 @@ def csd_quantise(value_int: int, frac_bits: int, max_terms: int, *,
 
 
 def prf_integer(config, x_int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the integer PRF of ``config`` (a :class:`~spikeforge.hw.prf_config.PRFConfig`).
+    """Run the integer PRF of ``config`` (a :class:`~spikeforge.golden.prf_config.PRFConfig`).
 
     ``x_int``: integers ``[T, N, C]`` or ``[T, C]`` in the signed ``input_width`` range; each
     ``[T, C]`` sample starts from zero state. Returns ``(spikes, u, r)`` as int64 arrays of the

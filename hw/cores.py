@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import cpsn, cpsn_tables, prf, prf_tables
-from .cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 from .emit import verilog_text
-from .prf_config import PRFConfig
+from ..golden.prf_config import PRFConfig
 
 __all__ = ["CoreType", "core_type", "config_from_json", "table_file", "core_verilog"]
 

@@ -6,7 +6,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import PipelinedAdderTree, tree_levels
-from .cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 from .credit import CreditBuffer
 from .cpsn_tables import ARITHS, arith_tables, pack_tables, table_width
 from .delay import TransferDelay

@@ -12,7 +12,7 @@ same term the shift-add core forms with a shift.
 
 import numpy as np
 
-from .cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 
 __all__ = ["TABLES", "ARITHS", "arith_tables", "table_width", "pack_tables", "unpack_tables"]
 

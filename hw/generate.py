@@ -8,11 +8,11 @@ from pathlib import Path
 
 from .cores import core_type, core_verilog, table_file
 from .cpsn import cpsn_latency
-from .cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 from .emit import verilog_text
 from .memfile import write_hex
 from .prf import drive_width, prf_latency
-from .prf_config import PRFConfig
+from ..golden.prf_config import PRFConfig
 
 __all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generate_core",
            "NETWORK_MODULE", "NETWORK_VERILOG", "NETWORK_DESCRIPTION", "network_accelerator",

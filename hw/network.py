@@ -20,8 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.network_int import IntegerNetwork
 from .cores import core_type, table_file
-from .cpsn_config import CPSNConfig
-from .prf_config import PRFConfig
+from ..golden.cpsn_config import CPSNConfig
+from ..golden.prf_config import PRFConfig
 from .stream import AXIStreamSignature
 from .synapse import SYNAPSE_TABLES, Readout, SynapseEngine
 from .tables import check_storage

@@ -8,7 +8,7 @@ from ..golden.fixed import signed_width
 from ..golden.prf_int import round_shift
 from .adder_tree import tree_levels
 from .credit import CreditBuffer
-from .prf_config import PRFConfig
+from ..golden.prf_config import PRFConfig
 from .prf_tables import TABLES, coefficient_field, pack_tables, table_layout
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage

@@ -14,7 +14,7 @@ signed digits, most significant first, each a 2-bit sign (``01`` = +1, ``11`` = 
 """
 
 from ..golden.prf_int import csd_digits
-from .prf_config import PRFConfig
+from ..golden.prf_config import PRFConfig
 
 __all__ = ["TABLES", "coefficient_field", "element_width", "table_layout", "pack_tables",
            "digits_of"]

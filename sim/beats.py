@@ -14,8 +14,8 @@ import numpy as np
 from ..golden.cpsn_int import check_inputs
 from ..golden.fixed import to_twos_complement
 from ..golden.network_int import core_outputs
-from ..hw.cpsn_config import CPSNConfig
-from ..hw.prf_config import PRFConfig
+from ..golden.cpsn_config import CPSNConfig
+from ..golden.prf_config import PRFConfig
 
 __all__ = ["Beat", "BeatPosition", "TileFormat", "stream_format",
            "input_beats", "expected_beats", "random_samples"]

@@ -9,8 +9,8 @@ import math
 import numpy as np
 
 from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse, core_outputs
-from ..hw.cpsn_config import CPSNConfig
-from ..hw.prf_config import PRFConfig
+from ..golden.cpsn_config import CPSNConfig
+from ..golden.prf_config import PRFConfig
 
 __all__ = ["EXPONENT_RANGES", "INPUT_WIDTHS", "random_config", "edge_cases", "PRF_REGIMES",
            "random_prf_config", "random_network"]

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from ..hw.cpsn import CPSNCore
-from ..hw.cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 from ..sim.amaranth_sim import run_stream
 from ..sim.beats import expected_beats, input_beats, random_samples
 from ..sim.runner import build_core, run_cosim

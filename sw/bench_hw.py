@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..hw.cpsn_config import CPSNConfig
+from ..golden.cpsn_config import CPSNConfig
 from ..hw.generate import generate_core
-from ..hw.prf_config import PRFConfig
+from ..golden.prf_config import PRFConfig
 from ..hw.synth import TARGETS, synth_core_dir, tool_versions
 
 __all__ = ["Variant", "CoreKind", "CORE_KINDS", "Point", "PLANS", "run_points", "summarise",

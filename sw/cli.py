@@ -30,7 +30,7 @@ def _load(path):
 
 def _generator_options(config, arith: str) -> dict:
     """Generator options for the configuration's core type (``arith`` is CPSN's alone)."""
-    from ..hw.cpsn_config import CPSNConfig
+    from ..golden.cpsn_config import CPSNConfig
 
     if isinstance(config, CPSNConfig):
         return {"arith": arith}

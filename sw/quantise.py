@@ -20,7 +20,7 @@ from ..golden.fixed import check_int, signed_range
 from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse, READOUTS
 from ..golden.networks import SeqBatchNorm, SpikingNetwork
 from ..golden.prf import PRF
-from ..hw.prf_config import COEF_MODES, PRFConfig
+from ..golden.prf_config import COEF_MODES, PRFConfig
 
 __all__ = ["Formats", "QuantisationError", "stack_dataset", "quantise_network",
            "quantisation_report", "smallest_widths", "frac_bits_for"]
@@ -45,7 +45,7 @@ class Formats:
         lanes: channels per beat of every core (the largest divisor of the layer width that
             is not above it).
         prf_coef_mode, prf_csd_terms, prf_coef_width, prf_state_frac_bits,
-            prf_time_parallelism: PRF core format (:class:`~spikeforge.hw.prf_config.PRFConfig`;
+            prf_time_parallelism: PRF core format (:class:`~spikeforge.golden.prf_config.PRFConfig`;
             the state width follows from its proven bound).
     """
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.sw.cli import main
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cpsn.json"

@@ -7,7 +7,7 @@ import pytest
 
 from spikeforge.hw.cores import CoreType
 from spikeforge.hw.cpsn import cpsn_latency
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.sim import runner
 from spikeforge.sim.regression import edge_cases, random_config
 

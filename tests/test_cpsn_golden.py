@@ -8,7 +8,7 @@ import torch
 
 from spikeforge.golden.cpsn import CPSN, power_of_two_codes, quantize_power_of_two
 from spikeforge.golden.cpsn_int import cpsn_integer
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.hw.cpsn_tables import pack_tables, unpack_tables
 from spikeforge.hw.memfile import read_hex, write_hex
 

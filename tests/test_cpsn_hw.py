@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from spikeforge.hw.adder_tree import PipelinedAdderTree, tree_levels
 from spikeforge.hw.cpsn import CPSNCore
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.hw.delay import TransferDelay
 from spikeforge.hw.cpsn_tables import pack_tables, table_width
 from spikeforge.hw.generate import ROM_MODULE, core_verilog, table_file

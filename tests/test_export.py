@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.sw.export import MANIFEST, ExportError, export_layers, load_export
 
 

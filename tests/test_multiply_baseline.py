@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from spikeforge.hw.cpsn import CPSNCore, cpsn_latency
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.hw.cpsn_tables import arith_tables, pack_tables, table_width
 from spikeforge.hw.generate import ROM_MODULE, core_verilog, generate_core, table_file
 from spikeforge.hw.yosys import ECP5, WORD_LEVEL, cell_counts

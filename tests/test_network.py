@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from spikeforge.golden.data import load_data
 from spikeforge.golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
 from spikeforge.golden.prf_int import round_shift
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.sw.cli import main
 from spikeforge.sw.export import MANIFEST, ExportError, load_network, sha256_file
 from spikeforge.sw.network import cosim_from, export_run, generate_from

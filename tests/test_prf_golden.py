@@ -19,7 +19,7 @@ from torch import nn
 from spikeforge.golden.fixed import signed_range
 from spikeforge.golden.prf import MODES, PRF, param_groups, prf_membrane
 from spikeforge.golden.prf_int import csd_digits, csd_quantise, csd_value, prf_integer
-from spikeforge.hw.prf_config import PRFConfig
+from spikeforge.golden.prf_config import PRFConfig
 
 BASE_SEED = int(os.environ.get("SPIKEFORGE_SEED", "20241003"))
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from spikeforge.hw import synth, yosys
-from spikeforge.hw.cpsn_config import CPSNConfig
+from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.hw.generate import generate_core
 from spikeforge.sim.verilator import MissingToolError
 from spikeforge.sw import bench_doc, bench_hw

@@ -12,8 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..golden.fixed import check_int, check_int_array, signed_range, signed_width
-from ..golden.prf_int import csd_digits, csd_quantise, csd_value, round_shift
+from .fixed import check_int, check_int_array, signed_range, signed_width
+from .prf_int import csd_digits, csd_quantise, csd_value, round_shift
 from .config_json import JSONConfig
 
 __all__ = ["PRFConfig", "COEF_MODES"]

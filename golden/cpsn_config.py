@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..golden.fixed import check_int, check_int_array, signed_range, signed_width
+from .fixed import check_int, check_int_array, signed_range, signed_width
 from .config_json import JSONConfig
 
 __all__ = ["CPSNConfig"]
