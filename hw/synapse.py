@@ -149,8 +149,9 @@ class _AccumulatorEngine(wiring.Component):
     @property
     def datapath_stages(self) -> int:
         """Registers from an issued operation to its accumulator update (the operation and
-        address register, the ROM read, and the product register with multi-bit inputs)."""
-        return 2 if self.input_kind == "spikes" else 3
+        address register, the ROM read, and with multi-bit inputs the operand and product
+        registers)."""
+        return 2 if self.input_kind == "spikes" else 4
 
     def step_overhead(self) -> int:
         """``D``: cycles from a step's last issued operation to the cycle the next step can
@@ -272,18 +273,26 @@ class _AccumulatorEngine(wiring.Component):
             terms = [weights.data.word_select(p, self.weight_width).as_signed()
                      for p in range(self.parallel)]
         else:
+            # Each multiplier's operands are registered beside it and its product after it,
+            # so no path runs from the shared table register through a multiplier (a DSP
+            # block without its own registers on ECP5) to a distant flip-flop (Fmax).
             x = Signal(signed(self.input_width), reset_less=True)
             m.d.sync += x.eq(work.word_select(index0, self.input_width).as_signed())
             terms = []
             for p in range(self.parallel):
+                operand_w = Signal(signed(self.weight_width), reset_less=True, name=f"w{p}")
+                operand_x = Signal(signed(self.input_width), reset_less=True, name=f"x{p}")
                 product = Signal(signed(self.weight_width + self.input_width),
                                  reset_less=True, name=f"product{p}")
-                m.d.sync += product.eq(
-                    weights.data.word_select(p, self.weight_width).as_signed() * x)
+                m.d.sync += [operand_w.eq(weights.data.word_select(p, self.weight_width)),
+                             operand_x.eq(x), product.eq(operand_w * operand_x)]
                 terms.append(product)
-            biases = Signal(bias_word_width, reset_less=True)
-            m.d.sync += biases.eq(bias.data)
-            ops = stage(ops, "op2")
+            biases = bias.data
+            for n in (2, 3):
+                delayed = Signal(bias_word_width, reset_less=True, name=f"biases_s{n}")
+                m.d.sync += delayed.eq(biases)
+                biases = delayed
+                ops = stage(ops, f"op{n}")
         if self.input_kind == "spikes":
             biases = bias.data
         valid, is_bias, zero, last, op_block = ops
