@@ -62,6 +62,10 @@ class _LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except OSError as exc:  # an output that cannot be written, a file that vanished
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"Error: cannot access{where}: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("\ninterrupted. A training run continues with `spikeforge train --resume "
                        "--out RUN`; a directory whose generation was cut short has no "

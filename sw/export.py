@@ -12,6 +12,7 @@ hashes, shapes or widths disagree with the cores *before* anything is generated 
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +180,13 @@ def _load_npz(directory: Path, name: str, entry: dict) -> dict:
         file_name, digest = entry["file"], entry["sha256"]
     except (KeyError, TypeError):
         raise ExportError(f"layer {name!r}: the manifest's npz entry is incomplete") from None
-    with np.load(_check_hash(directory, name, file_name, digest)) as npz:
-        return {key: npz[key] for key in npz.files}
+    path = _check_hash(directory, name, file_name, digest)
+    try:
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ExportError(f"layer {name!r}: {file_name} is not a readable .npz archive "
+                          f"({type(exc).__name__}: {exc}); export again") from None
 
 
 def _load_core(directory: Path, entry: dict):

@@ -77,3 +77,14 @@ def test_generate_accepts_prf_configurations(tmp_path):
     result = invoke("generate", "--config", example, "--out", tmp_path / "x", "--arith",
                     "multiply")
     assert result.exit_code != 0 and "CPSN cores only" in result.output
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(tmp_path):
+    from spikeforge.sw.cli import main as cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(cli, ["generate", "--config", "examples/cpsn.json", "--out",
+                                      str(blocker / "core")])
+    assert result.exit_code == 1 and "cannot access" in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
