@@ -149,9 +149,9 @@ class _AccumulatorEngine(wiring.Component):
     @property
     def datapath_stages(self) -> int:
         """Registers from an issued operation to its accumulator update (the operation and
-        address register, the ROM read, and with multi-bit inputs the operand and product
-        registers)."""
-        return 2 if self.input_kind == "spikes" else 4
+        address register, the ROM read, then the row register for spikes, or the operand and
+        product registers for multi-bit inputs)."""
+        return 3 if self.input_kind == "spikes" else 4
 
     def step_overhead(self) -> int:
         """``D``: cycles from a step's last issued operation to the cycle the next step can
@@ -270,8 +270,16 @@ class _AccumulatorEngine(wiring.Component):
         ops = stage(ops, "op1")
         acc_shape = signed(self.accumulator_width)
         if self.input_kind == "spikes":
-            terms = [weights.data.word_select(p, self.weight_width).as_signed()
-                     for p in range(self.parallel)]
+            # The row is registered after the table (a block RAM read has no output register
+            # in this mapping, and its clock-to-out plus the adder made the critical path).
+            terms = []
+            for p in range(self.parallel):
+                term = Signal(signed(self.weight_width), reset_less=True, name=f"term{p}")
+                m.d.sync += term.eq(weights.data.word_select(p, self.weight_width))
+                terms.append(term)
+            biases = Signal(bias_word_width, reset_less=True, name="biases_s2")
+            m.d.sync += biases.eq(bias.data)
+            ops = stage(ops, "op2")
         else:
             # Each multiplier's operands are registered beside it and its product after it,
             # so no path runs from the shared table register through a multiplier (a DSP
@@ -293,8 +301,6 @@ class _AccumulatorEngine(wiring.Component):
                 m.d.sync += delayed.eq(biases)
                 biases = delayed
                 ops = stage(ops, f"op{n}")
-        if self.input_kind == "spikes":
-            biases = bias.data
         valid, is_bias, zero, last, op_block = ops
 
         # Accumulators: bias operations start a block (from zero or from the block's
