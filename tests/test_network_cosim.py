@@ -30,7 +30,8 @@ def generated(name, tmp_path, seed=0):
     return network, samples, files["network.v"], tables
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n == "three_layers" else n for n in sorted(NETWORKS)])
 def test_whole_network_matches_integer_model(name, tmp_path):
     from spikeforge.sim.network_beats import sample_traces
 

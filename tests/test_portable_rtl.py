@@ -29,7 +29,8 @@ def core_sources(config, name="core"):
 
 
 @pytest.mark.parametrize("generation", ["2012", "2005"])
-@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("example", [
+    EXAMPLES[0], pytest.param(EXAMPLES[1], marks=pytest.mark.slow)])  # PRF: a minute each
 def test_cores_leave_reset_cleanly_in_icarus(example, generation, tmp_path):
     config = load_core_config(example)
     sources, ports = core_sources(config)
@@ -66,7 +67,8 @@ def test_network_leaves_reset_cleanly_in_icarus(generation, tmp_path):
     assert result == {"x_cycle": None, "sent": 40, "received": 10}
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("example", [
+    EXAMPLES[0], pytest.param(EXAMPLES[1], marks=pytest.mark.slow)])
 def test_cores_bit_exact_under_icarus_2012(example, tmp_path):
     from spikeforge.sim.runner import run_cosim
 
