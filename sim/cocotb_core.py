@@ -70,6 +70,17 @@ class StreamMonitor:
             self.on_beat(Beat(int(self.tdata.value), bool(self.tlast.value), user))
 
 
+async def start_and_reset(dut):
+    """Start the 100 MHz clock and hold reset for two cycles with both streams idle."""
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    dut.s_axis__tvalid.value = 0
+    dut.m_axis__tready.value = 0
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+
+
 @cocotb.test()
 async def core_matches_golden_model(dut):
     job = json.loads(Path(os.environ["SPIKEFORGE_JOB"]).read_text())
@@ -83,13 +94,7 @@ async def core_matches_golden_model(dut):
                           job["valid_probability"])
     monitor = StreamMonitor(dut, "m_axis", rng, job["ready_probability"], board.check)
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.s_axis__tvalid.value = 0
-    dut.m_axis__tready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_and_reset(dut)
 
     result = {"seed": seed, "samples": len(samples), "beats": len(expected),
               "time_steps": int(sum(s.shape[0] for s in samples)), "mismatch": None}

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
 
-from .cocotb_core import StreamDriver
+from .cocotb_core import StreamDriver, start_and_reset
 from .network_beats import readout_beat, step_beats, unpack_logits
 
 
@@ -67,13 +66,7 @@ async def network_matches_integer_model(dut):
                           rng, job["valid_probability"])
     targets = job["targets"]
 
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    dut.s_axis__tvalid.value = 0
-    dut.m_axis__tready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_and_reset(dut)
 
     result = {"samples": count, "checked": 0, "mismatch": None, "first_mismatch_sample": None,
               "layer_mismatch": None, "first_output_cycle": None}
