@@ -61,17 +61,39 @@ def test_spike_engine_patterns(pattern, parallel, rng):
                  ready_probability=0.6)
 
 
-def test_spike_engine_cycles_follow_active_count(rng):
-    """Only active spikes cost cycles: B·(1 + n) + D per step once the input is there."""
-    synapse = synapse_of(rng, 8, 32)
-    engine = engine_of(synapse, kind="spikes", in_lanes=32, out_lanes=8, parallel=8)
-    for active in (0, 4, 16):
-        a = np.zeros((40, 32), dtype=np.int64)
-        a[:, :active] = 1
+@pytest.mark.parametrize("where", ["first", "spread", "last word"])
+def test_spike_engine_cycles_follow_active_count(where, rng):
+    """Only active spikes cost cycles: B·(1 + n) + D per step once the input is there, with
+    the spikes in the first search word, spread over every word, or only in the last word
+    (the empty words before it cost nothing)."""
+    synapse = synapse_of(rng, 8, 64)
+    engine = engine_of(synapse, kind="spikes", in_lanes=64, out_lanes=8, parallel=8)
+    for active in (0, 4, 13):
+        a = np.zeros((40, 64), dtype=np.int64)
+        positions = {"first": np.arange(active), "spread": np.arange(active) * 5,
+                     "last word": 63 - np.arange(active)}[where]
+        a[:, positions] = 1
         cycles, _ = check_engine(engine, synapse, [a], rng)
         per_step = engine.cycles_per_step(active)
         # 40 steps at the engine's rate, plus filling and draining the pipeline
         assert 40 * per_step <= cycles <= 40 * per_step + 3 * per_step + 10, (active, cycles)
+
+
+@pytest.mark.parametrize("parallel", [5, 10])
+def test_spike_engine_search_words(parallel, rng):
+    """70 inputs are five search words (the last one partial): spikes in one word only, in
+    the first and last with empty words between, every other word, all, random."""
+    synapse = synapse_of(rng, 10, 70)
+    patterns = [np.zeros(70, dtype=np.int64) for _ in range(5)]
+    patterns[0][[17, 20, 31]] = 1
+    patterns[1][[0, 15, 64, 69]] = 1
+    patterns[2][np.r_[0:16, 32:48, 64:70]] = 1
+    patterns[3][:] = 1
+    patterns[4] = spikes(rng, 1, 70, 0.1)[0]
+    a = np.stack(patterns + list(spikes(rng, 6, 70, 0.05)))
+    engine = engine_of(synapse, kind="spikes", in_lanes=14, out_lanes=5, parallel=parallel)
+    check_engine(engine, synapse, [a, a[::-1]], rng, valid_probability=0.8,
+                 ready_probability=0.7)
 
 
 def test_values_engine_saturates_both_ends_and_rounds_ties_up(rng):
