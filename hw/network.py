@@ -223,7 +223,7 @@ def describe_network(accelerator: "NetworkAccelerator", *, steps: int,
                          accumulator_width=stage.accumulator_width,
                          cycles_per_step=per_step)
             if isinstance(stage, Readout):
-                entry.update(readout=stage.kind, argmax_cycles_per_sample=stage.outputs + 1,
+                entry.update(readout=stage.kind, argmax_cycles_per_sample=stage.argmax_cycles,
                              logit_width=stage.logit_width, max_steps=stage.max_steps)
             else:
                 entry.update(out_width=stage.out_width, shift=stage.shift)

