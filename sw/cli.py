@@ -13,6 +13,7 @@ from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS, misfit
 from .bench_hw import CORE_KINDS, PLANS
 from .configs import load_core_config
+from .outputs import writable_dir, writable_file
 from .demo import demo
 from .text import table
 
@@ -128,6 +129,7 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
 
     if (config_path is None) == (export_dir is None):
         _fail("give either --config (one core) or --from (an export directory)")
+    writable_dir(out_dir, "--out directory")
     if export_dir is not None:
         from .export import ExportError
 
@@ -234,7 +236,9 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
         _fail("give one of DIRECTORY (from `spikeforge generate`), --config (one core, random "
               "stimulus) or --from (an export directory, real test data)")
     if json_path:
-        _check_writable(json_path)
+        writable_file(json_path, "--json file")
+    if build_dir:
+        writable_dir(build_dir, "--build-dir")
     if export_dir is not None and per_core:
         _cosim_export(export_dir, seed, 32 if samples in (None, "all") else samples,
                       valid_probability, ready_probability, build_dir, json_path)
@@ -364,8 +368,8 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
         click.echo(f"OK: {len(layers)} layer(s), {files} table files{network}: hashes, shapes "
                    f"and widths agree with the cores")
         return
-    out_dir = Path(out_dir or Path("build", Path(run).stem if Path(run).is_file()
-                                   else Path(run).name))
+    out_dir = writable_dir(out_dir or Path("build", Path(run).stem if Path(run).is_file()
+                                           else Path(run).name), "export directory")
     try:
         formats = Formats(input_width=input_width, core_input_width=core_input_width,
                           weight_width=weight_width, percentile=percentile, lanes=lanes,
@@ -400,20 +404,6 @@ def _core_directory(directory):
         return directory, description, config_from_json(description["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         _fail(f"{directory}: {exc}")
-
-
-def _check_writable(path) -> None:
-    """Refuse an output file that cannot be written, before any work is done."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    import os
-
-    if path.is_dir() or not probe.is_dir() or not os.access(probe, os.W_OK) or \
-            (path.exists() and not os.access(path, os.W_OK)):
-        _fail(f"cannot write {path}: not a writable file location")
 
 
 def _cosim_network(source, seed, samples, valid_probability, ready_probability, build_dir,
@@ -568,13 +558,13 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
               "generate`) or --config")
     if config_path is not None:
         config = _load(config_path)
-        out_dir = Path(out_dir or Path("build", "synth", f"{Path(config_path).stem}-{arith}-"
-                                                         f"{target}"))
+        out_dir = writable_dir(out_dir or Path("build", "synth", f"{Path(config_path).stem}-"
+                                                                 f"{arith}-{target}"))
         core_dir = out_dir / "core"
         generate_core(config, core_dir, weight_storage=weight_storage,
                       **_generator_options(config, arith))
     else:
-        out_dir = Path(out_dir or Path(core_dir, f"synth-{target}"))
+        out_dir = writable_dir(out_dir or Path(core_dir, f"synth-{target}"))
     click.echo(f"synthesising {core_dir} for {target}…")
     try:
         report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp, log=click.echo,

@@ -40,6 +40,7 @@ from ..golden.data import (ADDING_TOLERANCE, DataConfig, DataError, DatasetNotFo
                            load_data)
 from ..golden.networks import ModelConfig, build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .outputs import writable_dir
 from .plots import plot_curves, plot_firing_rates, plot_raster
 
 __all__ = ["ConfigError", "TrainConfig", "RunConfig", "parse_config", "load_config",
@@ -562,8 +563,7 @@ def train(config_path, epochs, out_dir, device, seed, resume, force, threads, no
     if threads is not None:
         torch.set_num_threads(threads)
     out_dir = Path(out_dir or Path("runs") / Path(config_path).stem)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise click.ClickException(f"{out_dir} exists and is not a directory")
+    writable_dir(out_dir, "run directory")
     existing = [p.name for p in _run_files(out_dir)] if out_dir.is_dir() else []
     if existing and not resume:
         if not force:

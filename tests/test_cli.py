@@ -79,12 +79,26 @@ def test_generate_accepts_prf_configurations(tmp_path):
     assert result.exit_code != 0 and "CPSN cores only" in result.output
 
 
-def test_unwritable_output_is_one_line_not_a_traceback(tmp_path):
-    from spikeforge.sw.cli import main as cli
-
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    result = CliRunner().invoke(cli, ["generate", "--config", "examples/cpsn.json", "--out",
-                                      str(blocker / "core")])
-    assert result.exit_code == 1 and "cannot access" in result.output, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    """Every output directory or file under a file (works as root too, unlike permissions)
+    is one line, exit 1, and nothing was started."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory\n")
+    under = blocker / "out"
+    commands = [
+        ["generate", "--config", EXAMPLE, "--out", under],
+        ["generate", "--from", tmp_path, "--out", under],
+        ["export", tmp_path, "--out", under],
+        ["train", "--config", "configs/demo_cpsn_prf.yaml", "--epochs", "1", "--out", under],
+        ["synth", "--config", EXAMPLE, "--target", "xc7", "--out", under],
+        ["synth", tmp_path, "--target", "xc7", "--out", under],
+        ["cosim", "--config", EXAMPLE, "--build-dir", under],
+        ["cosim", "--config", EXAMPLE, "--json", under / "report.json"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(main, [str(a) for a in command])
+        assert result.exit_code == 1, (command, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: cannot write"), \
+            (command, result.output)
+        assert not under.exists()
