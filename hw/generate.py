@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ from .prf import drive_width, prf_latency
 from ..golden.prf_config import PRFConfig
 
 __all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generate_core",
+           "write_json_atomically",
            "NETWORK_MODULE", "NETWORK_VERILOG", "NETWORK_DESCRIPTION", "network_accelerator",
            "network_verilog",
            "generate_network", "load_network_dir"]
@@ -117,8 +119,17 @@ def generate_core(config, out_dir, *, name: str | None = None, weight_storage: s
                      | ({ROM_MODULE} if weight_storage == "file" else set()))
     description["files"] = {
         f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest() for f in written}
-    (out_dir / f"{name}.json").write_text(json.dumps(description, indent=1) + "\n")
+    write_json_atomically(out_dir / f"{name}.json", description)
     return description
+
+
+def write_json_atomically(path, data) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary sibling and a rename, so the
+    description, which marks a directory complete, appears whole or not at all."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(temporary, path)
 
 
 #: Module name of a generated network accelerator, and its files.
@@ -213,7 +224,7 @@ def generate_network(network, out_dir, *, max_steps: int, steps: int | None = No
         "files": {f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest()
                   for f in sorted(written)},
     }
-    (out_dir / NETWORK_DESCRIPTION).write_text(json.dumps(description, indent=1) + "\n")
+    write_json_atomically(out_dir / NETWORK_DESCRIPTION, description)
     return description
 
 

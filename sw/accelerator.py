@@ -63,13 +63,11 @@ def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
 
 
 def _record_export(out_dir, description: dict, export_dir: Path) -> None:
-    import json
-
-    from ..hw.generate import NETWORK_DESCRIPTION
+    from ..hw.generate import NETWORK_DESCRIPTION, write_json_atomically
 
     description["export"] = {"path": str(export_dir.resolve()),
                              "manifest_sha256": sha256_file(export_dir / "manifest.json")}
-    Path(out_dir, NETWORK_DESCRIPTION).write_text(json.dumps(description, indent=1) + "\n")
+    write_json_atomically(Path(out_dir, NETWORK_DESCRIPTION), description)
 
 
 def _export_of(network_dir) -> Path:

@@ -12,6 +12,7 @@ hashes, shapes or widths disagree with the cores *before* anything is generated 
 
 import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -102,8 +103,19 @@ def _core_entry(name: str, config, out_dir: Path) -> dict:
 def _write_manifest(out_dir: Path, entries: list, source, extra) -> dict:
     manifest = {"format": FORMAT, "version": VERSION, "source": source or {}, "layers": entries,
                 **(extra or {})}
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    temporary = out_dir / (MANIFEST + ".tmp")  # the manifest appears whole or not at all
+    temporary.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(temporary, out_dir / MANIFEST)
     return manifest
+
+
+def _start_export(out_dir) -> Path:
+    """The export directory, without a manifest until the export is complete: an
+    interrupted export is then recognised as incomplete, not read as the previous one."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    return out_dir
 
 
 def _check_names(names: list[str]) -> None:
@@ -118,8 +130,7 @@ def export_layers(layers: list, out_dir, *, source: dict | None = None,
     ``source`` says where the weights came from (checkpoint path and its sha256); ``extra`` is
     copied into the manifest. Returns the manifest.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _start_export(out_dir)
     _check_names([name for name, _ in layers])
     entries = [_core_entry(name, config, out_dir) for name, config in layers]
     return _write_manifest(out_dir, entries, source, extra)
@@ -128,8 +139,7 @@ def export_layers(layers: list, out_dir, *, source: dict | None = None,
 def export_network(network: IntegerNetwork, out_dir, *, source: dict | None = None,
                    extra: dict | None = None) -> dict:
     """Write every core's tables, ``network.npz`` and ``manifest.json`` for ``network``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _start_export(out_dir)
     _check_names([layer.name for layer in network.layers] + ["readout"])
     entries = [_core_entry(layer.name, layer.core, out_dir) for layer in network.layers]
     synapses = [(layer.name, layer.synapse) for layer in network.layers] + \
@@ -162,6 +172,9 @@ def _check_hash(directory: Path, layer: str, file_name: str, expected: str) -> P
 def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
+        if directory.is_dir() and any(directory.iterdir()):
+            raise ExportError(f"{directory} is an incomplete export (no {MANIFEST}: the export "
+                              f"was interrupted or failed); run `spikeforge export` again")
         raise ExportError(f"{directory} has no {MANIFEST}; run `spikeforge export` first")
     try:
         manifest = json.loads(path.read_text())

@@ -95,3 +95,21 @@ def test_prf_layers_round_trip_and_are_checked(tmp_path, rng):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ExportError, match=r"layer 'prf0', table 'v_th': element_width"):
         load_export(tmp_path)
+
+
+def test_interrupted_export_is_refused_as_incomplete(exported, monkeypatch):
+    """Exporting again into a directory removes its manifest first and writes it last: a
+    failure half way leaves a directory that says it is incomplete, not the old export."""
+    import spikeforge.sw.export as export
+
+    directory, layers = exported
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "write_mif", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_layers(layers, directory)
+    assert not (directory / MANIFEST).exists() and not list(directory.glob("*.tmp"))
+    with pytest.raises(ExportError, match="incomplete export"):
+        load_export(directory)
