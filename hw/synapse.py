@@ -498,8 +498,8 @@ class Readout(_AccumulatorEngine):
     @property
     def argmax_cycles(self) -> int:
         """Cycles from a sample's logits entering the argmax to its output beat: the held
-        logits register, one per tree level, the output register."""
-        return (self.outputs - 1).bit_length() + 2
+        logits register, two per tree level, the output register."""
+        return 2 * (self.outputs - 1).bit_length() + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -514,7 +514,7 @@ class Readout(_AccumulatorEngine):
             m.d.sync += [logits.eq(Cat(acc[:width] for acc in accumulators)),
                          logits_full.eq(1)]
 
-        # Argmax over the held logits: a tree of comparisons, one level per cycle, with no
+        # Argmax over the held logits: a tree of comparisons, two cycles per level, with no
         # loop (Fmax). A right-hand node (higher classes) wins only when strictly greater, so
         # ties keep the first index. One sample is in the tree at a time; the output register
         # is empty whenever one enters, so nothing has to stall.
@@ -526,18 +526,35 @@ class Readout(_AccumulatorEngine):
                          out_logits.eq(logits), logits_full.eq(0)]
         nodes = [(out_logits.word_select(k, width).as_signed(), Const(k, self.class_width))
                  for k in range(classes)]
+        def register(value, shape):
+            reg = Signal(shape, reset_less=True)
+            m.d.sync += reg.eq(value)
+            return reg
+
         while len(nodes) > 1:
             merged = []
             for n in range(0, len(nodes), 2):
+                # Two cycles per level: the comparison, then the selection.
                 value, index = nodes[n]
-                if n + 1 < len(nodes):
-                    right_value, right_index = nodes[n + 1]
-                    right = right_value > value
-                    value, index = Mux(right, right_value, value), Mux(right, right_index, index)
-                value_reg = Signal(signed(width), reset_less=True)
-                index_reg = Signal(self.class_width, reset_less=True)
-                m.d.sync += [value_reg.eq(value), index_reg.eq(index)]
-                merged.append((value_reg, index_reg))
+                if n + 1 == len(nodes):
+                    merged.append((register(register(value, signed(width)), signed(width)),
+                                   register(register(index, self.class_width),
+                                            self.class_width)))
+                    continue
+                right_value, right_index = nodes[n + 1]
+                # the comparison split at half width: two short carry chains in parallel
+                half = width // 2
+                high_greater = register(right_value[half:].as_signed() >
+                                        value[half:].as_signed(), 1)
+                high_equal = register(right_value[half:] == value[half:], 1)
+                low_greater = register(right_value[:half] > value[:half], 1)
+                right = high_greater | (high_equal & low_greater)
+                value, index, right_value, right_index = (
+                    register(value, signed(width)), register(index, self.class_width),
+                    register(right_value, signed(width)),
+                    register(right_index, self.class_width))
+                merged.append((register(Mux(right, right_value, value), signed(width)),
+                               register(Mux(right, right_index, index), self.class_width)))
             nodes = merged
         best_index = nodes[0][1]
         with m.If(busy):
