@@ -41,10 +41,11 @@ class TableROM(wiring.Component):
     """A read-only table with a registered read: ``data`` shows word ``addr`` one cycle after
     a cycle with ``en`` set, and holds it otherwise.
 
-    ``baked``: an Amaranth memory read combinationally into a register without reset whose
-    initial value is word 0 (a bit that is the same in every word is then a constant register
-    that synthesis removes); synthesis merges the two into a block- or distributed-RAM read
-    port. ``file``: an instance of ``spikeforge_rom`` (``hw/verilog/spikeforge_rom.v``) that
+    ``baked``: an Amaranth memory read combinationally into a register without reset. A bit
+    that is the same in every word starts at that value (a constant register, which synthesis
+    removes); every other bit starts at 0, as a block RAM's read register does (no logic to
+    emulate another start value, which would also keep the register out of an ECP5 RAM's
+    output register). Synthesis merges the two into a block- or distributed-RAM read port. ``file``: an instance of ``spikeforge_rom`` (``hw/verilog/spikeforge_rom.v``) that
     reads ``init_file`` with ``$readmemh``; its read register starts at zero.
 
     Latency: 1 cycle. Throughput: one read per cycle.
@@ -73,6 +74,14 @@ class TableROM(wiring.Component):
         super().__init__({"addr": In(max(1, (self.depth - 1).bit_length())), "en": In(1),
                           "data": Out(self.width)})
 
+    def _constant_bits(self) -> int:
+        """The start value of the read register: the bits that are 1 in every word (bits 0 in
+        every word are 0 too, and every other bit starts at 0)."""
+        ones = (1 << self.width) - 1
+        for word in self.words:
+            ones &= word
+        return ones
+
     def elaborate(self, platform):
         m = Module()
         if self.storage == "file":
@@ -84,7 +93,7 @@ class TableROM(wiring.Component):
         m.submodules.rom = rom = memory.Memory(shape=self.width, depth=self.depth,
                                                init=self.words)
         read = rom.read_port(domain="comb")
-        register = Signal(self.width, reset_less=True, init=self.words[0])
+        register = Signal(self.width, reset_less=True, init=self._constant_bits())
         m.d.comb += [read.addr.eq(self.addr), self.data.eq(register)]
         with m.If(self.en):
             m.d.sync += register.eq(read.data)

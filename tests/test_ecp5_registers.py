@@ -137,3 +137,39 @@ def test_constant_one_on_an_operand_keeps_the_inputs_combinational():
     design = netlist(cells, outputs=[70])
     assert absorb_registers(design, "top") == {"bram_output": 0, "dsp_input": 0,
                                                "dsp_output": 0}
+
+
+def test_multi_bit_synapse_engine_gets_ram_and_multiplier_registers(tmp_path, rng):
+    """Through Yosys: the first layer's engine reads its weights from block RAM into
+    multipliers; every RAM output and both operands and the product of every multiplier end
+    in hardware registers, and no RAM is left without its output register."""
+    import json
+    import subprocess
+
+    from spikeforge.hw.emit import verilog_text
+    from spikeforge.hw.synapse import SynapseEngine
+    from spikeforge.hw.yosys import yosys_executable
+
+    weight = rng.integers(-128, 128, size=(32, 64))
+    engine = SynapseEngine(weight, rng.integers(-50, 50, size=32), weight_width=8, shift=6,
+                           out_width=8, input_kind="values", input_width=8, in_lanes=64,
+                           input_bound=128, out_lanes=8, parallel=4)
+    (tmp_path / "engine.v").write_text(verilog_text(engine, "engine"))
+    run = subprocess.run([yosys_executable(), "-q", "-p", "read_verilog engine.v; "
+                          "synth_ecp5 -top engine; write_json netlist.json"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    netlist = json.loads((tmp_path / "netlist.json").read_text())
+    cells = netlist["modules"]["engine"]["cells"].values()
+    assert sum(c["type"] == "DP16KD" for c in cells) >= 1
+    assert sum(c["type"] == "MULT18X18D" for c in cells) == 4
+    counts = absorb_registers(netlist, "engine")
+    assert counts["bram_output"] >= 4 * 8 - 4 and counts["dsp_output"] >= 4 * 16 - 4, counts
+    for cell in netlist["modules"]["engine"]["cells"].values():
+        if cell["type"] == "DP16KD":
+            assert "OUTREG" in (cell["parameters"]["REGMODE_A"],
+                                cell["parameters"]["REGMODE_B"])
+        if cell["type"] == "MULT18X18D":
+            params = cell["parameters"]
+            assert params["REG_INPUTA_CLK"] == params["REG_INPUTB_CLK"] == "CLK0"
+            assert params["REG_OUTPUT_CLK"] == "CLK0"
