@@ -73,8 +73,9 @@ def prf_latency(config: PRFConfig) -> int:
     """Cycles from an input transfer to its output beat (at full rate, no backpressure):
     tables (1), coefficient decode (1), Δ·x addends (1), one cycle per adder level of the
     drive, for P > 1 the input products and their sum, the loop entry (1), the state loop
-    (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1), then the output buffer (1)."""
-    return _stage_plan(config)["out"] + 1
+    (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1), the threshold comparisons (1),
+    then the output buffer (1)."""
+    return _stage_plan(config)["out"] + 2
 
 
 def prf_buffer_depth(config: PRFConfig) -> int:
@@ -536,7 +537,7 @@ class PRFCore(wiring.Component):
                          write.data.eq(new_state)]
 
         out = plan["out"]
-        last_out, valid_out = control_at("last", out), control_at("valid", out)
+        last_out, valid_out = control_at("last", out + 1), control_at("valid", out + 1)
         v_th_out = self._delay(v_th2, out - 2, "v_th")
         th_width, _ = table_layout(cfg, "v_th")
 
@@ -546,10 +547,12 @@ class PRFCore(wiring.Component):
                 return code - (1 << th_width) if code >> (th_width - 1) else code
             return v_th_out.word_select(l, th_width).as_signed()
 
-        spikes = Cat(membranes[(l, j)] >= threshold(l) for j in range(steps)
-                     for l in range(lanes))
-        user = Cat(membranes[(l, j)] for j in range(steps) for l in range(lanes)) \
-            if cfg.membrane_out else Cat()
+        # The comparisons are registered before the output buffer: their carry chains and
+        # the buffer's write multiplexers do not share a cycle (Fmax).
+        spikes = self._reg(Cat(membranes[(l, j)] >= threshold(l) for j in range(steps)
+                               for l in range(lanes)), "spikes_out")
+        user = self._reg(Cat(membranes[(l, j)] for j in range(steps) for l in range(lanes)),
+                         "membranes_out") if cfg.membrane_out else Cat()
         m.d.comb += [
             out_buffer.w_en.eq(valid_out),
             out_buffer.w_data.eq(Cat(spikes, last_out, user)),
