@@ -153,8 +153,8 @@ class _AccumulatorEngine(wiring.Component):
     def datapath_stages(self) -> int:
         """Registers from an issued operation to its accumulator update (the operation and
         address register, the ROM read, then the row register for spikes, or the word,
-        operand and product registers for multi-bit inputs)."""
-        return 3 if self.input_kind == "spikes" else 5
+        operand and two product registers for multi-bit inputs)."""
+        return 3 if self.input_kind == "spikes" else 6
 
     def step_overhead(self) -> int:
         """``D``: cycles from a step's last issued operation to the cycle the next step can
@@ -338,11 +338,15 @@ class _AccumulatorEngine(wiring.Component):
                 operand_x = Signal(signed(self.input_width), reset_less=True, name=f"x{p}")
                 product = Signal(signed(self.weight_width + self.input_width),
                                  reset_less=True, name=f"product{p}")
+                # the product is registered twice: in the multiplier, then in the fabric
+                # beside it, so the route from a DSP block to the accumulators has a cycle
+                product_near = Signal.like(product, name=f"product_near{p}")
                 m.d.sync += [operand_w.eq(word.word_select(p, self.weight_width)),
-                             operand_x.eq(x_word), product.eq(operand_w * operand_x)]
-                terms.append(product)
+                             operand_x.eq(x_word), product.eq(operand_w * operand_x),
+                             product_near.eq(product)]
+                terms.append(product_near)
             biases = bias.data
-            for n in (2, 3, 4):
+            for n in (2, 3, 4, 5):
                 delayed = Signal(bias_word_width, reset_less=True, name=f"biases_s{n}")
                 m.d.sync += delayed.eq(biases)
                 biases = delayed

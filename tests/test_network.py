@@ -38,8 +38,10 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
+    # 4 lanes: both cores fold channels (G = 4 and 2). An unfolded PRF core (G = 1) has its
+    # whole state update in one cycle, and Amaranth takes minutes to elaborate that cone.
     out = tmp_path_factory.mktemp("export")
-    export_run(trained, out, log=lambda *_: None)
+    export_run(trained, out, Formats(lanes=4), log=lambda *_: None)
     return out
 
 
