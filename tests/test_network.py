@@ -125,7 +125,7 @@ def test_export_round_trip_gives_the_identical_integer_model(trained, exported):
     data = load_data(config.data)
     manifest, loaded = load_network(exported)
     calibration, _ = stack_dataset(data.train, 512)
-    original = quantise_network(model, calibration, Formats())
+    original = quantise_network(model, calibration, Formats(lanes=4))
     x, _ = stack_dataset(data.test)
     want, got = original.run(x), loaded.run(x)
     assert np.array_equal(want.logits, got.logits)
