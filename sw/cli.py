@@ -464,6 +464,14 @@ def _percent(used, available) -> str:
     return f"{used}/{available} ({100 * used / available:.0f}%)" if available else str(used)
 
 
+def _absorbed_text(absorbed: dict | None) -> str:
+    """The flip-flops moved into block-RAM and DSP registers, in words (ECP5)."""
+    if not absorbed or not sum(absorbed.values()):
+        return ""
+    return (f" (after moving {absorbed['bram_output']} into block-RAM output registers, "
+            f"{absorbed['dsp_input'] + absorbed['dsp_output']} into DSP registers)")
+
+
 def synth_rows(report: dict) -> list[tuple[str, str]]:
     """The lines ``spikeforge synth`` prints for a report."""
     core, res, harness = report["core"], report["resources"], report["harness"]
@@ -477,7 +485,7 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
                  + ")"),
         ("LUTs", f"{res['luts']}" + (f" (+{res['muxes']} wide muxes)" if res["muxes"] else "")),
         ("carry cells", str(res["carry"])),
-        ("FFs", str(res["ffs"])),
+        ("FFs", str(res["ffs"]) + _absorbed_text(report.get("absorbed_registers"))),
         ("block RAM", f"{res['bram']:g}"),
         ("LUT RAM", str(res["lutram"])),
         ("DSP", f"{res['dsp']}" + ("" if report["dsp_mapping"] else " (DSP mapping off)")),
