@@ -39,7 +39,6 @@ class _Netlist:
     """Drivers and users of every net bit of one flattened Yosys JSON module."""
 
     def __init__(self, module: dict):
-        self.module = module
         self.cells = module["cells"]
         self.driver = {}
         self.users = defaultdict(list)

@@ -13,7 +13,8 @@ accumulators start from the bias) and then one *term operation* per input it vis
 
 * ``spikes`` inputs are event driven: only active spikes are visited (the lowest set bit of
   the remaining spikes, searched in words of 16 and cleared each cycle), and a term adds the
-  weight row of that input, so no multiplier exists. Cycles per time step: ``B·(1 + n) + D`` for ``n`` active spikes.
+  weight row of that input, so no multiplier exists. Cycles per time step:
+  ``B·(1 + n) + D`` for ``n`` active spikes.
 * ``values`` inputs (the first layer: quantised features) visit every input; a term is
   ``parallel`` products ``W·x`` (multipliers, DSP blocks). Cycles: ``B·(1 + F) + D``.
 
@@ -192,7 +193,7 @@ class _AccumulatorEngine(wiring.Component):
                 m.d.sync += count.eq(count + 1)
         return vector, full, last
 
-    def _spike_search(self, m, vector, work, take, busy, bias_op, last_op):
+    def _spike_search(self, m, vector, work, take, busy, bias_op):
         """The active spikes of a block pass, lowest index first, one per cycle: ``(index,
         more)``, the input a term operation visits and whether another operation of the block
         follows this one.
@@ -266,7 +267,7 @@ class _AccumulatorEngine(wiring.Component):
 
         issue, last_op = Signal(), Signal()
         if self.input_kind == "spikes":
-            index, more = self._spike_search(m, vector, work, take, busy, bias_op, last_op)
+            index, more = self._spike_search(m, vector, work, take, busy, bias_op)
         else:
             index = Signal(range(self.inputs + 1))
             with m.If(take):

@@ -45,7 +45,8 @@ class TableROM(wiring.Component):
     that is the same in every word starts at that value (a constant register, which synthesis
     removes); every other bit starts at 0, as a block RAM's read register does (no logic to
     emulate another start value, which would also keep the register out of an ECP5 RAM's
-    output register). Synthesis merges the two into a block- or distributed-RAM read port. ``file``: an instance of ``spikeforge_rom`` (``hw/verilog/spikeforge_rom.v``) that
+    output register). Synthesis merges the two into a block- or distributed-RAM read port.
+    ``file``: an instance of ``spikeforge_rom`` (``hw/verilog/spikeforge_rom.v``) that
     reads ``init_file`` with ``$readmemh``; its read register starts at zero.
 
     Latency: 1 cycle. Throughput: one read per cycle.

@@ -12,7 +12,6 @@ hashes, shapes or widths disagree with the cores *before* anything is generated 
 
 import hashlib
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
 from ..hw.cores import config_from_json, core_type
+from ..hw.generate import write_json_atomically
 from ..hw.memfile import read_hex, write_coe, write_hex, write_mif
 
 __all__ = ["MANIFEST", "NETWORK_NPZ", "ExportError", "export_layers", "export_network",
@@ -103,9 +103,7 @@ def _core_entry(name: str, config, out_dir: Path) -> dict:
 def _write_manifest(out_dir: Path, entries: list, source, extra) -> dict:
     manifest = {"format": FORMAT, "version": VERSION, "source": source or {}, "layers": entries,
                 **(extra or {})}
-    temporary = out_dir / (MANIFEST + ".tmp")  # the manifest appears whole or not at all
-    temporary.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(temporary, out_dir / MANIFEST)
+    write_json_atomically(out_dir / MANIFEST, manifest)  # whole or not at all
     return manifest
 
 
