@@ -1,5 +1,7 @@
 """PRF scan unit: P time steps of L channels per clock, parallel within a tile, exact to the bit."""
 
+import functools
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -33,11 +35,33 @@ def _product_terms(config: PRFConfig) -> int:
 
 def LOOP_STAGES(config: PRFConfig) -> int:  # noqa: N802 (a per-target constant, by mode)
     """``S``: registers in the state loop when channels are folded far enough (ECP5 choice:
-    one adder level per stage). The loop is: the state memory, its read register, the
-    product terms, then one register per adder level of the ``2m + 1`` (shift_add) or 3 (dsp)
-    addends of a state component; the last level writes the memory."""
+    one adder level per stage). ``shift_add``: the state memory, its read register, the
+    product terms, then one register per adder level of the ``2m + 1`` addends of a state
+    component; the last level writes the memory. ``dsp``: the state memory, its read
+    register, the multipliers' operand and product registers (in the DSP blocks), one
+    register per adder level of the 3 addends, and the register that writes the memory
+    (:func:`_dsp_loop_plan`)."""
     addends = 2 * _product_terms(config) - 1
+    if config.coef_mode == "dsp":
+        return 4 + tree_levels(addends)
     return 2 + tree_levels(addends)
+
+
+def _dsp_loop_plan(segments: int) -> dict:
+    """``dsp``: what the ``segments`` between the state loop's registers (from the read
+    register to the memory write) hold. ``operand``: a register between the read register
+    and the multipliers (the read register is otherwise the multipliers' operand register,
+    and the memory read and the route to the DSP blocks share a cycle); ``product``: the
+    multipliers' product registers; ``tree``: the adder levels per stage; ``write``: a
+    register on the memory's write data. With fewer segments, the write register goes
+    first, then the operand register, then the adder levels share a stage, then (one
+    segment, ``G = 1``) everything is one cycle."""
+    if segments <= 1:
+        return {"operand": 0, "product": 0, "tree": [2], "write": 0}
+    if segments == 2:
+        return {"operand": 0, "product": 1, "tree": [2], "write": 0}
+    return {"operand": int(segments >= 4), "product": 1, "tree": [1, 1],
+            "write": int(segments >= 5)}
 
 
 def prf_loop_depth(config: PRFConfig) -> int:
@@ -74,7 +98,7 @@ def prf_latency(config: PRFConfig) -> int:
     tables (1), coefficient decode (1), Δ·x addends (1), one cycle per adder level of the
     drive, for P > 1 the input products and their sum, the loop entry (1), the state loop
     (``prf_loop_depth − 1`` cycles for G >= 2, 1 for G = 1), the threshold comparisons (1),
-    then the output buffer (1)."""
+    then the output buffer (1). Example: C=64 L=4 P=1 ``dsp`` (loop depth 6): 12 cycles."""
     return _stage_plan(config)["out"] + 2
 
 
@@ -131,14 +155,19 @@ class PRFCore(wiring.Component):
     The state loop is C-slow (``docs/prf_fixed_point.md`` §8): with ``G = C/L ≥ 2`` channel
     groups each group's state is a memory word, and the update of a word is pipelined over
     :func:`prf_loop_depth` registers (memory, read register, the product addends, the adder
-    levels), up to ``min(S, G + 1)``: a group's next beat comes ``G`` beats later. With ``G = 1``
+    levels; ``dsp``: memory, read register, the multipliers' operand and product registers,
+    the adder levels, a write register), up to ``min(S, max(G, 3))``: a group's next beat
+    comes ``G`` beats later. With ``G = 1``
     the state is a register updated in one cycle. Every product is formed as exact addends —
     ``shift_add``: one shifted, conditionally inverted copy of the operand per CSD digit, the
     shift chosen among the bit positions the table actually uses (every position when tables
     are read from files), the two's complement ``+1`` and the rounding constant folded into
     one addend with the tile's input part — and summed once, then the state bits are taken
     above the ``coef_frac_bits`` fraction (``R(p) + in = (p + 2^(f−1) + in·2^f) >> f``).
-    ``dsp``: the same with one multiply per product.
+    ``dsp``: one multiply per product, of two plain registers (the state and the coefficient,
+    ``−b`` formed off the loop for ``u``'s ``−b·r0``), the product registered at its own width
+    and the input part with the rounding half added at the first adder level, so that on ECP5
+    every loop multiplier has its operand and product registers inside its DSP block.
 
     Flow control is credit-based (:class:`~spikeforge.hw.credit.CreditBuffer`,
     :func:`prf_buffer_depth` places): the pipeline, state loop included, never stalls, so no
@@ -296,6 +325,26 @@ class PRFCore(wiring.Component):
             out.append(_Digit(d.positions, index, neg, en))
         return out
 
+    def _loop_coef(self, coef, cycles, name, *, gate=None, negate=False):
+        """``dsp``: a decoded coefficient for a state-loop multiplier, ``cycles`` stages later
+        (``cycles >= 3``), negated when ``negate`` (one bit wider) and zero where ``gate`` is
+        set (``gate``: a signal two stages before the result). The last register is a plain
+        one (no enable, no reset, its own), so that it can be the multiplier's operand
+        register (``hw/ecp5_registers.py``): the negation and the zeroing happen one register
+        earlier, and the product needs no ``~`` and ``+1`` of its own."""
+        if isinstance(coef, int):  # baked tables with G = 1: no gate
+            return -coef if negate else coef
+        width = len(coef) + negate
+        if gate is None and not negate:
+            return self._delay(coef, cycles, name, shape=signed(width))
+        value = self._delay(coef, cycles - 2, name, shape=signed(len(coef)))
+        value = -value if negate else value
+        if gate is not None:
+            value = Mux(gate, 0, value)
+        suffix = ("n" if negate else "") + ("g" if gate is not None else "")
+        value = self._reg(value, f"{name}_{suffix}", shape=signed(width))
+        return self._reg(value, f"{name}_op", shape=signed(width))
+
     def _addends(self, coef, operand, width, shift=0, *, negate=False):
         """Exact ``±coef · operand · 2^shift`` as addends mod ``2^width`` (combinational), and
         the two's complement ``+1`` corrections they need (a list of bits or ints)."""
@@ -343,6 +392,56 @@ class PRFCore(wiring.Component):
         if low_bits and fixed + len(bits) < (1 << low_bits):  # no carry into the high part
             return Cat(low[:low_bits], _extend(high, width - low_bits))[:width]
         return (_shifted(high, low_bits, width) + low)[:width]
+
+    def _dsp_update(self, powers, l, j, u0, r0, entry, first, segments, input_u, input_r,
+                    stage):
+        """``dsp``: the state update ``(u, r)`` of lane ``l``, step ``j`` from the start state
+        ``(u0, r0)`` (the read register, stage ``entry``): ``u = R(a·u0 − b·r0) + in_u``,
+        ``r = R(b·u0 + a·r0) + in_r`` with ``a + ib = Λ^(j+1)``, over ``segments`` loop
+        segments (:func:`_dsp_loop_plan`). Each product is one multiply of two plain
+        registers (the state operand and the coefficient, ``−b`` formed off the loop) and is
+        registered at its own width, so that a multiplier's operand and product registers are
+        all its own (``hw/ecp5_registers.py``). ``first(stage)``: the beat's first-tile bit
+        at a stage (its coefficients are zero: the start state is)."""
+        cfg = self.config
+        frac, state_width = cfg.coef_frac_bits, cfg.state_width
+        product_width = frac + state_width
+        plan = _dsp_loop_plan(segments)
+        operand_stage = entry + plan["operand"]
+        if plan["operand"]:
+            u0 = self._reg(u0, f"st_l{l}_j{j}_u0", shape=signed(state_width))
+            r0 = self._reg(r0, f"st_l{l}_j{j}_r0", shape=signed(state_width))
+        gate = first(operand_stage - 2) if first is not None else None
+        base = f"st_pow_l{l}_n{j + 1}"
+        a, b, nb = (self._loop_coef(powers[(l, j + 1, part)], operand_stage - 2,
+                                    f"{base}_{'ri'[part]}", gate=gate, negate=negate)
+                    for part, negate in ((0, False), (1, False), (1, True)))
+        values = []
+        for part, pairs in ((0, ((a, u0), (nb, r0))), (1, ((b, u0), (a, r0)))):
+            name = f"st_l{l}_j{j}_{'ur'[part]}"
+            terms = []
+            for n, (coef, operand) in enumerate(pairs):
+                if isinstance(coef, int):
+                    coef = Const(coef, signed(max(2, abs(coef).bit_length() + 1)))
+                product = coef * operand
+                if plan["product"]:
+                    product = self._reg(product, f"{name}_p{n}",
+                                        shape=signed(min(len(product), product_width)))
+                terms.append(_extend(product, product_width))
+            source = (input_u, input_r)[part][l][j]
+            if not isinstance(source, int):
+                source = self._delay(source, operand_stage + plan["product"] - stage,
+                                     f"{name}_in", shape=signed(state_width))
+            # The constant (rounding half, input part) joins the first adder level: as an
+            # addend of its own it would be registered, and a register of constant bits
+            # (initialised to 0, so not removable) is shared by every lane's adder.
+            terms.insert(1, self._constant(source, [], frac, product_width))
+            total = self._tree(terms, product_width, 1, name, stages=plan["tree"])
+            value = total[frac:].as_signed()
+            if plan["write"]:
+                value = self._reg(value, f"{name}_w", shape=signed(state_width))
+            values.append(value)
+        return values
 
     # -- the core ---------------------------------------------------------------------------
 
@@ -476,7 +575,7 @@ class PRFCore(wiring.Component):
             with m.If(control_at("valid", entry)):
                 m.d.sync += stored.eq(new_state)
             start = Mux(control_at("first", entry), 0, stored)
-            gate = None
+            gate = first = None
             segments = 1
         else:
             m.submodules.state = state = memory.Memory(shape=state_bits, depth=cfg.groups,
@@ -489,6 +588,7 @@ class PRFCore(wiring.Component):
             m.d.comb += [read.addr.eq(control_at("group", entry - 1)), read.en.eq(1)]
             start = read.data
             gate = control_at("first", entry - 1)
+            first = functools.partial(control_at, "first")
             segments = depth - 1
         # The work (addend formation, then each adder level) spread over the segments
         # between the loop's registers; extra levels go to the middle segments first.
@@ -504,6 +604,14 @@ class PRFCore(wiring.Component):
             u0 = start.word_select(2 * l, state_width).as_signed()
             r0 = start.word_select(2 * l + 1, state_width).as_signed()
             for j in range(steps):
+                if cfg.coef_mode == "dsp":
+                    values = self._dsp_update(powers2, l, j, u0, r0, entry, first, segments,
+                                              input_u, input_r, stage)
+                    membranes[(l, j)] = self._reg(values[0], f"u_l{l}_j{j}",
+                                                  shape=signed(state_width))
+                    if j == steps - 1:
+                        ends += values
+                    continue
                 a = self._delay_coef(powers2[(l, j + 1, 0)], entry - 2,
                                      f"st_pow_l{l}_n{j + 1}_r", gate=gate)
                 b = self._delay_coef(powers2[(l, j + 1, 1)], entry - 2,
