@@ -173,3 +173,37 @@ def test_multi_bit_synapse_engine_gets_ram_and_multiplier_registers(tmp_path, rn
             params = cell["parameters"]
             assert params["REG_INPUTA_CLK"] == params["REG_INPUTB_CLK"] == "CLK0"
             assert params["REG_OUTPUT_CLK"] == "CLK0"
+
+
+def test_prf_dsp_state_loop_multipliers_get_every_register(tmp_path):
+    """Through Yosys: in a ``dsp`` PRF core every multiplier (the drive's and the state
+    loop's, whose operands are the state read register, or its copy, and a coefficient
+    register, and whose product is registered at its own width) ends with both operand
+    registers and its product register in the DSP block, at a full loop depth (G = 8) and
+    at a short one (G = 4: the read register is the operand register)."""
+    import json
+    import subprocess
+
+    from spikeforge.hw.cores import core_verilog
+    from spikeforge.hw.prf import prf_loop_depth
+    from spikeforge.hw.yosys import yosys_executable
+    from spikeforge.sw.bench_hw import prf_bench_config
+
+    for channels in (8, 4):
+        config = prf_bench_config({"channels": channels, "lanes": 1, "time_parallelism": 1},
+                                  "dsp")
+        assert prf_loop_depth(config) == {8: 6, 4: 4}[channels]
+        (tmp_path / "prf.v").write_text(core_verilog(config, "prf", "baked"))
+        run = subprocess.run([yosys_executable(), "-q", "-p", "read_verilog prf.v; "
+                              "synth_ecp5 -top prf; write_json netlist.json"], cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        netlist = json.loads((tmp_path / "netlist.json").read_text())
+        multipliers = [c for c in netlist["modules"]["prf"]["cells"].values()
+                       if c["type"] == "MULT18X18D"]
+        assert len(multipliers) == 5  # Δ·x, and a·u0, b·r0, b·u0, a·r0
+        absorb_registers(netlist, "prf")
+        for cell in multipliers:
+            params = cell["parameters"]
+            assert params.get("REG_INPUTA_CLK") == params.get("REG_INPUTB_CLK") == "CLK0"
+            assert params.get("REG_OUTPUT_CLK") == "CLK0", channels
