@@ -23,7 +23,7 @@ from ..hw.cores import core_type, core_verilog, table_file
 from ..hw.generate import ROM_MODULE
 from ..hw.memfile import read_hex, write_hex
 from .beats import random_samples
-from .verilator import MissingToolError, verilator_env
+from .verilator import MAKE_VARIABLES, MissingToolError, verilator_env
 
 __all__ = ["CORE_NAME", "SIMULATORS", "CosimResult", "build_core", "build_verilog", "run_test", "run_cosim", "job_samples",
            "default_build_root"]
@@ -100,13 +100,13 @@ def _control_file(name: str, public: tuple = ()) -> str:
         for pattern in ("clk", "rst", "s_axis__*", "m_axis__*", *public))
 
 
-def _runner(simulator: str):
+def _runner(simulator: str, object_cache: Path | None = None):
     from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {sorted(SIMULATORS)}, got {simulator!r}")
     if simulator == "verilator":
-        os.environ.update(verilator_env())
+        os.environ.update(verilator_env(object_cache))
         return get_runner("verilator")
     if shutil.which("iverilog") is None:
         raise MissingToolError("Icarus Verilog ('iverilog') is not on PATH; on Debian or "
@@ -120,15 +120,17 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
     """Build ``verilog`` (module ``top``, with the ROM module) for ``simulator`` once per text
     and flags, cached under ``build_root/<label>-<hash>``; under Verilator only ports matching
     ``s_axis__*``, ``m_axis__*`` and ``public`` are visible to cocotb; ``log`` hears when a
-    build starts (with its log file) and how long it took. Returns ``(build_dir, seconds)``."""
-    runner = _runner(simulator)
+    build starts (with its log file) and how long it took. Verilator builds share one
+    compiled run-time library under ``build_root/verilator-runtime``. Returns
+    ``(build_dir, seconds)``."""
+    build_root = Path(build_root or default_build_root()).resolve()
+    runner = _runner(simulator, build_root / "verilator-runtime")
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     control = _control_file(top, public)
     key = hashlib.sha256("\0".join([verilog, rom, control, *SIMULATORS[simulator],
-                                     str(waves)]).encode())
+                                     *MAKE_VARIABLES, str(waves)]).encode())
     suffix = "" if simulator == "verilator" else f"-{simulator}"
-    build_dir = Path(build_root or default_build_root()).resolve() / \
-        f"{label}{suffix}-{key.hexdigest()[:16]}"
+    build_dir = build_root / f"{label}{suffix}-{key.hexdigest()[:16]}"
     start = time.perf_counter()
     with _locked(build_dir.with_suffix(".lock")):
         sources = build_dir / "src"

