@@ -33,7 +33,7 @@ test-slow: $(STAMP)
 
 # Train a CPSN + PRF network on digits, export, generate, co-simulate on test data, synthesise.
 demo: $(STAMP)
-	$(VENV)/bin/spikeforge demo --out build/demo --jobs $(JOBS)
+	$(VENV)/bin/spikeforge demo --out build/demo
 
 # Benchmarks print tables and write JSON (build/bench, docs/benchmarks*); they are not tests.
 bench-kernels: $(STAMP)

@@ -9,16 +9,12 @@ time step.
 """
 
 import dataclasses
-import json
-import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 
 from ..hw.generate import NETWORK_MODULE
 from .network_beats import sample_traces
-from .runner import build_verilog, run_test
+from .runner import build_verilog, fresh_run_dir, run_job
 
 __all__ = ["NetworkCosimResult", "run_network_cosim"]
 
@@ -61,10 +57,7 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
     build_dir, build_s = build_verilog(NETWORK_MODULE, verilog, "network", build_root,
                                        waves=waves, public=public, simulator=simulator,
                                        log=log)
-    run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir = fresh_run_dir(build_dir, seed, run_dir)
     for name, text in tables.items():
         (run_dir / name).write_text(text)
     traces = sample_traces(network, samples)
@@ -81,18 +74,7 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
            "classes": network.readout.outputs, "expected": str(run_dir / "expected.npz"),
            "targets": None if targets is None else [int(t) for t in targets],
            "probes": [{"layer": layer.name, "lanes": layer.core.lanes}
-                      for layer in network.layers] if probes else [],
-           "result": str(run_dir / "result.json")}
-    (run_dir / "job.json").write_text(json.dumps(job))
-    try:
-        run_test(simulator, test_module="spikeforge.sim.cocotb_network", hdl_toplevel=NETWORK_MODULE,
-                    hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
-                    waves=waves, extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
-                    results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")
-    except (Exception, SystemExit):  # the runner exits with status 1 when a test fails
-        if not (run_dir / "result.json").exists():
-            raise
-    if not (run_dir / "result.json").exists():
-        raise RuntimeError(f"the simulation wrote no result; see {run_dir / 'sim.log'}")
-    result = json.loads((run_dir / "result.json").read_text())
+                      for layer in network.layers] if probes else []}
+    result = run_job(simulator, "spikeforge.sim.cocotb_network", NETWORK_MODULE, build_dir,
+                     run_dir, job, waves=waves)
     return NetworkCosimResult(build_s=build_s, build_dir=str(build_dir), **result)

@@ -15,7 +15,6 @@ the cache.
 import functools
 import hashlib
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys

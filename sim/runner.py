@@ -25,8 +25,8 @@ from ..hw.memfile import read_hex, write_hex
 from .beats import random_samples
 from .verilator import MAKE_VARIABLES, MissingToolError, verilator_env
 
-__all__ = ["CORE_NAME", "SIMULATORS", "CosimResult", "build_core", "build_verilog", "run_test", "run_cosim", "job_samples",
-           "default_build_root"]
+__all__ = ["CORE_NAME", "SIMULATORS", "CosimResult", "build_core", "build_verilog", "run_test",
+           "run_job", "fresh_run_dir", "run_cosim", "job_samples", "default_build_root"]
 
 CORE_NAME = "dut"
 #: Verilator builds start every register from a random value (``--x-initial unique``, with
@@ -164,6 +164,36 @@ def run_test(simulator: str, **arguments) -> None:
     runner.test(**arguments)
 
 
+def fresh_run_dir(build_dir: Path, seed: int, run_dir=None) -> Path:
+    """An empty directory for one run: ``run_dir``, or one per seed and process under the
+    build (parallel test workers share builds, never runs)."""
+    run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def run_job(simulator: str, test_module: str, top: str, build_dir: Path, run_dir: Path,
+            job: dict, *, waves: bool = False) -> dict:
+    """Run the cocotb ``test_module`` on a build with ``job`` (``run_dir/job.json``; the
+    testbench writes ``run_dir/result.json``) and return that result. A failing comparison
+    is in the result, not an exception; a simulation that wrote no result raises."""
+    result_file = run_dir / "result.json"
+    (run_dir / "job.json").write_text(json.dumps({**job, "result": str(result_file)}))
+    try:
+        run_test(simulator, test_module=test_module, hdl_toplevel=top,
+                 hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=run_dir,
+                 waves=waves, extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
+                 results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")
+    except (Exception, SystemExit):  # the runner exits with status 1 when a test fails
+        if not result_file.exists():
+            raise
+    if not result_file.exists():
+        raise RuntimeError(f"the simulation wrote no result; see {run_dir / 'sim.log'}")
+    return json.loads(result_file.read_text())
+
+
 def build_core(config, build_root=None, *, weight_storage: str = "file",
                waves: bool = False, simulator: str = "verilator", log=None, **options):
     """Build the core for ``config`` (for ``file`` storage: its shape) with the core type's
@@ -200,10 +230,7 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
         top, text = verilog
         build_dir, build_s = build_verilog(top, text, core_type(config).neuron, build_root,
                                            waves=waves, simulator=simulator, log=log)
-    run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    run_dir = fresh_run_dir(build_dir, seed, run_dir)
     if weight_storage == "file":
         for table, (words, width) in core_type(config).table_words(config, **options).items():
             target = run_dir / table_file(top, table)
@@ -216,25 +243,13 @@ def run_cosim(config, *, seed: int = 0, samples: int = 8, min_steps: int = 1,
                                  f"this configuration")
     job = {"config": config.to_json(), "seed": seed, "samples": samples,
            "min_steps": min_steps, "max_steps": max_steps,
-           "valid_probability": valid_probability, "ready_probability": ready_probability,
-           "result": str(run_dir / "result.json")}
+           "valid_probability": valid_probability, "ready_probability": ready_probability}
     if sample_arrays is not None:
         np.savez(run_dir / "samples.npz",
                  **{f"sample_{n}": np.asarray(s) for n, s in enumerate(sample_arrays)})
         job["samples_file"] = str(run_dir / "samples.npz")
-    (run_dir / "job.json").write_text(json.dumps(job))
-    try:
-        run_test(simulator, test_module="spikeforge.sim.cocotb_core", hdl_toplevel=top,
-                    hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=run_dir, waves=waves,
-                    extra_env={"SPIKEFORGE_JOB": str(run_dir / "job.json")},
-                    results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log")
-    except (Exception, SystemExit):  # the runner exits with status 1 when a test fails
-        if not (run_dir / "result.json").exists():
-            raise
-    if not (run_dir / "result.json").exists():
-        raise RuntimeError(f"the simulation wrote no result; see {run_dir / 'sim.log'}")
-    result = json.loads((run_dir / "result.json").read_text())
+    result = run_job(simulator, "spikeforge.sim.cocotb_core", top, build_dir, run_dir, job,
+                     waves=waves)
     wave_files = sorted(str(p) for p in run_dir.glob("*.vcd")) + \
         sorted(str(p) for p in build_dir.glob("*.vcd"))
     return CosimResult(build_s=build_s, neurons=config.channels, build_dir=str(build_dir),

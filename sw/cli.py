@@ -292,7 +292,7 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
         round(result.neuron_steps_per_s), "build_s": round(result.build_s, 2),
         "total_s": round(total, 2), "waves": result.waves,
     }
-    click.echo(table([
+    _end_cosim([
         ("beats checked", f"{result.checked} / {result.beats} "
                           f"({result.time_steps} time steps x {config.groups} groups)"),
         ("mismatches", "0" if result.passed else f"1 (stopped) — {result.mismatch}"),
@@ -301,14 +301,9 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
         ("cycles/s", f"{result.cycles_per_s:,.0f}"),
         ("neuron-timesteps/s", f"{result.neuron_steps_per_s:,.0f}"),
         ("Verilator build", f"{result.build_s:.1f} s (cached per design)"),
-    ] + ([("waves", result.waves)] if result.waves else [])))
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(summary, indent=1) + "\n")
-    if not result.passed:
-        click.echo("FAIL: the hardware differs from the golden model", err=True)
-        sys.exit(1)
-    click.echo("PASS: every output beat matches the golden model")
+    ] + ([("waves", result.waves)] if result.waves else []), summary, json_path, result.passed,
+        "the hardware differs from the golden model",
+        "every output beat matches the golden model")
 
 
 @main.command("export")
@@ -421,19 +416,13 @@ def _cosim_network(source, seed, samples, valid_probability, ready_probability, 
                                ready_probability=ready_probability, log=click.echo)
     except (ExportError, MissingToolError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    click.echo(table(cosim_network_rows(report)))
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
-    if not report["passed"]:
-        where = report["mismatch_location"] or {}
-        click.echo(f"FAIL: sample {report['first_mismatch_sample']} differs from the integer "
-                   f"model; first differing layer: {where.get('layer', '?')}"
-                   + (f", time step {where['time_step']}" if "time_step" in where else ""),
-                   err=True)
-        sys.exit(1)
-    click.echo(f"PASS: the class and logits of all {report['samples']} samples match the "
-               f"integer model")
+    where = report["mismatch_location"] or {}
+    _end_cosim(cosim_network_rows(report), report, json_path, report["passed"],
+               f"sample {report['first_mismatch_sample']} differs from the integer model; "
+               f"first differing layer: {where.get('layer', '?')}"
+               + (f", time step {where['time_step']}" if "time_step" in where else ""),
+               f"the class and logits of all {report['samples']} samples match the integer "
+               f"model")
 
 
 def _cosim_export(export_dir, seed, samples, valid_probability, ready_probability, build_dir,
@@ -450,14 +439,24 @@ def _cosim_export(export_dir, seed, samples, valid_probability, ready_probabilit
                             ready_probability=ready_probability, log=click.echo)
     except (ExportError, MissingToolError) as exc:
         _fail(str(exc))
-    click.echo(table(cosim_rows(report)))
+    _end_cosim(cosim_rows(report), report, json_path, report["passed"],
+               "the hardware differs from the integer model",
+               "every output spike of every core matches the integer model")
+
+
+def _end_cosim(rows, report: dict, json_path, passed: bool, failure: str, success: str):
+    """A co-simulation's table, its JSON (``--json``, written whole or not at all), then
+    ``PASS: success``, or ``FAIL: failure`` on standard error and exit status 1."""
+    from ..hw.generate import write_json_atomically
+
+    click.echo(table(rows))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=1) + "\n")
-    if not report["passed"]:
-        click.echo("FAIL: the hardware differs from the integer model", err=True)
+        write_json_atomically(json_path, report)
+    if not passed:
+        click.echo(f"FAIL: {failure}", err=True)
         sys.exit(1)
-    click.echo("PASS: every output spike of every core matches the integer model")
+    click.echo(f"PASS: {success}")
 
 
 def _percent(used, available) -> str:

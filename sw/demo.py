@@ -64,9 +64,7 @@ def design_size(report: dict | None) -> str:
               help="Synthesise and place-and-route the network (yowasp).")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
               help="nextpnr placement seeds (the fastest is reported).")
-@click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
-              help="Kept for compatibility (the network is one design).", hidden=True)
-def demo(out_dir, epochs, samples, target, run_synth, seeds, jobs):
+def demo(out_dir, epochs, samples, target, run_synth, seeds):
     """Train a CPSN + PRF network on digits, export it, generate it as one accelerator,
     co-simulate it on the test set under Verilator and synthesise it: one summary table."""
     import torch
