@@ -137,7 +137,8 @@ class DecoupledResetLIF(_SoftResetLIF):
     input, against the float64 :class:`LIF` loop: at τ = 100 with input N(1, 0.5²) (97 %
     firing) float32 ``U'``/``A`` flipped 53 spikes (scan) and 26 (FFT), the float32 LIF loop
     2, this float64 pass none; at τ = 10, N(0, 1): 8 (scan), 0 (FFT), 0 (loop), none. The
-    fused kernel (``backend="triton"``) keeps ``U'`` and ``A`` in float32 registers.
+    fused kernel (``backend="triton"``) carries the membrane after its reset in float32, which
+    does not cancel (none flipped at τ = 100, see ``golden/kernels/lif.py``).
 
     Gradient: spikes use the surrogate of ``U'_t − d_t``, which equals ``u_t − V_th``, and
     autograd runs through ``A``, so the gradient is the sequential LIF's BPTT gradient:

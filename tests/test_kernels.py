@@ -232,6 +232,25 @@ def test_lif_spikes_only_gradient_and_compact_output(seed):
         lif_decoupled_triton(xk, tau=1.0)
 
 
+def test_lif_kernel_does_not_lose_spikes_to_cancellation_at_large_tau():
+    """τ = 300, T = 2048, 97 % firing: ``U'`` and ``V_th·A`` grow to ~300 while ``u`` stays
+    near V_th. The kernel carries the membrane after its reset and flips no spike against the
+    float64 LIF loop; the same float32 pass carrying ``(U', A)`` (the control) flips 24."""
+    tau, steps, neurons = 300.0, 2048, 256
+    x = torch.randn(steps, neurons, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
+    reference = LIF(tau, 1.0)(x.double()).detach()
+    beta = torch.tensor(1 - 1 / tau)
+    u, trace, control = torch.zeros(neurons), torch.zeros(neurons), []
+    for c in x:
+        u = beta * u + c
+        control.append((u - (trace + 1.0) >= 0).float())
+        trace = beta * (trace + control[-1])
+    assert (torch.stack(control).double() != reference).sum() > 0, "the control lost its point"
+    with torch.no_grad():
+        spikes = lif_decoupled_triton(x.to(DEVICE), tau, 1.0).cpu()
+    assert torch.equal(spikes.double(), reference)
+
+
 @pytest.mark.parametrize("base", [DecoupledResetLIF, LIF])
 def test_lif_modules_one_line_integration(base, seed):
     """The integration proposed for golden/lif.py, on subclasses: same spikes, v_seq, gradients."""
