@@ -11,13 +11,21 @@ A coefficient (Δ or a component of Λ^n) is stored by ``coef_mode``: ``dsp`` as
 complement integer (``delta_width`` or ``coef_width`` bits); ``shift_add`` as ``csd_terms``
 signed digits, most significant first, each a 2-bit sign (``01`` = +1, ``11`` = −1,
 ``00`` = unused) above its bit position, so hardware forms the product from shifts alone.
+
+The digits of a ``shift_add`` coefficient are its canonical signed digits, except that a
+coefficient with fewer than ``csd_terms`` of them is written with exactly ``csd_terms``
+(:func:`slot_digits`: a digit ``s·2^p`` split into ``s·2^(p−1) + s·2^(p−1)`` or
+``s·2^(p+1) − s·2^p``; the value is the same), so that in a baked table every digit slot is
+used by every word and the hardware needs no enable per digit.
 """
+
+import functools
 
 from ..golden.prf_int import csd_digits
 from ..golden.prf_config import PRFConfig
 
 __all__ = ["TABLES", "coefficient_field", "element_width", "table_layout", "pack_tables",
-           "digits_of"]
+           "digits_of", "slot_digits"]
 
 TABLES = ("delta", "powers", "v_th")
 
@@ -57,6 +65,71 @@ def digits_of(config: PRFConfig, table: str, value: int) -> list[tuple[int, int]
     return [(sign, frac - shift) for sign, shift in csd_digits(int(value), frac)]
 
 
+def _splits(digits: tuple, width: int):
+    """Every digit list one digit longer than ``digits`` (``(sign, position)``, positions
+    descending) with the same value: one digit ``s·2^p`` as ``2 · s·2^(p−1)`` or as
+    ``s·2^(p+1) − s·2^p``; zero (no digits) as ``2^p − 2^p``. Positions stay below ``width``."""
+    if not digits:
+        return [((1, p), (-1, p)) for p in range(width)]
+    out = []
+    for n, (sign, position) in enumerate(digits):
+        rest = digits[:n] + digits[n + 1:]
+        if position >= 1:
+            out.append(rest + ((sign, position - 1), (sign, position - 1)))
+        if position + 1 < width:
+            out.append(rest + ((sign, position + 1), (-sign, position)))
+    return [tuple(sorted(d, key=lambda digit: -digit[1])) for d in out]
+
+
+@functools.lru_cache(maxsize=None)
+def _filled(digits: tuple, width: int, terms: int) -> tuple:
+    """Every digit list of exactly ``terms`` digits reachable from ``digits`` by splits."""
+    level, done = {digits}, set()
+    while level:
+        done |= {d for d in level if len(d) == terms}
+        level = {longer for d in level if len(d) < terms for longer in _splits(d, width)
+                 if len(longer) <= terms}
+    return tuple(sorted(done, reverse=True))
+
+
+def slot_digits(config: PRFConfig, table: str) -> list[list[list[tuple[int, int]]]]:
+    """Per channel and element, the ``(sign, position)`` digits stored for a ``shift_add``
+    coefficient table, most significant first: the canonical digits (:func:`digits_of`), and
+    for a coefficient with fewer than ``csd_terms`` of them, exactly ``csd_terms`` digits of
+    the same value whose positions the table's other words already use in the same slots
+    (fewest new positions per slot, then the first such list), so that every slot is used
+    by every word and each slot's set of positions grows as little as possible."""
+    width, _ = coefficient_field(config, table)
+    terms = config.csd_terms
+    values = _elements(config, table)
+    digits = [[digits_of(config, table, v) for v in per] for per in values]
+    # The positions each (lane, element) slot takes in the words that need no change.
+    used = {}
+    for channel, per in enumerate(digits):
+        for element, d in enumerate(per):
+            if len(d) == terms:
+                for n, (_, position) in enumerate(d):
+                    used.setdefault((channel % config.lanes, element, n), set()).add(position)
+    out = []
+    for channel, per in enumerate(digits):
+        row = []
+        for element, d in enumerate(per):
+            if len(d) < terms:
+                lane = channel % config.lanes
+                candidates = _filled(tuple(d), width, terms)
+                if candidates:
+                    def new_positions(c):
+                        return sum(p not in used.get((lane, element, n), ())
+                                   for n, (_, p) in enumerate(c))
+                    best = min(candidates, key=new_positions)
+                    d = list(best)
+                    for n, (_, position) in enumerate(d):
+                        used.setdefault((lane, element, n), set()).add(position)
+            row.append(d)
+        out.append(row)
+    return out
+
+
 def _elements(config: PRFConfig, table: str) -> list[list[int]]:
     """Per channel, the signed values stored for it, in element order."""
     if table == "delta":
@@ -68,13 +141,15 @@ def _elements(config: PRFConfig, table: str) -> list[list[int]]:
              for part in (power_re, power_im)] for c in range(config.channels)]
 
 
-def _code(config: PRFConfig, table: str, value: int) -> int:
+def _code(config: PRFConfig, table: str, value) -> int:
+    """The stored element: ``value`` (an int), or for a ``shift_add`` coefficient its digits
+    (a list of ``(sign, position)``)."""
     width = element_width(config, table)
     if table == "v_th" or config.coef_mode == "dsp":
         return value & ((1 << width) - 1)
     position_width = _position_width(config, table)
     code = 0
-    for index, (sign, position) in enumerate(digits_of(config, table, value)):
+    for index, (sign, position) in enumerate(value):
         digit = ((sign & 0b11) << position_width) | position
         code |= digit << (index * (2 + position_width))
     return code
@@ -85,7 +160,8 @@ def pack_tables(config: PRFConfig) -> dict[str, list[int]]:
     packed = {}
     for table in TABLES:
         width, _ = table_layout(config, table)
-        per_channel = _elements(config, table)
+        per_channel = _elements(config, table) if table == "v_th" or \
+            config.coef_mode == "dsp" else slot_digits(config, table)
         words = []
         for group in range(config.groups):
             word, position = 0, 0

@@ -14,10 +14,13 @@ from .bench_hw import CORE_KINDS
 
 __all__ = ["TARGET_CHECKS", "target_checks", "write_plots", "render", "write_document"]
 
-#: Issue #7's targets: (description, kind, target, shape, variant, metric, test). Every row
-#: of the kind, target and variant whose shape matches is checked. On the iCE40 the target
-#: shape (k = 8, L = 16) is listed with every other k = 8 core the sweep has, so the largest
-#: one that fits is there too.
+_DEMO_PRF = {"channels": 64, "lanes": 4, "time_parallelism": 1}
+_PRF_C16 = {"channels": 16, "lanes": 4, "time_parallelism": 1}
+
+#: Issues #7 (CPSN) and #13 (PRF): (description, kind, target, shape, variant, metric, test).
+#: Every row of the kind, target and variant whose shape matches is checked. On the iCE40
+#: every k = 8 CPSN core and every PRF core of the sweep is listed, so the largest one that
+#: fits is there too.
 TARGET_CHECKS = (
     ("zero DSP", "cpsn", "ecp5-25k", {"lanes": 16, "order": 8}, "shift_add", "dsp",
      lambda v: v == 0),
@@ -26,6 +29,20 @@ TARGET_CHECKS = (
     ("Fmax ≥ 60 MHz", "cpsn", "ice40-up5k", {"order": 8}, "shift_add",
      "fmax_mhz", lambda v: v is not None and v >= 60),
     ("zero DSP", "prf", "ecp5-25k", {}, "shift_add", "dsp", lambda v: v == 0),
+    ("Fmax ≥ 150 MHz", "prf", "ecp5-25k", _DEMO_PRF, "shift_add_demo", "fmax_mhz",
+     lambda v: v is not None and v >= 150),
+    ("≤ 4,000 LUTs", "prf", "ecp5-25k", _DEMO_PRF, "shift_add_demo", "logic_luts",
+     lambda v: v is not None and v <= 4000),
+    ("Fmax ≥ 150 MHz", "prf", "ecp5-25k", _PRF_C16, "shift_add", "fmax_mhz",
+     lambda v: v is not None and v >= 150),
+    ("≤ 7,270 LUTs (half of 14,539)", "prf", "ecp5-25k", _PRF_C16, "shift_add", "logic_luts",
+     lambda v: v is not None and v <= 7270),
+    ("Fmax ≥ 200 MHz", "prf", "ecp5-25k", _DEMO_PRF, "dsp", "fmax_mhz",
+     lambda v: v is not None and v >= 200),
+    ("Fmax ≥ 120 MHz", "prf", "ecp5-25k", {**_PRF_C16, "time_parallelism": 4}, "shift_add",
+     "fmax_mhz", lambda v: v is not None and v >= 120),
+    ("fits, with its Fmax", "prf", "ice40-up5k", {}, "shift_add_demo", "fmax_mhz",
+     lambda v: v is not None),
 )
 
 #: (metric, title, file). CPSN plots keep these names; another kind's get its name in front
@@ -167,10 +184,12 @@ def _hw_section(hw: dict) -> list[str]:
                                          else _path_text(c["row"]))
             lines.append(f"| {c['target']} | {c['requirement']} | {c['shape']} | {value} | "
                          f"{'yes' if c['met'] else '**no**'} | {limit} |")
-        lines += ["", "The targets are CPSN at k = 8, L = 16 (any C) and every PRF shift-add "
-                  "core; on the iCE40 every k = 8 CPSN core of the sweep is listed, so where "
-                  "L = 16 does not fit the device the largest one that does is there too.",
-                  ""]
+        lines += ["", "The targets: CPSN at k = 8, L = 16 (any C); every PRF shift-add core "
+                  "without DSP; the PRF speed and size targets of issue 13 (the demo core "
+                  "C=64 L=4 P=1 in the demo's 10-bit, 3-digit format, C=16 L=4 at P = 1 and "
+                  "P = 4, the dsp core C=64 L=4 P=1). On the iCE40 every k = 8 CPSN core and "
+                  "every PRF core of the sweep is listed, so the largest one that fits is "
+                  "there too.", ""]
     for kind in kinds:
         lines += _kind_section(hw, kind, [r for r in rows if r["kind"] == kind.name])
     failed = [r for r in hw["rows"] if "error" in r]
@@ -235,9 +254,52 @@ def _kind_section(hw: dict, kind, rows: list[dict]) -> list[str]:
                 f"{dsp} vs {base} | {_ratio(q['fmax_mhz_ratio'])} | "
                 f"{_ratio(q['neuron_steps_per_s_ratio'])} |")
         lines.append("")
+    lines += _before_section(hw, kind, rows)
     lines += [f"#### {kind.name.upper()} plots", ""]
     lines += [f"![{kind.name.upper()}: {title_}](benchmarks/{_plot_file(kind.name, name)})"
               for _, title_, name in PLOTS]
+    lines.append("")
+    return lines
+
+
+def _before_section(hw: dict, kind, rows: list[dict]) -> list[str]:
+    """The run this kind's rows replaced, row by row beside the new one (matched by target,
+    shape and datapath), so that a generator change shows what it changed."""
+    before = (hw.get("before") or {}).get(kind.name)
+    if not before:
+        return []
+
+    def key(row):
+        return row["target"], tuple(row.get(a) for a in kind.axes), row["variant"]
+
+    old = {key(r): r for r in before["rows"]}
+    new = {key(r): r for r in rows}
+    symbols = " | ".join(kind.symbols)
+    lines = [f"#### {kind.name.upper()} before and now", "",
+             f"Before: the run of {before['date']}, `{before['command']}` (seeds "
+             f"{', '.join(map(str, before.get('seeds', [1])))}), which this one replaced. "
+             "Fmax is the best seed's; – where a side has no such core, no place and route, or "
+             "the core does not fit.", "",
+             f"| target | {symbols} | datapath | LUTs before | LUTs now | FFs before | FFs now "
+             "| DSP before | DSP now | Fmax before | Fmax now | latency before | latency now |",
+             "|---|" + "--:|" * len(kind.axes) + "---|" + "--:|" * 10]
+
+    def cells(row, metric, digits=0):
+        if row is None or "error" in row:
+            return "–"
+        if metric == "fmax_mhz" and row.get("fits") is False:
+            return "does not fit"
+        return _fmt(row.get(metric), digits)
+
+    for k in list(new) + [k for k in old if k not in new]:
+        a, b = old.get(k), new.get(k)
+        target, shape, variant = k
+        lines.append(
+            f"| {target} | " + " | ".join(str(v) for v in shape) +
+            f" | {_label(variant, kind.name)} | " + " | ".join(
+                f"{cells(a, m, d)} | {cells(b, m, d)}" for m, d in
+                (("logic_luts", 0), ("ffs", 0), ("dsp", 0), ("fmax_mhz", 1),
+                 ("latency_cycles", 0))) + " |")
     lines.append("")
     return lines
 

@@ -179,7 +179,8 @@ def _grid(kind: str, target: str, shapes, variants=None) -> list[Point]:
 #: the device); the P = 4 DSP baseline (92 DSPs) again on the ECP5-85k. Since the C-slow
 #: PRF loop (issue 13): C = 16, L = 4, P = 4 folded (shift-add and DSP), the demo core
 #: (C = 64, L = 4, P = 1, 10-bit coefficients with 3 CSD digits, ``shift_add_demo``) beside
-#: the DSP design of the same shape, and demo-format shift-add cores on the iCE40 UP5K.
+#: the DSP design of the same shape, and demo-format shift-add cores on the iCE40 UP5K, up
+#: to sizes that do not fit, so that the largest one that does is in the table.
 #: ``smoke``: one small core per family.
 PLANS = {
     "standard": (
@@ -192,7 +193,8 @@ PLANS = {
         + _grid("prf", "ecp5-25k", [(4, 4, 2), (4, 4, 4), (16, 4, 4)], ["shift_add", "dsp"])
         + _grid("prf", "ecp5-25k", [(64, 4, 1)], ["shift_add_demo", "dsp"])
         + _grid("prf", "ecp5-85k", [(4, 4, 4)], ["dsp"])
-        + _grid("prf", "ice40-up5k", [(8, 2, 1), (16, 2, 1)], ["shift_add_demo"])
+        + _grid("prf", "ice40-up5k", [(8, 2, 1), (16, 2, 1), (32, 2, 1), (64, 2, 1),
+                                       (16, 4, 1)], ["shift_add_demo"])
     ),
     "smoke": (
         _grid("cpsn", "ice40-up5k", [(4, 2, 2)], ["shift_add"])
@@ -301,7 +303,8 @@ def summarise(rows: list[dict], plan: str, command: str, seeds=(1,)) -> dict:
 def merge_kinds(previous: dict, document: dict) -> dict:
     """``document``, a run of some core kinds, with ``previous``'s rows of every other kind
     (each kind keeps the run that measured it), so that a change to one core's generator
-    re-measures that core only."""
+    re-measures that core only. ``before``: per re-measured kind, the run it replaces (its
+    command, date, seeds and rows)."""
     measured = {r["kind"] for r in document["rows"]}
     runs = previous.get("runs") or {
         kind: {"command": previous["command"], "date": previous["date"],
@@ -312,6 +315,11 @@ def merge_kinds(previous: dict, document: dict) -> dict:
                        document["plan"], document["command"], document["seeds"])
     merged["runs"] = {**{k: run for k, run in runs.items() if k not in measured},
                       **document["runs"]}
+    # The run each re-measured kind replaces stays beside it, so the change is visible.
+    merged["before"] = {
+        **{k: run for k, run in previous.get("before", {}).items() if k not in measured},
+        **{k: {**runs[k], "rows": [r for r in previous["rows"] if r["kind"] == k]}
+           for k in sorted(measured) if k in runs}}
     return merged
 
 

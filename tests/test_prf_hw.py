@@ -1,9 +1,12 @@
 """Amaranth-simulator tests of the PRF scan unit against the integer golden model."""
 
+import re
+
 import numpy as np
 import pytest
 
 from spikeforge.hw.cores import core_verilog
+from spikeforge.hw.prf_tables import coefficient_field, pack_tables, table_layout
 from spikeforge.hw.prf import LOOP_STAGES, PRFCore, prf_latency, prf_loop_depth
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
 from spikeforge.sim.amaranth_sim import run_stream
@@ -100,3 +103,33 @@ def test_shift_add_has_no_multiplier(mode, rng):
         assert "$mul" not in cells, cells
     else:
         assert cells.get("$mul", 0) > 0, cells
+
+
+@pytest.mark.parametrize("terms", [2, 3, 4])
+def test_shift_add_words_store_every_digit_slot(terms, rng):
+    """Every stored coefficient fills all ``csd_terms`` slots with digits of its own value
+    (a short canonical form is split), so a baked core's digits need no enable; and such a
+    core is bit-exact with no enable register in its Verilog."""
+    config = random_prf_config(rng, regime="mixed", coef_mode="shift_add", csd_terms=terms,
+                               lanes=2, time_parallelism=2, max_channels=8)
+    config = folded(config, 4)
+    for table in ("delta", "powers"):
+        integer_width, _ = coefficient_field(config, table)
+        field_width, per_word = table_layout(config, table)
+        position_width = max(1, (integer_width - 1).bit_length())
+        power_re, power_im = config.powers
+        values = [int(d) for d in config.delta] if table == "delta" else [
+            int(part[n, c]) for c in range(config.channels)
+            for n in range(1, config.time_parallelism + 1) for part in (power_re, power_im)]
+        stored = [(word >> (k * field_width)) & ((1 << field_width) - 1)
+                  for word in pack_tables(config)[table] for k in range(per_word)]
+        for value, code in zip(values, stored, strict=True):
+            digits = [(code >> (n * (2 + position_width))) & ((1 << (2 + position_width)) - 1)
+                      for n in range(terms)]
+            signs = [{1: 1, 3: -1}.get(d >> position_width, 0) for d in digits]
+            assert all(signs), (table, value, digits)
+            total = sum(s << (d & ((1 << position_width) - 1)) for s, d in zip(signs, digits))
+            assert total == value, (table, value, digits)
+    verilog = core_verilog(config, "prf", "baked")
+    assert not re.search(r"_n\d+_en", verilog), re.search(r"\S*_n\d+_en\S*", verilog)[0]
+    simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)

@@ -359,6 +359,18 @@ def test_one_kind_is_remeasured_and_the_others_kept(tmp_path):
     text = bench_doc.write_document(tmp_path).read_text()
     assert "* CPSN, " in text and "`spikeforge bench hw --kind cpsn`" in text
     assert "* PRF, 2026-01-01: `spikeforge bench hw`" in text
+    # The replaced CPSN run stays beside the new one, row by row; PRF was not re-measured.
+    assert set(merged["before"]) == {"cpsn"}
+    assert merged["before"]["cpsn"]["rows"] == previous["rows"][:4]
+    assert "#### CPSN before and now" in text and "#### PRF before and now" not in text
+    assert "| ecp5-25k | 64 | 16 | 8 | shift-add (mul-free) | 8,000 | 8,000 | 5,000 | 5,000 " \
+        "| 0 | 0 | 210.0 | 230.0 | 9 | 9 |" in text
+    assert "| does not fit | does not fit |" in text
+    # Re-measuring PRF next keeps CPSN's "before" and adds PRF's.
+    prf = [dict(r, logic_luts=100) for r in merged["rows"] if r["kind"] == "prf"]
+    again = bench_hw.merge_kinds(merged, bench_hw.summarise(prf, "standard", "prf run", [1]))
+    assert set(again["before"]) == {"cpsn", "prf"}
+    assert again["before"]["cpsn"] == merged["before"]["cpsn"]
 
 
 def test_remeasuring_one_kind_needs_the_previous_document(tmp_path):
