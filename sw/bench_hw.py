@@ -179,8 +179,9 @@ def _grid(kind: str, target: str, shapes, variants=None) -> list[Point]:
 #: the device); the P = 4 DSP baseline (92 DSPs) again on the ECP5-85k. Since the C-slow
 #: PRF loop (issue 13): C = 16, L = 4, P = 4 folded (shift-add and DSP), the demo core
 #: (C = 64, L = 4, P = 1, 10-bit coefficients with 3 CSD digits, ``shift_add_demo``) beside
-#: the DSP design of the same shape, and demo-format shift-add cores on the iCE40 UP5K, up
-#: to sizes that do not fit, so that the largest one that does is in the table.
+#: the DSP design of the same shape, C = 16, L = 4, P = 4 also in the demo format (in the
+#: 16-bit, 4-digit one it exceeds the ECP5-25k), and demo-format shift-add cores on the iCE40
+#: UP5K, up to sizes that do not fit, so that the largest one that does is in the table.
 #: ``smoke``: one small core per family.
 PLANS = {
     "standard": (
@@ -192,6 +193,7 @@ PLANS = {
         + _grid("prf", "ecp5-25k", [(4, 4, 1), (16, 4, 1)], ["shift_add", "dsp", "dsp_lut"])
         + _grid("prf", "ecp5-25k", [(4, 4, 2), (4, 4, 4), (16, 4, 4)], ["shift_add", "dsp"])
         + _grid("prf", "ecp5-25k", [(64, 4, 1)], ["shift_add_demo", "dsp"])
+        + _grid("prf", "ecp5-25k", [(16, 4, 4)], ["shift_add_demo"])
         + _grid("prf", "ecp5-85k", [(4, 4, 4)], ["dsp"])
         + _grid("prf", "ice40-up5k", [(8, 2, 1), (16, 2, 1), (32, 2, 1), (64, 2, 1),
                                        (16, 4, 1)], ["shift_add_demo"])
