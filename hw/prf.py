@@ -366,14 +366,14 @@ class PRFCore(wiring.Component):
 
     def _addends(self, coef, operand, width, shift=0, *, negate=False):
         """Exact ``±coef · operand · 2^shift`` as addends mod ``2^width`` (combinational), and
-        the two's complement ``+1`` corrections they need (a list of bits or ints)."""
+        the two's complement ``+1`` corrections they need (a list of bits or ints).
+        ``negate`` is for ``shift_add`` (the ``dsp`` loop negates in :meth:`_loop_coef`)."""
         if self.config.coef_mode == "dsp":
+            assert not negate
             if isinstance(coef, int):
-                value = -coef if negate else coef
-                constant = Const(value, signed(max(2, abs(value).bit_length() + 1)))
+                constant = Const(coef, signed(max(2, abs(coef).bit_length() + 1)))
                 return [_shifted(constant * operand, shift, width)], []
-            product = _shifted(coef * operand, shift, width)
-            return ([~product, ], [1]) if negate else ([product], [])
+            return [_shifted(coef * operand, shift, width)], []
         terms, corrections = [], []
         for d in coef:
             if isinstance(d.en, int) and not d.en:

@@ -67,8 +67,8 @@ def test_state_memory_and_register_paths(rng):
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 5, 6, 8])
 def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
     """The C-slow state loop at every group count: G = 1 updates a register in one cycle;
-    G >= 2 pipelines the update over min(S, G + 1) registers, so G runs below (the read is
-    transparent to the write of the same cycle at G + 1), equal to and above the loop depth.
+    G >= 2 pipelines the update over min(S, max(G, 3)) registers, so G runs below (G = 2:
+    the read is transparent to the write of the same cycle), equal to and above the loop depth.
     At full rate a group's beats are exactly G stages apart (the closest they get); gaps and
     backpressure move them apart and stall an update mid-loop. Short samples restart the
     groups with zero state at every phase."""
