@@ -302,11 +302,13 @@ def summarise(rows: list[dict], plan: str, command: str, seeds=(1,)) -> dict:
     }
 
 
-def merge_kinds(previous: dict, document: dict) -> dict:
+def merge_kinds(previous: dict, document: dict, *, keep_before: bool = False) -> dict:
     """``document``, a run of some core kinds, with ``previous``'s rows of every other kind
     (each kind keeps the run that measured it), so that a change to one core's generator
     re-measures that core only. ``before``: per re-measured kind, the run it replaces (its
-    command, date, seeds and rows)."""
+    command, date, seeds and rows); with ``keep_before``, a kind that already has a
+    ``before`` keeps it (a change measured over several runs stays compared with the run
+    before it)."""
     measured = {r["kind"] for r in document["rows"]}
     runs = previous.get("runs") or {
         kind: {"command": previous["command"], "date": previous["date"],
@@ -318,10 +320,11 @@ def merge_kinds(previous: dict, document: dict) -> dict:
     merged["runs"] = {**{k: run for k, run in runs.items() if k not in measured},
                       **document["runs"]}
     # The run each re-measured kind replaces stays beside it, so the change is visible.
+    kept = previous.get("before", {})
     merged["before"] = {
-        **{k: run for k, run in previous.get("before", {}).items() if k not in measured},
+        **{k: run for k, run in kept.items() if k not in measured or keep_before},
         **{k: {**runs[k], "rows": [r for r in previous["rows"] if r["kind"] == k]}
-           for k in sorted(measured) if k in runs}}
+           for k in sorted(measured) if k in runs and not (keep_before and k in kept)}}
     return merged
 
 

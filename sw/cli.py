@@ -620,13 +620,20 @@ def bench_kernels(ctx):
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(CORE_KINDS)),
               help="Measure only this core kind (repeatable); the other kinds' rows are kept "
                    "from DOCS/benchmarks/hw.json, with the run that measured them.")
-def bench_hw(plan, jobs, docs_dir, keep_dir, seeds, kinds):
+@click.option("--keep-before", is_flag=True,
+              help="With --kind: a re-measured kind that already has a 'before' run keeps it "
+                   "(rather than the run this one replaces), so a change measured over "
+                   "several runs stays compared with the run before it.")
+def bench_hw(plan, jobs, docs_dir, keep_dir, seeds, kinds, keep_before):
     """Sweep core shapes on FPGA targets: resources, Fmax, throughput; shift-add vs
     multipliers."""
     from .bench_doc import write_document
     from .bench_hw import PLANS, merge_kinds, run_points, summarise, write_json
 
     json_path = Path(docs_dir, "benchmarks", "hw.json")
+    if keep_before and not kinds:
+        _fail("--keep-before keeps the 'before' run of the kinds that --kind re-measures; "
+              "give --kind")
     previous = None
     if kinds:
         try:
@@ -655,7 +662,7 @@ def bench_hw(plan, jobs, docs_dir, keep_dir, seeds, kinds):
     rows = run_points(points, jobs=jobs, keep_dir=keep_dir, seeds=seeds, progress=progress)
     document = summarise(rows, plan, _command_line(), seeds)
     if previous is not None:
-        document = merge_kinds(previous, document)
+        document = merge_kinds(previous, document, keep_before=keep_before)
     document["wall_s"] = round(time.perf_counter() - start)
     write_json(document, json_path)
     path = write_document(docs_dir)

@@ -371,9 +371,20 @@ def test_one_kind_is_remeasured_and_the_others_kept(tmp_path):
     again = bench_hw.merge_kinds(merged, bench_hw.summarise(prf, "standard", "prf run", [1]))
     assert set(again["before"]) == {"cpsn", "prf"}
     assert again["before"]["cpsn"] == merged["before"]["cpsn"]
+    # Re-measuring CPSN again: its "before" becomes the run replaced, unless kept.
+    cpsn = [dict(r, logic_luts=7) for r in again["rows"] if r["kind"] == "cpsn"]
+    third = bench_hw.summarise(cpsn, "standard", "cpsn run 3", [1])
+    replaced = bench_hw.merge_kinds(again, third)
+    assert [r["logic_luts"] for r in replaced["before"]["cpsn"]["rows"]] == \
+        [r["logic_luts"] for r in again["rows"] if r["kind"] == "cpsn"]
+    kept = bench_hw.merge_kinds(again, third, keep_before=True)
+    assert kept["before"] == again["before"]
+    assert [r["logic_luts"] for r in kept["rows"] if r["kind"] == "cpsn"] == [7] * len(cpsn)
 
 
 def test_remeasuring_one_kind_needs_the_previous_document(tmp_path):
     result = invoke("bench", "hw", "--kind", "cpsn", "--docs", tmp_path)
     assert result.exit_code == 1
     assert "--kind keeps the other kinds' rows from" in result.output
+    result = invoke("bench", "hw", "--keep-before", "--docs", tmp_path)
+    assert result.exit_code == 1 and "give --kind" in result.output
