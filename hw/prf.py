@@ -11,7 +11,8 @@ from ..golden.prf_int import round_shift
 from .adder_tree import tree_levels
 from .credit import CreditBuffer
 from ..golden.prf_config import PRFConfig
-from .prf_tables import TABLES, coefficient_field, pack_tables, table_layout
+from .prf_tables import (TABLES, coefficient_field, digit_layout, indexed_words, pack_tables,
+                         slot_codes, table_layout)
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
@@ -203,6 +204,7 @@ class PRFCore(wiring.Component):
         self.init_files = check_storage(weight_storage, init_files, TABLES)
         self.config = config
         self.weight_storage = weight_storage
+        self._codes = {}
         self.latency = prf_latency(config)
         elements = config.lanes * config.time_parallelism
         user_width = elements * config.state_width if config.membrane_out else 0
@@ -257,11 +259,26 @@ class PRFCore(wiring.Component):
         words = pack_tables(self.config)[table]
         if self.weight_storage == "baked" and self.config.groups == 1:
             return words[0]
+        if self.weight_storage == "baked" and self.config.coef_mode == "shift_add" and \
+                table != "v_th":
+            words = indexed_words(self.config, table, self._slot_positions(table))
         m.submodules[f"{table}_rom"] = rom = TableROM(
             words, width * per_word, storage=self.weight_storage,
             init_file=self.init_files.get(table))
         m.d.comb += [rom.addr.eq(group), rom.en.eq(1)]
         return rom.data
+
+    def _slot_codes(self, table):
+        """:func:`slot_codes` of a baked ``shift_add`` table (computed once per table)."""
+        if table not in self._codes:
+            self._codes[table] = slot_codes(self.config, table)
+        return self._codes[table]
+
+    def _slot_positions(self, table):
+        """Per ``(element, slot)`` of a baked ``shift_add`` table: the bit positions its words
+        use there (nonzero digits), in multiplexer order."""
+        return {key: sorted({position for sign, position in codes if sign})
+                for key, codes in self._slot_codes(table).items()}
 
     def _field(self, word, table, index):
         width, _ = table_layout(self.config, table)
@@ -281,9 +298,7 @@ class PRFCore(wiring.Component):
                 return field - (1 << width) if field >> (width - 1) else field
             return self._reg(field.as_signed(), name, shape=signed(width))
         integer_width, _ = coefficient_field(cfg, table)
-        position_width = max(1, (integer_width - 1).bit_length())
-        digit_width = 2 + position_width
-        words = pack_tables(cfg)[table]
+        position_width, digit_width = digit_layout(cfg, table)
         digits = []
         for n in range(cfg.csd_terms):
             def unpack(code):
@@ -297,9 +312,8 @@ class PRFCore(wiring.Component):
             # same in every word is a constant (no register, no gate per bit).
             signs = {0, 1, 3}
             if self.weight_storage == "baked":
-                codes = [unpack(self._field(w, table, index)) for w in words]
-                used = sorted({position for sign, position in codes if sign})
-                signs = {sign for sign, _ in codes}
+                used = self._slot_positions(table)[(index, n)]
+                signs = {sign for sign, _ in self._slot_codes(table)[(index, n)]}
             else:
                 used = list(range(integer_width))
             if not used:  # a slot no word of a baked table uses
@@ -307,15 +321,19 @@ class PRFCore(wiring.Component):
                 continue
             digit = field.word_select(n, digit_width)
             sign, position = digit[position_width:], digit[:position_width]
-            neg = (sign == 3) if 1 in signs and 3 in signs else int(3 in signs)
-            en = (sign != 0) if 0 in signs else 1
+            # The sign code's bits are the digit's sign and its enable.
+            neg = sign[1] if 1 in signs and 3 in signs else int(3 in signs)
+            en = sign[0] if 0 in signs else 1
             selected = 0
             if len(used) > 1:
-                index_signal = Signal(range(len(used)), name=f"{name}_n{n}_index")
-                with self._m.Switch(position):
-                    for k, p in enumerate(used):
-                        with self._m.Case(p):
-                            self._m.d.comb += index_signal.eq(k)
+                if self.weight_storage == "baked":  # the ROM holds the index (indexed_words)
+                    index_signal = position[:(len(used) - 1).bit_length()]
+                else:
+                    index_signal = Signal(range(len(used)), name=f"{name}_n{n}_index")
+                    with self._m.Switch(position):
+                        for k, p in enumerate(used):
+                            with self._m.Case(p):
+                                self._m.d.comb += index_signal.eq(k)
                 selected = self._reg(index_signal, f"{name}_n{n}_idx")
             digits.append(_Digit(used, selected, self._reg(neg, f"{name}_n{n}_neg"),
                                  self._reg(en, f"{name}_n{n}_en")))

@@ -25,7 +25,7 @@ from ..golden.prf_int import csd_digits
 from ..golden.prf_config import PRFConfig
 
 __all__ = ["TABLES", "coefficient_field", "element_width", "table_layout", "pack_tables",
-           "digits_of", "slot_digits"]
+           "digits_of", "slot_digits", "digit_layout", "slot_codes", "indexed_words"]
 
 TABLES = ("delta", "powers", "v_th")
 
@@ -40,6 +40,13 @@ def coefficient_field(config: PRFConfig, table: str) -> tuple[int, int]:
 def _position_width(config: PRFConfig, table: str) -> int:
     width, _ = coefficient_field(config, table)
     return max(1, (width - 1).bit_length())  # CSD of a width-bit integer: positions < width
+
+
+def digit_layout(config: PRFConfig, table: str) -> tuple[int, int]:
+    """``(position_width, digit_width)`` of a ``shift_add`` table's digit fields: each digit
+    is a 2-bit sign code (``0b01`` +1, ``0b11`` −1, ``0`` none) above its bit position."""
+    position_width = _position_width(config, table)
+    return position_width, 2 + position_width
 
 
 def element_width(config: PRFConfig, table: str) -> int:
@@ -172,3 +179,36 @@ def pack_tables(config: PRFConfig) -> dict[str, list[int]]:
             words.append(word)
         packed[table] = words
     return packed
+
+
+def slot_codes(config: PRFConfig, table: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Per ``(element, slot)`` of a ``shift_add`` table, the ``(sign code, position)`` that
+    each word (group) stores there."""
+    width, per_word = table_layout(config, table)
+    position_width, digit_width = digit_layout(config, table)
+    words = pack_tables(config)[table]
+    codes = {}
+    for element in range(per_word):
+        for n in range(config.csd_terms):
+            shift = element * width + n * digit_width
+            codes[(element, n)] = [((word >> (shift + position_width)) & 0b11,
+                                    (word >> shift) & ((1 << position_width) - 1))
+                                   for word in words]
+    return codes
+
+
+def indexed_words(config: PRFConfig, table: str, positions: dict) -> list[int]:
+    """The words of a baked ``shift_add`` table as its core's ROM holds them: each digit's
+    bit position replaced by its index in ``positions[(element, slot)]`` (the positions that
+    slot multiplexes between), so the multiplexer selects with ROM bits and needs no
+    decoder. The exported tables keep positions (the format ``weights = file`` reads)."""
+    width, _ = table_layout(config, table)
+    position_width, digit_width = digit_layout(config, table)
+    words = list(pack_tables(config)[table])
+    for (element, n), codes in slot_codes(config, table).items():
+        shift = element * width + n * digit_width
+        field = ((1 << position_width) - 1) << shift
+        for group, (sign, position) in enumerate(codes):
+            index = positions[(element, n)].index(position) if sign else 0
+            words[group] = words[group] & ~field | (index << shift)
+    return words

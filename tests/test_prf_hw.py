@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from spikeforge.hw.cores import core_verilog
-from spikeforge.hw.prf_tables import coefficient_field, pack_tables, table_layout
+from spikeforge.hw.prf_tables import (coefficient_field, digit_layout, indexed_words, pack_tables,
+                                      slot_codes, table_layout)
 from spikeforge.hw.prf import LOOP_STAGES, PRFCore, prf_latency, prf_loop_depth
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
 from spikeforge.sim.amaranth_sim import run_stream
@@ -132,4 +133,30 @@ def test_shift_add_words_store_every_digit_slot(terms, rng):
             assert total == value, (table, value, digits)
     verilog = core_verilog(config, "prf", "baked")
     assert not re.search(r"_n\d+_en", verilog), re.search(r"\S*_n\d+_en\S*", verilog)[0]
+    simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
+
+
+def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng):
+    """A baked ``shift_add`` core's ROM holds, for each digit, its index among the positions
+    its slot multiplexes between (no decoder between ROM and multiplexer); signs unchanged,
+    the exported words keep positions; and such a core is bit-exact."""
+    config = folded(random_prf_config(rng, regime="mixed", coef_mode="shift_add", csd_terms=3,
+                                      lanes=2, time_parallelism=2, max_channels=8), 4)
+    moved = 0
+    for table in ("delta", "powers"):
+        width, per_word = table_layout(config, table)
+        position_width, digit_width = digit_layout(config, table)
+        codes = slot_codes(config, table)
+        positions = {key: sorted({p for sign, p in c if sign}) for key, c in codes.items()}
+        words = indexed_words(config, table, positions)
+        assert len(words) == config.groups == len(pack_tables(config)[table])
+        for (element, n), per_group in codes.items():
+            shift = element * width + n * digit_width
+            for word, (sign, position) in zip(words, per_group, strict=True):
+                index = (word >> shift) & ((1 << position_width) - 1)
+                assert (word >> (shift + position_width)) & 0b11 == sign
+                if sign:
+                    assert positions[(element, n)][index] == position, (table, element, n)
+                    moved += index != position
+    assert moved, "every index equals its position: the test shows nothing"
     simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
