@@ -384,7 +384,8 @@ class PRFCore(wiring.Component):
 
     def _addends(self, coef, operand, width, shift=0, *, negate=False):
         """Exact ``±coef · operand · 2^shift`` as addends mod ``2^width`` (combinational), and
-        the two's complement ``+1`` corrections they need (a list of bits or ints).
+        the two's complement ``+1`` corrections they need, ``(c, w)`` for ``c·2^w`` (``c`` a
+        bit or an int).
         ``negate`` is for ``shift_add`` (the ``dsp`` loop negates in :meth:`_loop_coef`)."""
         if self.config.coef_mode == "dsp":
             assert not negate
@@ -410,23 +411,42 @@ class PRFCore(wiring.Component):
             if not isinstance(d.en, int):
                 value = value & d.en.replicate(width)
                 correction = (d.en & neg) if not isinstance(neg, int) else (d.en if neg else 0)
-            terms.append(value[:width])
+            # Below its lowest position the copy is zero, and inverted all ones: those ones
+            # plus the +1 are one carry into that position, so the bits stay zero and the +1
+            # moves up (``−(x·2^p) = ~(x·2^p) + 1``, the low bits of ``~(x·2^p)`` all set).
+            low = min(min(d.positions) + shift, width)
+            terms.append(Cat(Const(0, low), value[low:width]))
             if not (isinstance(correction, int) and correction == 0):
-                corrections.append(correction)
+                corrections.append((correction, low))
         return terms, corrections
 
     def _constant(self, high, corrections, low_bits, width):
-        """The constant addend ``high·2^low_bits + 2^(low_bits−1) + Σ corrections`` mod
-        ``2^width`` (``low_bits = 0``: no rounding half); ``high`` a signed value or int."""
+        """The constant addend ``high·2^low_bits + 2^(low_bits−1) + Σ c·2^w`` mod ``2^width``
+        over the ``(c, w)`` of ``corrections`` (``low_bits = 0``: no rounding half); ``high`` a
+        signed value or int."""
         half = (1 << (low_bits - 1)) if low_bits > 0 else 0
-        fixed = half + sum(c for c in corrections if isinstance(c, int))
-        bits = [c for c in corrections if not isinstance(c, int)]
-        low = Const(fixed, max(1, low_bits + 1))
-        for b in bits:
-            low = low + b
-        if isinstance(high, int):
-            return (Const(high << low_bits, signed(width + 1)) + low)[:width]
-        if low_bits and fixed + len(bits) < (1 << low_bits):  # no carry into the high part
+        fixed = half + sum(c << w for c, w in corrections if isinstance(c, int))
+        if isinstance(high, int):  # all of the constant is below ``width``
+            fixed, low_bits, high = fixed + (high << low_bits), width, None
+        fixed %= 1 << width
+        # A variable bit goes where the constant has a zero (no adder), the rest is added.
+        bits = [(fixed >> i) & 1 for i in range(max(low_bits, fixed.bit_length()))]
+        left, total = [], fixed
+        for c, w in corrections:
+            if isinstance(c, int):
+                continue
+            if w < low_bits and isinstance(bits[w], int) and not bits[w]:
+                bits[w] = c
+            else:
+                left.append((c, w))
+            total += 1 << w
+        low = Cat(*(Const(b, 1) if isinstance(b, int) else b for b in bits)) if bits else \
+            Const(0, 1)
+        for c, w in left:
+            low = low + Cat(Const(0, w), c)
+        if high is None:
+            return low[:width]
+        if low_bits and total < (1 << low_bits):  # no carry into the high part
             return Cat(low[:low_bits], _extend(high, width - low_bits))[:width]
         return (_shifted(high, low_bits, width) + low)[:width]
 
