@@ -90,7 +90,9 @@ def target_checks(rows: list[dict]) -> list[dict]:
                     row.get(k) != v for k, v in shape.items()) or "error" in row:
                 continue
             value = row.get(metric) if row.get("fits") is not False else None
-            checks.append({"target": target, "requirement": text, "shape": _shape(row),
+            shape_text = _shape(row) if kind == "cpsn" else \
+                f"{_shape(row)}, {_label(row['variant'], kind)}"
+            checks.append({"target": target, "requirement": text, "shape": shape_text,
                            "value": value, "fits": row.get("fits"), "met": bool(test(value)),
                            "row": row})
     return checks
@@ -279,7 +281,8 @@ def _before_section(hw: dict, kind, rows: list[dict]) -> list[str]:
     symbols = " | ".join(kind.symbols)
     lines = [f"#### {kind.name.upper()} before and now", "",
              f"Before: the run of {before['date']}, `{before['command']}` (seeds "
-             f"{', '.join(map(str, before.get('seeds', [1])))}), which this one replaced. "
+             f"{', '.join(map(str, before.get('seeds', [1])))}), the one this kind's runs "
+             "replaced (`--keep-before` keeps it over later runs). "
              "Fmax is the best seed's; – where a side has no such core, no place and route, or "
              "the core does not fit.", "",
              f"| target | {symbols} | datapath | LUTs before | LUTs now | FFs before | FFs now "

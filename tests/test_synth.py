@@ -282,7 +282,7 @@ def test_benchmark_page_and_plots(tmp_path):
     assert "multiplier (LUT) | 1.50× |" in text
     assert "measured 160,000 end to end with Verilator (met)" in text
     assert "Verilator is 40× the Amaranth simulator" in text
-    assert "| ecp5-25k | zero DSP | C=4 L=4 P=2 | 0 | yes |  |" in text
+    assert "| ecp5-25k | zero DSP | C=4 L=4 P=2, shift-add (CSD, mul-free) | 0 | yes |  |" in text
     assert "| 4 | 4 | 2 | multiplier (DSP) | 2,000 |" in text  # the PRF table, its own axes
     assert "| ecp5-25k | 4 | 4 | 2 | multiplier (DSP) | 0.33× | 1.00× | 24 vs 0 | 0.75× |" in text
     for _, _, name in bench_doc.PLOTS:
