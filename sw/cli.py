@@ -328,8 +328,12 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
               help="Channels per beat of every core (largest divisor of the width).")
 @click.option("--prf-coef-mode", type=click.Choice(["shift_add", "dsp"]), default="shift_add",
               show_default=True, help="PRF coefficients as CSD shift-adds or multipliers.")
-@click.option("--prf-csd-terms", default=4, show_default=True, type=click.IntRange(1, 8))
-@click.option("--prf-coef-width", default=16, show_default=True, type=click.IntRange(2, 32))
+@click.option("--prf-csd-terms", default=4, show_default=True, type=click.IntRange(1, 8),
+              help="shift_add: signed digits per PRF coefficient.")
+@click.option("--prf-coef-width", default=16, show_default=True, type=click.IntRange(2, 32),
+              help="Bits of each PRF coefficient (the pole's real and imaginary parts).")
+@click.option("--prf-state-frac-bits", default=16, show_default=True,
+              type=click.IntRange(0, 32), help="Fraction bits of the PRF state grid.")
 @click.option("--prf-parallelism", default=1, show_default=True, type=click.IntRange(1, 64),
               help="PRF time steps per beat (a power of two).")
 @click.option("--tolerance", default=None, type=click.FloatRange(0, 100, max_open=True),
@@ -339,7 +343,7 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
               show_default=True, help="Which checkpoint of a run directory to export.")
 def export(run, out_dir, check_dir, input_width, core_input_width, weight_width, percentile,
            calibration_samples, lanes, prf_coef_mode, prf_csd_terms, prf_coef_width,
-           prf_parallelism, tolerance, which):
+           prf_state_frac_bits, prf_parallelism, tolerance, which):
     """Quantise a trained run (RUN: its directory or a checkpoint) to integer weight tables:
     .hex/.coe/.mif per core table, weights.npz and a hashed manifest.json."""
     from ..golden.data import DatasetNotFoundError
@@ -369,7 +373,8 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
         formats = Formats(input_width=input_width, core_input_width=core_input_width,
                           weight_width=weight_width, percentile=percentile, lanes=lanes,
                           prf_coef_mode=prf_coef_mode, prf_csd_terms=prf_csd_terms,
-                          prf_coef_width=prf_coef_width, prf_time_parallelism=prf_parallelism)
+                          prf_coef_width=prf_coef_width, prf_state_frac_bits=prf_state_frac_bits,
+                          prf_time_parallelism=prf_parallelism)
         manifest = export_run(run, out_dir, formats,
                               tolerance=None if tolerance is None else tolerance / 100,
                               calibration_samples=calibration_samples, checkpoint=which,

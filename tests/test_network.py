@@ -185,10 +185,16 @@ def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
     """The per-core round trip: every output spike of both cores matches under Verilator."""
     runner = CliRunner()
     export_dir, cores = tmp_path / "export", tmp_path / "cores"
+    # the demo's PRF format (DEMO_FORMATS), at P = 2
     result = runner.invoke(main, ["export", str(trained), "--out", str(export_dir),
-                                  "--lanes", "4", "--prf-parallelism", "2"])
+                                  "--lanes", "4", "--prf-parallelism", "2",
+                                  "--prf-coef-width", "10", "--prf-csd-terms", "3",
+                                  "--prf-state-frac-bits", "8"])
     assert result.exit_code == 0, result.output
     assert "integer accuracy" in result.output and "sn1 (prf)" in result.output
+    formats = json.loads((export_dir / "manifest.json").read_text())["formats"]
+    assert (formats["prf_coef_width"], formats["prf_csd_terms"],
+            formats["prf_state_frac_bits"], formats["prf_time_parallelism"]) == (10, 3, 8, 2)
     result = runner.invoke(main, ["export", "--check", str(export_dir)])
     assert result.exit_code == 0 and "OK: 2 layer(s)" in result.output
     result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out", str(cores),
