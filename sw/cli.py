@@ -137,12 +137,15 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
             from .network import generate_from
 
             click.echo(f"generating the cores of {export_dir}:")
+            weight_storage = weight_storage or "file"
             try:
-                descriptions = generate_from(export_dir, out_dir, arith=arith, log=click.echo)
+                descriptions = generate_from(export_dir, out_dir, arith=arith,
+                                             weight_storage=weight_storage, log=click.echo)
             except (ExportError, ValueError) as exc:
                 _fail(str(exc))
-            click.echo(f"wrote {len(descriptions)} cores to {out_dir} (tables read through "
-                       f"$readmemh from the exported .hex files)")
+            tables = "read through $readmemh from the exported .hex files" \
+                if weight_storage == "file" else "baked into the Verilog as ROMs"
+            click.echo(f"wrote {len(descriptions)} cores to {out_dir} (tables {tables})")
             return
         from .accelerator import generate_network_from, network_rows
 
@@ -487,7 +490,11 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
                  + ", ".join(f"{k}={v}" for k, v in shape.items()
                              if k in ("channels", "lanes", "order", "dilation", "input_width"))
                  + ")"),
-        ("LUTs", f"{res['luts']}" + (f" (+{res['muxes']} wide muxes)" if res["muxes"] else "")),
+        # As docs/benchmarks.md counts them: LUTs including those inside carry cells.
+        ("LUTs", f"{res['logic_luts']}"
+         + (f" ({res['luts']} LUT + {res['logic_luts'] - res['luts']} in {res['carry']} carry "
+            "cells)" if res["logic_luts"] != res["luts"] else "")
+         + (f" (+{res['muxes']} wide muxes)" if res["muxes"] else "")),
         ("carry cells", str(res["carry"])),
         ("FFs", str(res["ffs"]) + _absorbed_text(report.get("absorbed_registers"))),
         ("block RAM", f"{res['bram']:g}"),

@@ -42,7 +42,7 @@ def design_size(report: dict | None) -> str:
         return f"synthesis failed: {report['error']}"
     cells = report.get("resources", {})
     text = ", ".join(f"{cells[key]} {label}" for key, label in
-                     (("luts", "LUTs"), ("ffs", "FFs"), ("bram", "BRAM"), ("dsp", "DSP"))
+                     (("logic_luts", "LUTs"), ("ffs", "FFs"), ("bram", "BRAM"), ("dsp", "DSP"))
                      if key in cells)
     if report.get("fmax_mhz"):
         text += f", {report['fmax_mhz']:.1f} MHz"

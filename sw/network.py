@@ -64,11 +64,13 @@ def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float |
     return export_network(network, out_dir, source=source, extra=extra)
 
 
-def generate_from(export_dir, out_dir, *, arith: str = "shift_add", log=print) -> list[dict]:
+def generate_from(export_dir, out_dir, *, arith: str = "shift_add",
+                  weight_storage: str = "file", log=print) -> list[dict]:
     """Generate one core per neuron layer of an export, reading the export's tables.
 
-    Cores use ``weight_storage='file'``; each core's ``.hex`` files must come out identical to
-    the export's (checked), so the Verilog reads exactly what the export holds. ``arith``
+    Cores use ``weight_storage`` (``file``: the Verilog reads the ``.hex`` files; ``baked``:
+    their contents are ROMs in the Verilog); each core's ``.hex`` files must come out identical
+    to the export's (checked), so the core holds exactly what the export holds. ``arith``
     applies to CPSN cores (``multiply``: the multiplier baseline).
     """
     from ..hw.generate import generate_core
@@ -79,7 +81,7 @@ def generate_from(export_dir, out_dir, *, arith: str = "shift_add", log=print) -
     for entry, layer in zip(manifest["layers"], network.layers):
         options = {"arith": arith} if core_type(layer.core).neuron == "cpsn" else {}
         description = generate_core(layer.core, out_dir / layer.name, name=layer.name,
-                                    weight_storage="file", **options)
+                                    weight_storage=weight_storage, **options)
         for table, info in description["tables"].items():
             exported = entry["tables"].get(table)
             if exported and (out_dir / layer.name / info["file"]).read_bytes() != \

@@ -201,6 +201,16 @@ def test_cli_export_generate_cosim_round_trip(trained, tmp_path):
                                   "--cores"])
     assert result.exit_code == 0, result.output
     assert (cores / "sn0" / "sn0.v").is_file() and (cores / "sn1" / "sn1.v").is_file()
+    assert json.loads((cores / "sn1" / "sn1.json").read_text())["weight_storage"] == "file"
+    # --weights baked is honoured per core too (the ROM contents in the Verilog)
+    baked = tmp_path / "baked"
+    result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out", str(baked),
+                                  "--cores", "--weights", "baked"])
+    assert result.exit_code == 0 and "baked into the Verilog" in result.output, result.output
+    for layer in ("sn0", "sn1"):
+        assert json.loads((baked / layer / f"{layer}.json").read_text())["weight_storage"] == \
+            "baked"
+        assert "$readmemh" not in (baked / layer / f"{layer}.v").read_text()
     # the whole-network accelerator streams one step per beat: PRF tiles are refused, with
     # the layer named, before any Verilog is written
     result = runner.invoke(main, ["generate", "--from", str(export_dir), "--out",
