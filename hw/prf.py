@@ -12,7 +12,7 @@ from .adder_tree import tree_levels
 from .credit import CreditBuffer
 from ..golden.prf_config import PRFConfig
 from .prf_tables import (TABLES, coefficient_field, digit_layout, indexed_words, pack_tables,
-                         slot_codes, table_layout)
+                         slot_codes, slot_positions, table_layout)
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
@@ -261,24 +261,20 @@ class PRFCore(wiring.Component):
             return words[0]
         if self.weight_storage == "baked" and self.config.coef_mode == "shift_add" and \
                 table != "v_th":
-            words = indexed_words(self.config, table, self._slot_positions(table))
+            words = indexed_words(self.config, table)
         m.submodules[f"{table}_rom"] = rom = TableROM(
             words, width * per_word, storage=self.weight_storage,
             init_file=self.init_files.get(table))
         m.d.comb += [rom.addr.eq(group), rom.en.eq(1)]
         return rom.data
 
-    def _slot_codes(self, table):
-        """:func:`slot_codes` of a baked ``shift_add`` table (computed once per table)."""
+    def _slots(self, table):
+        """:func:`slot_codes` and :func:`slot_positions` of a baked ``shift_add`` table
+        (computed once per table)."""
         if table not in self._codes:
-            self._codes[table] = slot_codes(self.config, table)
+            codes = slot_codes(self.config, table)
+            self._codes[table] = codes, slot_positions(codes)
         return self._codes[table]
-
-    def _slot_positions(self, table):
-        """Per ``(element, slot)`` of a baked ``shift_add`` table: the bit positions its words
-        use there (nonzero digits), in multiplexer order."""
-        return {key: sorted({position for sign, position in codes if sign})
-                for key, codes in self._slot_codes(table).items()}
 
     def _field(self, word, table, index):
         width, _ = table_layout(self.config, table)
@@ -312,8 +308,9 @@ class PRFCore(wiring.Component):
             # same in every word is a constant (no register, no gate per bit).
             signs = {0, 1, 3}
             if self.weight_storage == "baked":
-                used = self._slot_positions(table)[(index, n)]
-                signs = {sign for sign, _ in self._slot_codes(table)[(index, n)]}
+                codes, positions = self._slots(table)
+                used = positions[(index, n)]
+                signs = {sign for sign, _ in codes[(index, n)]}
             else:
                 used = list(range(integer_width))
             if not used:  # a slot no word of a baked table uses

@@ -25,7 +25,8 @@ from ..golden.prf_int import csd_digits
 from ..golden.prf_config import PRFConfig
 
 __all__ = ["TABLES", "coefficient_field", "element_width", "table_layout", "pack_tables",
-           "digits_of", "slot_digits", "digit_layout", "slot_codes", "indexed_words"]
+           "digits_of", "slot_digits", "digit_layout", "slot_codes", "slot_positions",
+           "indexed_words"]
 
 TABLES = ("delta", "powers", "v_th")
 
@@ -197,18 +198,27 @@ def slot_codes(config: PRFConfig, table: str) -> dict[tuple[int, int], list[tupl
     return codes
 
 
-def indexed_words(config: PRFConfig, table: str, positions: dict) -> list[int]:
+def slot_positions(codes: dict) -> dict[tuple[int, int], list[int]]:
+    """Per ``(element, slot)`` of :func:`slot_codes`: the bit positions its words use there
+    (nonzero digits), in the order a baked core's multiplexer takes them."""
+    return {key: sorted({position for sign, position in per_group if sign})
+            for key, per_group in codes.items()}
+
+
+def indexed_words(config: PRFConfig, table: str) -> list[int]:
     """The words of a baked ``shift_add`` table as its core's ROM holds them: each digit's
-    bit position replaced by its index in ``positions[(element, slot)]`` (the positions that
-    slot multiplexes between), so the multiplexer selects with ROM bits and needs no
-    decoder. The exported tables keep positions (the format ``weights = file`` reads)."""
+    bit position replaced by its index in :func:`slot_positions` (the positions that slot
+    multiplexes between), so the multiplexer selects with ROM bits and needs no decoder.
+    The exported tables keep positions (the format ``weights = file`` reads)."""
     width, _ = table_layout(config, table)
     position_width, digit_width = digit_layout(config, table)
     words = list(pack_tables(config)[table])
-    for (element, n), codes in slot_codes(config, table).items():
+    codes = slot_codes(config, table)
+    positions = slot_positions(codes)
+    for (element, n), per_group in codes.items():
         shift = element * width + n * digit_width
         field = ((1 << position_width) - 1) << shift
-        for group, (sign, position) in enumerate(codes):
+        for group, (sign, position) in enumerate(per_group):
             index = positions[(element, n)].index(position) if sign else 0
             words[group] = words[group] & ~field | (index << shift)
     return words

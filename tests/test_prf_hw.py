@@ -7,7 +7,7 @@ import pytest
 
 from spikeforge.hw.cores import core_verilog
 from spikeforge.hw.prf_tables import (coefficient_field, digit_layout, indexed_words, pack_tables,
-                                      slot_codes, table_layout)
+                                      slot_codes, slot_positions, table_layout)
 from spikeforge.hw.prf import LOOP_STAGES, PRFCore, prf_latency, prf_loop_depth
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
 from spikeforge.sim.amaranth_sim import run_stream
@@ -147,8 +147,8 @@ def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng):
         width, per_word = table_layout(config, table)
         position_width, digit_width = digit_layout(config, table)
         codes = slot_codes(config, table)
-        positions = {key: sorted({p for sign, p in c if sign}) for key, c in codes.items()}
-        words = indexed_words(config, table, positions)
+        positions = slot_positions(codes)
+        words = indexed_words(config, table)
         assert len(words) == config.groups == len(pack_tables(config)[table])
         for (element, n), per_group in codes.items():
             shift = element * width + n * digit_width
