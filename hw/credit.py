@@ -4,10 +4,13 @@ output."""
 import operator
 
 from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditBuffer"]
+__all__ = ["CreditBuffer", "BUFFER_STORAGES"]
+
+#: Where :class:`CreditBuffer` keeps its beats.
+BUFFER_STORAGES = ("registers", "ram")
 
 
 class CreditBuffer(wiring.Component):
@@ -25,7 +28,17 @@ class CreditBuffer(wiring.Component):
     Timing: ``in_ready``, ``r_rdy`` and ``r_data`` are registers; the credits and the fill
     level are thermometer codes (one flip-flop per place, each updated from its neighbours)
     and the write needs no fill-level compare, so no carry chain or read multiplexer lies on
-    the handshake paths. The places are flip-flops (``width × depth``), not RAM.
+    the handshake paths.
+
+    ``storage``: ``"registers"`` keeps the places in flip-flops, a shift register whose
+    output is its first place (``width × depth`` flip-flops, each with a multiplexer: no
+    RAM and no read multiplexer, for small buffers and targets without LUT RAM);
+    ``"ram"`` keeps every beat but the oldest in a memory with an asynchronous read (LUT
+    RAM on ECP5: one ``TRELLIS_DPR16X4`` per 4 bits of 16 places) behind the ``r_data``
+    register, with a write pointer, a read pointer and a "the memory holds a beat" flag;
+    a beat written while the memory is empty and ``r_data`` is free goes straight to
+    ``r_data``. Same behaviour cycle for cycle, about ``width + 20`` LUTs rather than
+    ``width × depth`` (wide or deep buffers).
 
     ``copies``: the "a credit is left" register is kept in that many copies, each updated
     from its own value, so synthesis cannot merge them, and ``take`` comes in as many
@@ -46,10 +59,15 @@ class CreditBuffer(wiring.Component):
         r_en: the reader takes ``r_data`` (when ``r_rdy``) and its credit returns.
     """
 
-    def __init__(self, width: int, depth: int, *, copies: int = 1):
+    def __init__(self, width: int, depth: int, *, copies: int = 1,
+                 storage: str = "registers"):
         self.width = operator.index(width)
         self.depth = operator.index(depth)
         self.copies = operator.index(copies)
+        if storage not in BUFFER_STORAGES:
+            raise ValueError(f"storage must be one of {', '.join(BUFFER_STORAGES)}, "
+                             f"got {storage!r}")
+        self.storage = storage
         if self.width < 1:
             raise ValueError(f"width must be >= 1, got {self.width}")
         if self.depth < 1:
@@ -80,10 +98,17 @@ class CreditBuffer(wiring.Component):
                 take = self.take[c]  # each copy of credits[0] with its own copy of take
                 m.d.sync += bit.eq(Mux(take & ~read, fewer, Mux(read & ~take, more, bit)))
 
-        # The buffer is a shift register, so that its outputs come straight from flip-flops
-        # (no read multiplexer before the sink): slot 0 is the oldest beat, a read moves
-        # every beat down one slot, a write fills the first free slot (the one a read
-        # frees, when both happen). held[i]: slot i holds a beat.
+        if self.storage == "ram":
+            self._ram_places(m, read)
+        else:
+            self._register_places(m, read)
+        return m
+
+    def _register_places(self, m, read):
+        """The places as a shift register, so that the outputs come straight from
+        flip-flops (no read multiplexer before the sink): slot 0 is the oldest beat, a read
+        moves every beat down one slot, a write fills the first free slot (the one a read
+        frees, when both happen). ``held[i]``: slot ``i`` holds a beat."""
         slots = [Signal(self.width, name=f"slot{i}", reset_less=True)
                  for i in range(self.depth)]
         held = Signal(self.depth)
@@ -99,4 +124,36 @@ class CreditBuffer(wiring.Component):
             m.d.sync += held[i].eq(Mux(read & ~self.w_en, above,
                                        Mux(self.w_en & ~read, held[i] | below, held[i])))
         m.d.comb += [self.r_rdy.eq(held[0]), self.r_data.eq(slots[0])]
-        return m
+
+    def _ram_places(self, m, read):
+        """The oldest beat in the ``r_data`` register, the others in a memory (a ring of
+        ``places`` words, at least ``depth − 1``, a power of two so that the pointers wrap
+        by themselves). ``r_data`` is refilled when it is free (empty or read this cycle):
+        from the memory when it holds a beat, else from a write of this cycle."""
+        places = 1 << max(self.depth - 2, 0).bit_length()
+        m.submodules.places = ring = memory.Memory(shape=self.width, depth=places, init=[])
+        write, fetch = ring.write_port(), ring.read_port(domain="comb")
+        write_at, read_at = Signal(range(places)), Signal(range(places))
+        stored = Signal()  # the memory holds a beat
+        out_data = Signal(self.width)
+        out_held = Signal()
+        free = ~out_held | read
+        pop = free & stored
+        bypass = free & ~stored & self.w_en
+        push = self.w_en & ~bypass
+        m.d.comb += [write.addr.eq(write_at), write.data.eq(self.w_data), write.en.eq(push),
+                     fetch.addr.eq(read_at)]
+        with m.If(push):
+            m.d.sync += write_at.eq(write_at + 1)
+        with m.If(pop):
+            m.d.sync += [read_at.eq(read_at + 1), out_data.eq(fetch.data)]
+        with m.Elif(bypass):
+            m.d.sync += out_data.eq(self.w_data)
+        # After a pop without a push the memory is empty when the next read would reach
+        # the write pointer.
+        m.d.sync += [
+            stored.eq(Mux(push, 1, Mux(pop, (read_at + 1)[:len(read_at)] != write_at,
+                                       stored))),
+            out_held.eq(Mux(free, stored | self.w_en, 1)),
+        ]
+        m.d.comb += [self.r_rdy.eq(out_held), self.r_data.eq(out_data)]

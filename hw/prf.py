@@ -17,15 +17,32 @@ from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
 __all__ = ["PRFCore", "prf_latency", "prf_loop_depth", "prf_buffer_depth", "LOOP_STAGES",
-           "drive_width", "WEIGHT_STORAGES"]
+           "drive_width", "lag_product_width", "WEIGHT_STORAGES"]
+
+
+def _drive_bound(config: PRFConfig) -> int:
+    """Largest ``|R(Δ·x)|`` over the actual Δ table and the input range."""
+    lo, hi = config.input_range
+    return max(max(abs(round_shift(int(d) * lo, config.input_shift)),
+                   abs(round_shift(int(d) * hi, config.input_shift))) for d in config.delta)
 
 
 def drive_width(config: PRFConfig) -> int:
     """Width of the rounded drive ``Δ·x`` on the state grid, from the actual Δ table."""
-    lo, hi = config.input_range
-    bound = max(max(abs(round_shift(int(d) * lo, config.input_shift)),
-                    abs(round_shift(int(d) * hi, config.input_shift))) for d in config.delta)
+    bound = _drive_bound(config)
     return signed_width(-bound, bound)
+
+
+def lag_product_width(config: PRFConfig) -> int:
+    """Bits in which each ``R(Λ^lag·drive)`` of a tile's input parts (``P > 1``) is summed,
+    its ``coef_frac_bits`` fraction included: the result is bounded by the actual
+    coefficients of ``Λ^1 … Λ^(P−1)`` and the drive's bound (``|R(c·d)| <= R(|c|·|d|)``),
+    which is about the drive's width (``|Λ^lag| < 1``), not the state's."""
+    re, im = config.powers
+    rows = slice(1, config.time_parallelism)
+    largest = max(int(abs(re[rows]).max()), int(abs(im[rows]).max()))
+    bound = round_shift(largest * _drive_bound(config), config.coef_frac_bits)
+    return config.coef_frac_bits + min(signed_width(-bound, bound), config.state_width)
 
 
 def _product_terms(config: PRFConfig) -> int:
@@ -426,21 +443,30 @@ class PRFCore(wiring.Component):
         if isinstance(high, int):  # all of the constant is below ``width``
             fixed, low_bits, high = fixed + (high << low_bits), width, None
         fixed %= 1 << width
-        # A variable bit goes where the constant has a zero (no adder), the rest is added.
-        bits = [(fixed >> i) & 1 for i in range(max(low_bits, fixed.bit_length()))]
-        left, total = [], fixed
+        # The varying +1s are summed into the constant's bits with half and full adders
+        # (carry-save: a LUT per sum or carry bit, no carry chain) until every bit position
+        # holds one bit; a varying bit where the constant has a zero costs nothing.
+        total = fixed + sum(1 << w for c, w in corrections if not isinstance(c, int))
+        size = max(low_bits, total.bit_length())
+        columns = [[Const(1, 1)] if (fixed >> i) & 1 else [] for i in range(size)]
         for c, w in corrections:
-            if isinstance(c, int):
-                continue
-            if w < low_bits and isinstance(bits[w], int) and not bits[w]:
-                bits[w] = c
-            else:
-                left.append((c, w))
-            total += 1 << w
-        low = Cat(*(Const(b, 1) if isinstance(b, int) else b for b in bits)) if bits else \
-            Const(0, 1)
-        for c, w in left:
-            low = low + Cat(Const(0, w), c)
+            if not isinstance(c, int):
+                columns[w].append(c)
+        bits = []
+        for i, column in enumerate(columns):
+            while len(column) > 1:
+                if len(column) >= 3:
+                    a, b, c = column.pop(), column.pop(), column.pop()
+                    column.append(a ^ b ^ c)
+                    carry = (a & b) | (a & c) | (b & c)
+                else:
+                    a, b = column.pop(), column.pop()
+                    column.append(a ^ b)
+                    carry = a & b
+                if i + 1 < size:  # the sum is at most ``total``: no carry leaves the top
+                    columns[i + 1].append(carry)
+            bits.append(column[0] if column else Const(0, 1))
+        low = Cat(*bits) if bits else Const(0, 1)
         if high is None:
             return low[:width]
         if low_bits and total < (1 << low_bits):  # no carry into the high part
@@ -510,7 +536,7 @@ class PRFCore(wiring.Component):
         # buffer, and the input waits when every place is promised.
         user_width = lanes * steps * state_width if cfg.membrane_out else 0
         m.submodules.out_buffer = out_buffer = CreditBuffer(
-            lanes * steps + 1 + user_width, prf_buffer_depth(cfg))
+            lanes * steps + 1 + user_width, prf_buffer_depth(cfg), storage="ram")
         fire = Signal()
         m.d.comb += [out_buffer.in_valid.eq(self.s_axis.tvalid),
                      self.s_axis.tready.eq(out_buffer.in_ready),
@@ -591,6 +617,8 @@ class PRFCore(wiring.Component):
             for l in range(lanes):
                 input_u[l][0], input_r[l][0] = drive[l][0], 0
         else:
+            # Each R(Λ^lag·drive) is summed only as wide as its bound needs: shorter adders.
+            product_bits = lag_product_width(cfg)
             rounded = {}
             for l in range(lanes):
                 for lag in range(1, steps):
@@ -599,10 +627,10 @@ class PRFCore(wiring.Component):
                                                 f"in_pow_l{l}_n{lag}_{'ri'[part]}")
                         for j in range(lag, steps):
                             name = f"inp_l{l}_j{j}_lag{lag}_{'ur'[part]}"
-                            value = rounded_product(coef, drive[l][j - lag], product_width, 0,
-                                                    frac, name)
+                            value = rounded_product(coef, drive[l][j - lag], product_bits,
+                                                    0, frac, name)
                             rounded[(l, j, lag, part)] = self._reg(
-                                value.as_signed(), name, shape=signed(state_width))
+                                value.as_signed(), name, shape=signed(len(value)))
             for l in range(lanes):
                 for j in range(steps):
                     late = self._delay(drive[l][j], 1 + tree_levels(product_terms),

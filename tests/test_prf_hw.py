@@ -160,3 +160,24 @@ def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng):
                     moved += index != position
     assert moved, "every index equals its position: the test shows nothing"
     simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
+
+
+@pytest.mark.parametrize("mode", ["shift_add", "dsp"])
+def test_input_products_at_the_ends_of_their_ranges(mode, rng):
+    """With P > 1 each ``R(Λ^lag·drive)`` is summed in only the bits its operands' formats
+    need (``hw/prf.py``). Poles at ``−(1 − 2^−f)`` (the most negative stable real part), Δ
+    at the top of its format and inputs held at either end of their range put those
+    products, the drive and the state at their extremes."""
+    base = random_prf_config(rng, regime="resonant_pi", coef_mode=mode, lanes=2,
+                             time_parallelism=4, csd_terms=3, coef_width=10,
+                             input_width=6, state_frac_bits=8, membrane_out=True)
+    channels = base.channels
+    config = base.replace(phi_re=np.full(channels, 1 - (1 << base.coef_frac_bits)),
+                          phi_im=np.zeros(channels, dtype=np.int64),
+                          delta=np.full(channels, (1 << (base.delta_width - 1)) - 1),
+                          state_width=None)
+    lo, hi = config.input_range
+    steps = np.arange(13)[:, None]
+    samples = [np.full((13, channels), lo), np.full((13, channels), hi),
+               np.where(steps % 2 == 0, lo, hi) * np.ones((1, channels), dtype=np.int64)]
+    simulate(config, samples, rng, valid_probability=0.8, ready_probability=0.8)
