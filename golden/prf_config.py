@@ -168,6 +168,7 @@ class PRFConfig(JSONConfig):
         threshold = check_int_array(_OWNER, "v_th", self.v_th, shape)
 
         set_("_powers", self._derive_powers())
+        set_("_drive_bound", self._derive_drive_bound())
         set_("_state_bound", self._derive_state_bound())
         bound = int(self._state_bound.max())
         needed = signed_width(-bound, bound)
@@ -209,6 +210,15 @@ class PRFConfig(JSONConfig):
         power_im.setflags(write=False)
         return power_re, power_im
 
+    def _derive_drive_bound(self) -> np.ndarray:
+        """Per channel, ``D = max |R(Δ·x)|`` over the input range, on the state grid."""
+        input_lo, input_hi = self.input_range
+        bounds = np.array([max(abs(round_shift(delta * input_lo, self.input_shift)),
+                               abs(round_shift(delta * input_hi, self.input_shift)))
+                           for delta in self.delta.tolist()], dtype=np.int64)
+        bounds.setflags(write=False)
+        return bounds
+
     def _derive_state_bound(self) -> np.ndarray:
         """Per channel, an integer B with |u|, |r| <= B at every step for every input.
 
@@ -218,13 +228,10 @@ class PRFConfig(JSONConfig):
         """
         parallel, frac = self.time_parallelism, self.coef_frac_bits
         one = 1 << frac
-        input_lo, input_hi = self.input_range
         power_re, power_im = self._powers
         bounds = np.zeros(self.channels, dtype=np.int64)
         for channel in range(self.channels):
-            delta = int(self.delta[channel])
-            drive = max(abs(round_shift(delta * input_lo, self.input_shift)),
-                        abs(round_shift(delta * input_hi, self.input_shift)))
+            drive = int(self._drive_bound[channel])
             norms = [int(power_re[n, channel]) ** 2 + int(power_im[n, channel]) ** 2
                      for n in range(parallel + 1)]
             rho = [Fraction(1)] + [Fraction(_ceil_sqrt(norm), one) for norm in norms[1:]]
@@ -253,6 +260,11 @@ class PRFConfig(JSONConfig):
     def state_bound(self) -> np.ndarray:
         """Per-channel integer B: every u, r and partial sum of a tile's terms lies in [−B, B]."""
         return self._state_bound
+
+    @property
+    def drive_bound(self) -> np.ndarray:
+        """Per-channel integer D: every drive ``R(Δ·x)`` lies in [−D, D]."""
+        return self._drive_bound
 
     @property
     def groups(self) -> int:

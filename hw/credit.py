@@ -25,10 +25,10 @@ class CreditBuffer(wiring.Component):
     ``take`` to ``w_en``, plus the beat being read, plus the one whose credit returns as the
     next beat is offered.
 
-    Timing: ``in_ready``, ``r_rdy`` and ``r_data`` are registers; the credits and the fill
-    level are thermometer codes (one flip-flop per place, each updated from its neighbours)
-    and the write needs no fill-level compare, so no carry chain or read multiplexer lies on
-    the handshake paths.
+    Timing: ``in_ready``, ``r_rdy`` and ``r_data`` are registers; the credits (and, with
+    ``registers`` storage, the fill level) are thermometer codes (one flip-flop per place,
+    each updated from its neighbours) and the write needs no fill-level compare, so no carry
+    chain or read multiplexer lies on the handshake paths.
 
     ``storage``: ``"registers"`` keeps the places in flip-flops, a shift register whose
     output is its first place (``width × depth`` flip-flops, each with a multiplexer: no

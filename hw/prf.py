@@ -20,16 +20,9 @@ __all__ = ["PRFCore", "prf_latency", "prf_loop_depth", "prf_buffer_depth", "LOOP
            "drive_width", "lag_product_width", "WEIGHT_STORAGES"]
 
 
-def _drive_bound(config: PRFConfig) -> int:
-    """Largest ``|R(Δ·x)|`` over the actual Δ table and the input range."""
-    lo, hi = config.input_range
-    return max(max(abs(round_shift(int(d) * lo, config.input_shift)),
-                   abs(round_shift(int(d) * hi, config.input_shift))) for d in config.delta)
-
-
 def drive_width(config: PRFConfig) -> int:
     """Width of the rounded drive ``Δ·x`` on the state grid, from the actual Δ table."""
-    bound = _drive_bound(config)
+    bound = int(config.drive_bound.max())
     return signed_width(-bound, bound)
 
 
@@ -41,7 +34,7 @@ def lag_product_width(config: PRFConfig) -> int:
     re, im = config.powers
     rows = slice(1, config.time_parallelism)
     largest = max(int(abs(re[rows]).max()), int(abs(im[rows]).max()))
-    bound = round_shift(largest * _drive_bound(config), config.coef_frac_bits)
+    bound = round_shift(largest * int(config.drive_bound.max()), config.coef_frac_bits)
     return config.coef_frac_bits + min(signed_width(-bound, bound), config.state_width)
 
 
