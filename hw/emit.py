@@ -11,9 +11,38 @@ shortened to ``_N_`` (no ``-norename``): it writes a ``$pmux`` as a function nam
 cell, which Icarus would read as an unknown system function; named signals keep their names.
 """
 
+import contextlib
+import contextvars
+import re
+from importlib import resources
+
 from amaranth.back import rtlil
 
-__all__ = ["verilog_text"]
+__all__ = ["verilog_text", "emitting_verilog", "LIBRARY_MODULES"]
+
+#: Hand-written modules (``hw/verilog/<name>.v``) that a component may instantiate while
+#: :func:`verilog_text` elaborates it; the text that uses one gets a copy of it, renamed
+#: ``<top>_<suffix>``, so every generated file stands alone and two of them never define the
+#: same module.
+LIBRARY_MODULES = {"spikeforge_add_sub": "add_sub"}
+
+_EMITTING = contextvars.ContextVar("spikeforge_emitting_verilog", default=False)
+
+
+def emitting_verilog() -> bool:
+    """Whether the component being elaborated becomes Verilog (:func:`verilog_text`), where it
+    may instantiate :data:`LIBRARY_MODULES`; elsewhere (the Amaranth simulator, which cannot
+    simulate an instance) it builds the same logic inline."""
+    return _EMITTING.get()
+
+
+@contextlib.contextmanager
+def _emitting():
+    token = _EMITTING.set(True)
+    try:
+        yield
+    finally:
+        _EMITTING.reset(token)
 
 _SCRIPT = """read_rtlil <<rtlil
 {rtlil}
@@ -31,6 +60,13 @@ def verilog_text(component, name: str) -> str:
     """Reproducible Verilog (no source paths) of ``component`` as module ``name``."""
     from amaranth._toolchain.yosys import find_yosys
 
-    text = rtlil.convert(component, name=name, emit_src=False)
+    with _emitting():
+        text = rtlil.convert(component, name=name, emit_src=False)
     yosys = find_yosys(lambda version: version >= (0, 40))
-    return yosys.run(["-q", "-"], _SCRIPT.format(rtlil=text), ignore_warnings=True)
+    verilog = yosys.run(["-q", "-"], _SCRIPT.format(rtlil=text), ignore_warnings=True)
+    for module, suffix in LIBRARY_MODULES.items():
+        pattern = re.compile(rf"\b{module}\b")
+        if pattern.search(verilog):
+            source = (resources.files(__package__) / "verilog" / f"{module}.v").read_text()
+            verilog = pattern.sub(f"{name}_{suffix}", verilog + "\n" + source)
+    return verilog

