@@ -17,7 +17,9 @@ def add_sub(m, a, b, sub, name: str):
     """``(sub ? a − b : a + b) mod 2^len(a)``; ``a`` and ``b`` of one width, ``sub`` one bit.
 
     Combinational. In Verilog an instance of :data:`ADD_SUB_MODULE`; in the Amaranth
-    simulator (which cannot simulate an instance) the same sum written inline."""
+    simulator (which cannot simulate an instance) the same sum written inline. One carry
+    chain per instance: synthesis cannot merge two chained instances into one chain as it
+    merges plain adders, so use it where a pipeline stage holds one adder level."""
     width = len(a)
     if len(b) != width or len(sub) != 1:
         raise ValueError(f"add_sub needs a and b of one width and a 1-bit sub, got widths "
