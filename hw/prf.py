@@ -159,6 +159,16 @@ def _select(candidates, index):
     return level[0]
 
 
+def _differ(x, y):
+    """``x ^ y`` of two signs, each a bit or an int (an int when both are)."""
+    if isinstance(x, int) and isinstance(y, int):
+        return x ^ y
+    if isinstance(x, int) or isinstance(y, int):
+        bit, flip = (y, x) if isinstance(x, int) else (x, y)
+        return ~bit if flip else bit
+    return x ^ y
+
+
 class _Digit:
     """One CSD digit slot of a coefficient, decoded for the datapath: ``positions`` (every
     bit position the slot can take), ``index`` into them, ``neg`` and ``en`` (Python ints
@@ -437,9 +447,9 @@ class PRFCore(wiring.Component):
         the table word), so no addend is inverted and no two's complement ``+1`` is added
         anywhere; the root, whose left leaf is the first, is the sum itself. For stages of one
         adder level each: in a stage of several, the run-time nodes would be carry chains in
-        series where synthesis merges plain adders into one chain (measured 15 % slower: C=16
-        L=4 P=1 on ECP5-25k, 132.2 against 155.5 MHz), so such a state loop keeps inverted
-        copies (:meth:`_addends`)."""
+        series where synthesis merges plain adders into one chain (C=16 L=4 P=1 on ECP5-25k,
+        seed 1: 132.2 against 153.3 MHz), so such a state loop keeps inverted copies
+        (:meth:`_addends`)."""
         assert all(count <= 1 for count in stages), stages
         level, done = list(leaves), 0
         assert isinstance(level[0][1], int) and level[0][1] == 0
@@ -452,15 +462,8 @@ class PRFCore(wiring.Component):
                         nxt.append(level[i])
                         continue
                     (xv, xs, xl), (yv, ys, yl) = level[i], level[i + 1]
-                    if isinstance(xs, int) and isinstance(ys, int):
-                        differ = xs ^ ys
-                    elif isinstance(xs, int) or isinstance(ys, int):
-                        bit, flip = (ys, xs) if isinstance(xs, int) else (xs, ys)
-                        differ = ~bit if flip else bit
-                    else:
-                        differ = xs ^ ys
                     node = f"{name}_as{len(nxt)}_{done}"
-                    nxt.append((self._add_sub(xv, yv, differ, yl, width, node), xs,
+                    nxt.append((self._add_sub(xv, yv, _differ(xs, ys), yl, width, node), xs,
                                 min(xl, yl)))
                 level = nxt
             if s < len(stages) - 1:
@@ -756,7 +759,8 @@ class PRFCore(wiring.Component):
                 gate = None
         tree_stages = _loop_tree_stages(tree_levels(2 * product_terms - 1), segments)
         # Where a loop stage holds several adder levels, synthesis merges them into one carry
-        # chain, which needs plain addends: there the copies are inverted (old form).
+        # chain, which needs plain addends: there the copies are inverted (_addends; see
+        # _signed_tree).
         merged = max(tree_stages) > 1
 
         membranes, ends = {}, []
