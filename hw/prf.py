@@ -79,16 +79,19 @@ def _dsp_loop_plan(segments: int) -> dict:
 def prf_loop_depth(config: PRFConfig) -> int:
     """Registers in the state recurrence (the beats between a group's read and write + 1).
 
-    ``G = 1``: 1 (the state is one register, updated in one cycle). ``G >= 2``:
-    ``min(S, max(G, 3))`` with ``S = LOOP_STAGES(config)``: a group's next beat comes ``G``
-    beats later, so up to ``G`` registers cost nothing; ``G = 2`` gets 3 with a read that is
-    transparent to the write of the same cycle. (A transparent read makes synthesis register
-    the LUT RAM's address instead of its data, which puts the RAM read on the next stage's
-    path, so ``G + 1`` is used only where the loop would otherwise be two registers.) The
-    core never waits: with fewer groups the loop is shorter (and slower), see
-    ``docs/prf_fixed_point.md`` §8."""
+    ``G = 1``: 1 (the state is one register, updated in one cycle). ``G >= 2``: a group's
+    next beat comes ``G`` beats later, so up to ``G`` registers cost nothing, and ``G + 1``
+    with the write of the same cycle forwarded to the read. ``shift_add``: ``min(S, G + 1)``
+    with ``S = LOOP_STAGES(config)`` (the forwarding is a multiplexer before the read
+    register). ``dsp``: ``min(S, max(G, 3))``: its forwarding is a read port transparent to
+    the write, which makes synthesis register the LUT RAM's address instead of its data and
+    puts the RAM read on the next stage's path, so ``G + 1`` only where the loop would
+    otherwise be two registers. The core never waits: with fewer groups the loop is shorter
+    (and slower), see ``docs/prf_fixed_point.md`` §8."""
     if config.groups == 1:
         return 1
+    if config.coef_mode == "shift_add":
+        return min(LOOP_STAGES(config), config.groups + 1)
     return min(LOOP_STAGES(config), max(config.groups, 3))
 
 
@@ -110,7 +113,12 @@ def _loop_tree_stages(levels: int, segments: int) -> list[int]:
     the addends): one unit of work (addend formation, then each level) per segment, extra
     levels to the segments after the first, then to the first. (Sparing the segment that ends
     in the memory's write instead measured slower: C=16 L=4 P=1 on ECP5-25k, 138.5 against
-    151.3 MHz best of seeds 1-3: the first segment's fan-out from the read register is worse.)"""
+    151.3 MHz best of seeds 1-3: the first segment's fan-out from the read register is worse.)
+    With as many levels as segments the first takes one, so that every segment holds one
+    level and the tree can be signed (``PRFCore._signed_tree``; C=16 L=4 P=1, ``G = 4``: 4,551
+    against 5,660 LUTs, 159.0 / 149.5 against 162.3 / 166.7 MHz on seeds 1 / 2)."""
+    if levels == segments:  # one level per segment: the loop's adder tree can be signed
+        return [1] * segments
     per_segment = [1] * segments
     order = list(range(1, segments)) + [0]
     for n in range(1 + levels - segments):
@@ -191,8 +199,8 @@ class PRFCore(wiring.Component):
     groups each group's state is a memory word, and the update of a word is pipelined over
     :func:`prf_loop_depth` registers (memory, read register, the product addends, the adder
     levels; ``dsp``: memory, read register, the multipliers' operand and product registers,
-    the adder levels, a write register), up to ``min(S, max(G, 3))``: a group's next beat
-    comes ``G`` beats later. With ``G = 1``
+    the adder levels, a write register), up to :func:`prf_loop_depth`, about ``G + 1``: a
+    group's next beat comes ``G`` beats later. With ``G = 1``
     the state is a register updated in one cycle. Every product is formed as exact addends —
     ``shift_add``: one shifted copy of the operand per CSD digit, the shift chosen among the
     bit positions the table actually uses (every position when tables are read from files),

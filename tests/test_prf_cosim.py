@@ -99,8 +99,8 @@ def with_groups(config, groups, lanes=None):
 @pytest.mark.parametrize("mode", ["shift_add", "dsp"])
 @pytest.mark.parametrize("relation", ["below", "equal", "above"])
 def test_loop_depth_against_group_count(mode, relation, seed, build_root):
-    """The C-slow loop with G below (a loop of max(G, 3) registers; G = 2: a read transparent
-    to the write of the same cycle), equal to and above the loop stage count S: one beat per clock at full rate, back-to-back samples of
+    """The C-slow loop with G below (a loop of G + 1 registers, dsp max(G, 3), the read
+    transparent to the write of the same cycle), equal to and above the loop stage count S: one beat per clock at full rate, back-to-back samples of
     one to several tiles, and backpressure that holds a group's update mid-loop."""
     config = random_prf_config(np.random.default_rng(seed), regime="resonant_pi",
                                coef_mode=mode, time_parallelism=1, lanes=2, membrane_out=True)
@@ -108,7 +108,7 @@ def test_loop_depth_against_group_count(mode, relation, seed, build_root):
     groups = {"below": stages - 2, "equal": stages, "above": stages + 3}[relation]
     config = with_groups(config, groups)
     depth = prf_loop_depth(config)
-    assert depth == min(stages, max(groups, 3))
+    assert depth == min(stages, groups + 1 if mode == "shift_add" else max(groups, 3))
     rng = np.random.default_rng(seed)
     samples = [rng.integers(*config.input_range, size=(t, config.channels), endpoint=True)
                for t in (1, 3, 1, 2, 7, 1)]

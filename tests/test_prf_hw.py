@@ -68,15 +68,17 @@ def test_state_memory_and_register_paths(rng):
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 5, 6, 8])
 def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
     """The C-slow state loop at every group count: G = 1 updates a register in one cycle;
-    G >= 2 pipelines the update over min(S, max(G, 3)) registers, so G runs below (G = 2:
-    the read is transparent to the write of the same cycle), equal to and above the loop depth.
+    G >= 2 pipelines the update over min(S, G + 1) registers (dsp: min(S, max(G, 3))), so G
+    runs below (with G + 1 registers the read is transparent to the write of the same cycle),
+    equal to and above the loop depth.
     At full rate a group's beats are exactly G stages apart (the closest they get); gaps and
     backpressure move them apart and stall an update mid-loop. Short samples restart the
     groups with zero state at every phase."""
     config = folded(random_prf_config(rng, regime="resonant_pi", coef_mode=mode, lanes=2,
                                       time_parallelism=2, membrane_out=True), groups)
     depth = prf_loop_depth(config)
-    assert depth == (1 if groups == 1 else min(LOOP_STAGES(config), max(groups, 3)))
+    forwarded = groups + 1 if mode == "shift_add" else max(groups, 3)
+    assert depth == (1 if groups == 1 else min(LOOP_STAGES(config), forwarded))
     assert prf_latency(config) == core_latency(config)
     samples = random_samples(config, rng, 6, max_steps=9)
     for valid, ready in ((1.0, 1.0), (0.7, 0.6), (0.4, 0.9), (1.0, 0.3)):
