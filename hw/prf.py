@@ -411,8 +411,8 @@ class PRFCore(wiring.Component):
 
     def _signed_leaves(self, coef, operand, width, shift=0, *, negate=False):
         """``±coef · operand · 2^shift`` as ``(value, neg, low)`` leaves: each digit's shifted
-        copy un-inverted (zero below ``low``), its sign ``neg`` (a bit or an int); ``dsp``:
-        the one product, ``+``."""
+        copy un-inverted (zero below ``low``), its sign ``neg`` (a bit or an int; ``+`` where
+        the digit is disabled); ``dsp``: the one product, ``+``."""
         if self.config.coef_mode == "dsp":
             assert not negate
             if isinstance(coef, int):
@@ -428,8 +428,9 @@ class PRFCore(wiring.Component):
             neg = d.neg
             if negate:
                 neg = (1 - neg) if isinstance(neg, int) else ~neg
-            if not isinstance(d.en, int):
+            if not isinstance(d.en, int):  # a disabled digit: zero, and signed +
                 value = value & d.en.replicate(width)
+                neg = (d.en if neg else 0) if isinstance(neg, int) else neg & d.en
             leaves.append((value, neg, min(min(d.positions) + shift, width)))
         return leaves
 
@@ -482,35 +483,20 @@ class PRFCore(wiring.Component):
         return level[0][0]
 
     def _addends(self, coef, operand, width, shift=0, *, negate=False):
-        """``shift_add``: exact ``±coef · operand · 2^shift`` as inverted-where-negative
-        addends mod ``2^width`` (combinational), and the two's complement ``+1`` corrections
+        """``shift_add``: exact ``±coef · operand · 2^shift`` as addends mod ``2^width``, the
+        :meth:`_signed_leaves` inverted where negative (combinational), and the ``+1`` corrections
         they need, ``(c, w)`` for ``c·2^w`` (``c`` a bit or an int): the form for a state loop
         whose stages hold several adder levels (:meth:`_signed_tree` says why)."""
         terms, corrections = [], []
-        for d in coef:
-            if isinstance(d.en, int) and not d.en:
-                continue
-            candidates = [_shifted(operand, p + shift, width) for p in d.positions]
-            value = candidates[d.index] if isinstance(d.index, int) else \
-                _select(candidates, d.index)
-            neg = d.neg
-            if negate:
-                neg = (1 - neg) if isinstance(neg, int) else ~neg
-            if isinstance(neg, int):
-                value = ~value if neg else value
-            else:
-                value = value ^ neg.replicate(width)
-            correction = neg
-            if not isinstance(d.en, int):
-                value = value & d.en.replicate(width)
-                correction = (d.en & neg) if not isinstance(neg, int) else (d.en if neg else 0)
+        for value, neg, low in self._signed_leaves(coef, operand, width, shift, negate=negate):
+            value = (~value if neg else value) if isinstance(neg, int) else \
+                value ^ neg.replicate(width)
             # Below its lowest position the copy is zero, and inverted all ones: those ones
             # plus the +1 are one carry into that position, so the bits stay zero and the +1
             # moves up (``−(x·2^p) = ~(x·2^p) + 1``, the low bits of ``~(x·2^p)`` all set).
-            low = min(min(d.positions) + shift, width)
             terms.append(Cat(Const(0, low), value[low:width]))
-            if not (isinstance(correction, int) and correction == 0):
-                corrections.append((correction, low))
+            if not (isinstance(neg, int) and neg == 0):
+                corrections.append((neg, low))
         return terms, corrections
 
     def _constant(self, high, corrections, low_bits, width):

@@ -2,6 +2,7 @@
 its ECP5 carry-cell form is proven equal to its portable form, and Verilog output carries
 the module under a name of its own."""
 
+import json
 import re
 import subprocess
 from importlib import resources
@@ -107,5 +108,26 @@ def test_verilog_carries_the_module_under_its_own_name(rng):
     assert len(re.findall(r"^module prf_a_add_sub\b", first, re.M)) == 1
     assert re.search(r"^\s*prf_a_add_sub #", first, re.M)
     assert "prf_a_add_sub" not in second and re.search(r"^module prf_b_add_sub\b", second, re.M)
-    assert SOURCE.count("`ifdef SPIKEFORGE_ECP5_CARRY") == 1
-    assert "`ifdef SPIKEFORGE_ECP5_CARRY" in first
+    (macro,) = ECP5_DEFINES
+    assert f"`ifdef {macro}" in first
+
+
+@pytest.mark.parametrize("defined", [True, False])
+def test_ecp5_synthesis_puts_the_sign_in_the_carry_cells(defined, tmp_path):
+    """With the macro (as `spikeforge synth` reads ECP5 sources) the adder maps to carry cells
+    alone; without it Yosys spends a LUT4 per bit on ``b ^ sub``."""
+    (tmp_path / "add_sub.v").write_text(SOURCE)
+    (macro,) = ECP5_DEFINES
+    define = f"-D{macro} " if defined else ""
+    script = (f"read_verilog {define}add_sub.v; chparam -set WIDTH 16 {ADD_SUB_MODULE}; "
+              f"synth_ecp5 -top {ADD_SUB_MODULE}; tee -q -o stat.json stat -json")
+    run = subprocess.run([yosys_executable(), "-q", "-p", script], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    cells = json.loads((tmp_path / "stat.json").read_text())["modules"]
+    counts = next(iter(cells.values()))["num_cells_by_type"]
+    assert counts.get("CCU2C", 0) >= 8
+    if defined:
+        assert counts.get("LUT4", 0) == 0, counts
+    else:
+        assert counts.get("LUT4", 0) >= 16, counts
