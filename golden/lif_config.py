@@ -82,8 +82,8 @@ class LIFConfig(JSONConfig):
     threshold ``θ`` carry ``state_frac_bits`` (``state_width`` bits, signed, saturating);
     decays ``β = beta · 2^−decay_frac_bits`` (membrane) and ``α = alpha · 2^−decay_frac_bits``
     (synaptic current, ``cuba_lif`` only). Tables ``threshold``, ``beta`` and ``alpha`` have
-    length ``channels`` (per channel) or 1 (shared by every channel). ``threshold`` is None
-    for ``li``; ``beta`` may be left out for ``if`` (it is then ``[2^F]``, β = 1).
+    length ``channels`` (per channel) or 1 (shared by every channel). ``threshold`` lies in
+    ``[0, 2^(state_width−1) − 2]`` and is None for ``li`` (which needs ``membrane_out``); ``beta`` may be left out for ``if`` (it is then ``[2^F]``, β = 1).
     """
 
     NEURON = "lif"
@@ -172,6 +172,9 @@ class LIFConfig(JSONConfig):
 
         lo, hi = self.state_range
         if self.variant == "li":
+            if not self.membrane_out:
+                raise ValueError(f"{_OWNER}.membrane_out must be true for variant 'li' (its "
+                                 f"output is the membrane)")
             if self.threshold is not None:
                 raise ValueError(f"{_OWNER}.threshold must be left out for variant 'li' (a "
                                  f"leaky integrator does not spike)")
@@ -179,7 +182,9 @@ class LIFConfig(JSONConfig):
             if self.threshold is None:
                 raise ValueError(f"{_OWNER}.threshold is required for variant "
                                  f"{self.variant!r}")
-            set_("threshold", self._table("threshold", self.threshold, 0, hi))
+            # θ < the largest state: a saturated membrane then spikes under both rules, so
+            # hardware may compare the unsaturated sum (docs/lif_fixed_point.md).
+            set_("threshold", self._table("threshold", self.threshold, 0, hi - 1))
         if self.state_width + self.decay_frac_bits + 3 > 62:
             raise ValueError(f"{_OWNER}: a decay product needs state_width + decay_frac_bits "
                              f"+ 3 = {self.state_width + self.decay_frac_bits + 3} bits; more "
@@ -297,8 +302,11 @@ class LIFConfig(JSONConfig):
         decays drawn so that neurons neither never nor always fire."""
         probe = cls(channels=channels, variant="if", threshold=[1],
                     **{k: v for k, v in fields.items() if k not in ("variant", "threshold",
-                                                                    "beta", "alpha")})
+                                                                    "beta", "alpha",
+                                                                    "membrane_out")})
         variant = fields.pop("variant", "lif")
+        if variant == "li":
+            fields["membrane_out"] = True
         frac, mode = probe.decay_frac_bits, probe.decay_mode
         count = 1 if shared else channels
 

@@ -16,17 +16,20 @@ co-simulation can feed each core the integers the model saw.
 """
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
 from .cpsn_config import CPSNConfig
+from .lif_config import LIFConfig
+from .lif_int import lif_integer
 from .prf_config import PRFConfig
-from .cpsn_int import cpsn_integer
+from .cpsn_int import check_inputs, cpsn_integer
 from .fixed import check_int, check_int_array, signed_range
 from .prf_int import prf_integer, round_shift
 
 __all__ = ["IntegerSynapse", "IntegerLayer", "IntegerNetwork", "NetworkTrace", "READOUTS",
-           "core_outputs", "core_spikes", "saturate"]
+           "CoreModel", "core_model", "core_outputs", "core_spikes", "saturate"]
 
 READOUTS = ("mean_membrane", "last_membrane")
 _ACCUMULATOR_BITS = 62  # every sum must fit int64 with margin
@@ -39,15 +42,60 @@ def saturate(values: np.ndarray, width: int) -> tuple[np.ndarray, int]:
     return np.clip(values, lo, hi), clipped
 
 
+@dataclasses.dataclass(frozen=True)
+class CoreModel:
+    """A neuron kind as the integer models and the stream format see it.
+
+    Members:
+        neuron: the configuration's ``NEURON`` name.
+        outputs: ``(config, x) -> (spikes, membrane)`` for ``x`` ``[T, N, C]`` or ``[T, C]``.
+        steps: ``config -> time steps per beat`` (PRF: ``time_parallelism``).
+        membrane_width: ``config -> bits of a membrane on the output stream``, None when the
+            core has no membrane output.
+        check: ``(config, sample) -> sample`` as int64 ``[T, C]``, refusing invalid inputs.
+    """
+
+    neuron: str
+    outputs: Callable
+    steps: Callable
+    membrane_width: Callable
+    check: Callable
+
+
+def _prf_outputs(config, x):
+    spikes, u, _ = prf_integer(config, x)
+    return spikes, u
+
+
+def _int64(config, sample):
+    return np.asarray(sample, dtype=np.int64)  # the model validates
+
+
+#: Every neuron kind, keyed by its configuration class (hw/cores.py keeps the hardware side).
+CORE_MODELS = {
+    CPSNConfig: CoreModel("cpsn", cpsn_integer, lambda c: 1,
+                          lambda c: c.membrane_width if c.membrane_out else None,
+                          lambda c, s: check_inputs(c, s)[:, 0]),
+    PRFConfig: CoreModel("prf", _prf_outputs, lambda c: c.time_parallelism,
+                         lambda c: c.state_width if c.membrane_out else None, _int64),
+    LIFConfig: CoreModel("lif", lif_integer, lambda c: 1,
+                         lambda c: c.state_width if c.membrane_out else None, _int64),
+}
+
+
+def core_model(config) -> CoreModel:
+    try:
+        return CORE_MODELS[type(config)]
+    except KeyError:
+        raise TypeError(f"no integer core model for a {type(config).__name__}; known: "
+                        f"{sorted(cls.__name__ for cls in CORE_MODELS)}") from None
+
+
 def core_outputs(config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(spikes, membrane)`` of a core's integer model (CPSN or PRF; PRF's membrane is the
-    real state ``u``) for inputs ``x`` (``[T, N, C]`` or ``[T, C]``)."""
-    if isinstance(config, CPSNConfig):
-        return cpsn_integer(config, x)
-    if isinstance(config, PRFConfig):
-        spikes, u, _ = prf_integer(config, x)
-        return spikes, u
-    raise TypeError(f"no integer core model for a {type(config).__name__}")
+    """``(spikes, membrane)`` of a core's integer model (PRF's membrane is the real state
+    ``u``; LIF's the membrane before its reset) for inputs ``x`` (``[T, N, C]`` or
+    ``[T, C]``)."""
+    return core_model(config).outputs(config, x)
 
 
 def core_spikes(config, x: np.ndarray) -> np.ndarray:
@@ -124,7 +172,7 @@ class IntegerLayer:
 
     name: str
     synapse: IntegerSynapse
-    core: object  # CPSNConfig | PRFConfig
+    core: object  # a configuration of CORE_MODELS
 
     def __post_init__(self):
         if not self.name.isidentifier():

@@ -7,8 +7,9 @@ latency and ROM tables instead of switching on the neuron themselves.
 from dataclasses import dataclass
 from typing import Callable
 
-from . import cpsn, cpsn_tables, prf, prf_tables
+from . import cpsn, cpsn_tables, lif, lif_tables, prf, prf_tables
 from ..golden.cpsn_config import CPSNConfig
+from ..golden.lif_config import LIFConfig
 from .emit import verilog_text
 from ..golden.prf_config import PRFConfig
 
@@ -22,7 +23,7 @@ class CoreType:
     neuron: str
     component: Callable  # (config, weight_storage=, init_files=, **options) -> Component
     latency: Callable  # config -> cycles
-    table_names: Callable  # (**options) -> tuple of table names
+    table_names: Callable  # (config, **options) -> tuple of table names
     pack_tables: Callable  # (config, **options) -> {table: [words]}
     layout: Callable  # (config, table) -> (element_width, elements_per_word)
 
@@ -30,7 +31,7 @@ class CoreType:
         """``{table: (words, word_width)}`` of a configuration."""
         packed = self.pack_tables(config, **options)
         result = {}
-        for table in self.table_names(**options):
+        for table in self.table_names(config, **options):
             width, per_word = self.layout(config, table)
             result[table] = (packed[table], width * per_word)
         return result
@@ -38,10 +39,12 @@ class CoreType:
 
 _TYPES = {
     CPSNConfig: CoreType("cpsn", cpsn.CPSNCore, cpsn.cpsn_latency,
-                         lambda arith="shift_add": cpsn_tables.arith_tables(arith),
+                         lambda config, arith="shift_add": cpsn_tables.arith_tables(arith),
                          cpsn_tables.pack_tables, cpsn_tables.table_width),
-    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, lambda: prf_tables.TABLES,
+    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, lambda config: prf_tables.TABLES,
                         prf_tables.pack_tables, prf_tables.table_layout),
+    LIFConfig: CoreType("lif", lif.LIFCore, lif.lif_latency, lif_tables.table_names,
+                        lif_tables.pack_tables, lif_tables.table_layout),
 }
 
 
@@ -74,7 +77,8 @@ def core_verilog(config, name: str, weight_storage: str = "baked", **options) ->
     kind = core_type(config)
     init_files = None
     if weight_storage == "file":
-        init_files = {table: table_file(name, table) for table in kind.table_names(**options)}
+        init_files = {table: table_file(name, table)
+                      for table in kind.table_names(config, **options)}
     component = kind.component(config, weight_storage=weight_storage, init_files=init_files,
                                **options)
     return verilog_text(component, name)

@@ -274,6 +274,6 @@ def network_init_files(network: IntegerNetwork, arith: str = "shift_add") -> dic
                                           for t in SYNAPSE_TABLES}
         options = {"arith": arith} if isinstance(layer.core, CPSNConfig) else {}
         files[layer.name] = {t: table_file(layer.name, t)
-                             for t in core_type(layer.core).table_names(**options)}
+                             for t in core_type(layer.core).table_names(layer.core, **options)}
     files["readout"] = {t: table_file("readout", t) for t in SYNAPSE_TABLES}
     return files

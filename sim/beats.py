@@ -11,11 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..golden.cpsn_int import check_inputs
 from ..golden.fixed import to_twos_complement
-from ..golden.network_int import core_outputs
-from ..golden.cpsn_config import CPSNConfig
-from ..golden.prf_config import PRFConfig
+from ..golden.network_int import core_model, core_outputs
 
 __all__ = ["Beat", "BeatPosition", "TileFormat", "stream_format",
            "input_beats", "expected_beats", "random_samples"]
@@ -118,20 +115,13 @@ class TileFormat:
 
 
 def stream_format(config) -> TileFormat:
-    if isinstance(config, CPSNConfig):
-        return TileFormat(config.lanes, config.groups, 1, config.input_width,
-                          config.membrane_width if config.membrane_out else None)
-    if isinstance(config, PRFConfig):
-        return TileFormat(config.lanes, config.groups, config.time_parallelism,
-                          config.input_width,
-                          config.state_width if config.membrane_out else None)
-    raise TypeError(f"no stream format for {type(config).__name__}")
+    model = core_model(config)  # the neuron-kind registry (golden.network_int.CORE_MODELS)
+    return TileFormat(config.lanes, config.groups, model.steps(config), config.input_width,
+                      model.membrane_width(config))
 
 
 def _validated(config, samples: list[np.ndarray]) -> list[np.ndarray]:
-    if isinstance(config, CPSNConfig):
-        return [check_inputs(config, s)[:, 0] for s in samples]
-    return [np.asarray(s, dtype=np.int64) for s in samples]  # prf_integer validates
+    return [core_model(config).check(config, s) for s in samples]
 
 
 def input_beats(config, samples: list[np.ndarray]) -> list[Beat]:

@@ -54,7 +54,8 @@ def _exact_config(variant, reset, spike, k=2, steps=8, channels=6, **fields):
         tables["threshold"] = np.arange(channels) % 3 * (1 << frac) // 2 + (1 << frac)
     return LIFConfig(channels=channels, variant=variant, reset=reset, spike=spike,
                      decay_frac_bits=k, decay_mode="csd", input_width=6, input_frac_bits=0,
-                     state_width=frac + 14, state_frac_bits=frac, **tables, **fields)
+                     state_width=frac + 14, state_frac_bits=frac,
+                     membrane_out=variant == "li", **tables, **fields)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -138,7 +139,11 @@ def test_validation_messages():
     with pytest.raises(ValueError, match="length 4"):
         LIFConfig(channels=4, beta=[192, 192], threshold=[1])
     with pytest.raises(ValueError, match="threshold must be left out"):
-        LIFConfig(channels=4, variant="li", beta=[192], threshold=[1])
+        LIFConfig(channels=4, variant="li", beta=[192], threshold=[1], membrane_out=True)
+    with pytest.raises(ValueError, match="membrane_out must be true"):
+        LIFConfig(channels=4, variant="li", beta=[192])
+    with pytest.raises(ValueError, match="maximum 32766"):
+        LIFConfig(channels=4, beta=[192], threshold=[32767])
     with pytest.raises(ValueError, match="alpha.*required"):
         LIFConfig(channels=4, variant="cuba_lif", beta=[192], threshold=[1])
     with pytest.raises(ValueError, match="must be 2\\^decay_frac_bits"):
