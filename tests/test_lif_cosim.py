@@ -52,7 +52,7 @@ def test_long_saturating_samples_full_rate(seed, build_root):
     constant[:, ::2] = lo
     noisy = rng.integers(lo, hi, size=(200, config.channels), endpoint=True)
     spikes, membrane = lif_integer(config, constant)
-    assert (membrane == config.state_range[0]).mean() > 0.2 and spikes.mean() > 0.2
+    assert (membrane == config.state_range[0]).mean() > 0.2 and spikes.mean() > 0.1
     result = runner.run_cosim(config, seed=seed, sample_arrays=[constant, noisy],
                               valid_probability=1.0, ready_probability=0.95,
                               build_root=build_root, weight_storage="baked")
