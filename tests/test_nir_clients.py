@@ -1,0 +1,211 @@
+"""NIR against real clients: snnTorch 1.0.0 networks trained for a few steps on digits inside
+the test, written with snnTorch's own ``export_to_nir``, imported by spikeforge; the float
+import must equal snnTorch's own forward pass spike for spike (float64, snnTorch's choices:
+dt = 1e-4, Euler, its reset, spikes on ``>``). Round trip: our NIR export read back with
+snnTorch's ``import_from_nir`` gives the same classes. Skipped where snnTorch (the
+``nir-clients`` extra) is not installed."""
+
+import numpy as np
+import pytest
+import torch
+
+snn = pytest.importorskip("snntorch")
+nir = pytest.importorskip("nir")
+pytest.importorskip("nirtorch")
+from snntorch.export_nir import export_to_nir  # noqa: E402
+
+from spikeforge.golden.data import DataConfig, load_data  # noqa: E402
+from spikeforge.golden.nir_model import Choices, NIRNetwork  # noqa: E402
+from spikeforge.sw.nir_import import (detect_source, default_choices, plan_import,  # noqa: E402
+                                      read_graph, _flatten)
+
+SEED = 20261207
+HIDDEN = 24
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_data(DataConfig(name="digits"))
+
+    def stack(dataset):
+        xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+        return torch.stack(xs).transpose(0, 1).contiguous(), torch.stack(
+            [torch.as_tensor(y) for y in ys])
+    return stack(data.train), stack(data.test)
+
+
+def _per_neuron(n, value):
+    # NIR#176: snnTorch's exporter writes a scalar beta or threshold as a 0-d array, which
+    # nir 1.0.8's type check refuses ("fc1.output: [16] -> lif1.input: []"); per-neuron
+    # tensors export cleanly.
+    return torch.full((n,), float(value))
+
+
+class LeakyMLP(torch.nn.Module):
+    """Two hidden Leaky layers and a Leaky output layer."""
+
+    def __init__(self, reset="subtract"):
+        super().__init__()
+        kw = dict(init_hidden=True, reset_mechanism=reset)
+        self.fc1 = torch.nn.Linear(8, HIDDEN)
+        self.lif1 = snn.Leaky(beta=_per_neuron(HIDDEN, 0.9), threshold=_per_neuron(HIDDEN, 1),
+                              **kw)
+        self.fc2 = torch.nn.Linear(HIDDEN, HIDDEN)
+        self.lif2 = snn.Leaky(beta=_per_neuron(HIDDEN, 0.85),
+                              threshold=_per_neuron(HIDDEN, 1), **kw)
+        self.fc3 = torch.nn.Linear(HIDDEN, 10)
+        self.lif3 = snn.Leaky(beta=_per_neuron(10, 0.95), threshold=_per_neuron(10, 1),
+                              output=True, **kw)
+
+    def forward(self, x):
+        s1 = self.lif1(self.fc1(x))
+        s2 = self.lif2(self.fc2(s1))
+        s3, _ = self.lif3(self.fc3(s2))
+        self.record = {"lif1": s1, "lif2": s2, "lif3": s3}
+        return s3
+
+
+class RSynapticNet(torch.nn.Module):
+    """A recurrent CubaLIF layer (RSynaptic, all-to-all) and a Synaptic output layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(8, HIDDEN)
+        self.lif1 = snn.RSynaptic(alpha=_per_neuron(HIDDEN, 0.8), beta=_per_neuron(HIDDEN, 0.9),
+                                  threshold=_per_neuron(HIDDEN, 1), linear_features=HIDDEN,
+                                  init_hidden=True)
+        self.fc2 = torch.nn.Linear(HIDDEN, 10)
+        self.lif2 = snn.Synaptic(alpha=_per_neuron(10, 0.85), beta=_per_neuron(10, 0.9),
+                                 threshold=_per_neuron(10, 1), init_hidden=True, output=True)
+
+    def forward(self, x):
+        s1 = self.lif1(self.fc1(x))
+        s2, _, _ = self.lif2(self.fc2(s1))
+        self.record = {"lif1.lif": s1, "lif2": s2}
+        return s2
+
+
+class RLeakyNet(torch.nn.Module):
+    """A recurrent LIF layer (RLeaky, all-to-all) and a Leaky output layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(8, HIDDEN)
+        self.lif1 = snn.RLeaky(beta=_per_neuron(HIDDEN, 0.9), threshold=_per_neuron(HIDDEN, 1),
+                               linear_features=HIDDEN, init_hidden=True)
+        self.fc2 = torch.nn.Linear(HIDDEN, 10)
+        self.lif2 = snn.Leaky(beta=_per_neuron(10, 0.9), threshold=_per_neuron(10, 1),
+                              init_hidden=True, output=True)
+
+    def forward(self, x):
+        s1 = self.lif1(self.fc1(x))
+        s2, _ = self.lif2(self.fc2(s1))
+        self.record = {"lif1.lif": s1, "lif2": s2}
+        return s2
+
+
+def _reset(net):
+    for module in net.modules():
+        if hasattr(module, "reset_mem") and module is not net:
+            module.reset_mem()
+
+
+def run_snntorch(net, x):
+    """snnTorch's own forward pass over time: ``{layer: spikes [T, N, C]}``."""
+    _reset(net)
+    steps = []
+    for t in range(x.shape[0]):
+        net(x[t])
+        steps.append(net.record)
+    return {name: torch.stack([s[name] for s in steps]) for name in steps[0]}
+
+
+def train_a_little(net, train, steps=25, seed=SEED):
+    """A few Adam steps on spike-count cross-entropy (the test's training, float32)."""
+    torch.manual_seed(seed)
+    x, y = train
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = torch.randint(0, x.shape[1], (64,), generator=generator)
+        out = run_snntorch(net, x[:, batch])
+        last = list(out)[-1]
+        loss = torch.nn.functional.cross_entropy(out[last].sum(0), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return net
+
+
+def export_and_import(net, tmp_path, name, **given):
+    """snnTorch's export_to_nir → file → our reader, under the file's default choices."""
+    graph = export_to_nir(net.float().cpu(), torch.zeros(8))
+    path = tmp_path / f"{name}.nir"
+    nir.write(path, graph)
+    graph = read_graph(path)
+    nodes, _, _ = _flatten(graph)
+    source = detect_source(nodes, {})
+    assert source == "snntorch"
+    values, _ = default_choices(source, {}, given)
+    choices = Choices(**values)
+    plan = plan_import(graph, choices, in_features=8, outputs=10, source=source)
+    assert plan.accepted, plan.refusals
+    return NIRNetwork(plan.spec, choices), path
+
+
+def _heaviside(mem_shift):
+    """snnTorch's forward spike ``mem − thr > 0`` in the membrane's dtype: its surrogates
+    return float32 spikes, which a float64 ``Linear`` (and RSynaptic's recurrent one) refuse."""
+    return (mem_shift > 0).to(mem_shift.dtype)
+
+
+def in_float64(net):
+    net.double()
+    for module in net.modules():
+        if hasattr(module, "spike_grad"):
+            module.spike_grad = _heaviside
+    return net
+
+
+def _compare(net, model, x, layers):
+    in_float64(net)
+    with torch.no_grad():
+        ours = model.simulate(x.double())
+        theirs = run_snntorch(net, x.double())
+    flips = {}
+    for layer in layers:
+        a, b = ours[layer], theirs[layer]
+        assert a.shape == b.shape
+        flips[layer] = int((a != b).sum())
+    return flips, ours, theirs
+
+
+@pytest.mark.parametrize("kind", ["leaky", "leaky_zero", "rsynaptic", "rleaky"])
+def test_snntorch_import_is_spike_identical(kind, digits, tmp_path):
+    """The import's float model equals snnTorch's own forward pass, spike for spike, on all
+    449 test samples, in every spiking layer (float64 on both sides)."""
+    torch.manual_seed(SEED)
+    train, test = digits
+    net = {"leaky": lambda: LeakyMLP(), "leaky_zero": lambda: LeakyMLP(reset="zero"),
+           "rsynaptic": RSynapticNet, "rleaky": RLeakyNet}[kind]()
+    train_a_little(net, train)
+    given = {"reset": "zero"} if kind == "leaky_zero" else {}
+    model, _ = export_and_import(net, tmp_path, kind, **given)
+    layers = {"leaky": ["lif1", "lif2", "lif3"], "leaky_zero": ["lif1", "lif2", "lif3"],
+              "rsynaptic": ["lif1.lif", "lif2"], "rleaky": ["lif1.lif", "lif2"]}[kind]
+    flips, ours, theirs = _compare(net, model, test[0], layers)
+    counts = {layer: int(theirs[layer].sum()) for layer in layers}
+    assert all(c > 0 for c in counts.values()), f"a layer never fires (seed {SEED}): {counts}"
+    assert flips == {layer: 0 for layer in layers}, \
+        f"spikes differ from snnTorch's (seed {SEED}): {flips} of {counts} spikes"
+    # and the classes (output spike counts' argmax) agree
+    out = layers[-1]
+    assert torch.equal(ours["output"].sum(0).argmax(1), theirs[out].sum(0).argmax(1))
+
+
+def test_snntorch_scalar_beta_export_fails_type_check():
+    """The pitfall docs/nir.md describes (NIR#176): a scalar beta cannot be exported by
+    snnTorch 1.0.0 under nir 1.0.8's type check."""
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), snn.Leaky(beta=0.9, init_hidden=True))
+    with pytest.raises(ValueError, match="type"):
+        export_to_nir(net, torch.zeros(8))
