@@ -513,6 +513,9 @@ def load_trained(path, device: str = "cpu"):
     if path.is_dir():
         path = path / "best.pt"
     checkpoint = load_checkpoint(path, map_location=device)
+    if "nir" in checkpoint:  # an imported NIR graph (spikeforge import, sw/nir_import.py)
+        from .nir_import import load_imported
+        return load_imported(checkpoint, path, device)
     try:
         config = parse_config(checkpoint["config"])
         sizes = checkpoint["model_inputs"]
