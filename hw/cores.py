@@ -26,6 +26,9 @@ class CoreType:
     table_names: Callable  # (config, **options) -> tuple of table names
     pack_tables: Callable  # (config, **options) -> {table: [words]}
     layout: Callable  # (config, table) -> (element_width, elements_per_word)
+    #: (config, options) -> the neuron's part of a generated core's description (latency,
+    #: elements per beat, throughput, widths); None: hw/generate.py describes it itself.
+    specifics: Callable | None = None
 
     def table_words(self, config, **options) -> dict[str, tuple[list[int], int]]:
         """``{table: (words, word_width)}`` of a configuration."""
@@ -44,7 +47,7 @@ _TYPES = {
     PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, lambda config: prf_tables.TABLES,
                         prf_tables.pack_tables, prf_tables.table_layout),
     LIFConfig: CoreType("lif", lif.LIFCore, lif.lif_latency, lif_tables.table_names,
-                        lif_tables.pack_tables, lif_tables.table_layout),
+                        lif_tables.pack_tables, lif_tables.table_layout, lif.lif_specifics),
 }
 
 

@@ -1,9 +1,11 @@
 """Write a core as files: Verilog, ``$readmemh`` tables and a JSON description."""
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +21,8 @@ __all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generat
            "write_json_atomically",
            "NETWORK_MODULE", "NETWORK_VERILOG", "NETWORK_DESCRIPTION", "network_accelerator",
            "network_verilog",
-           "generate_network", "load_network_dir"]
+           "generate_network", "load_network_dir", "SEAL", "seal", "check_seal",
+           "GenerationError", "staged_directory", "previous_generation"]
 
 #: Hand-written Verilog ROM used by ``weight_storage='file'`` cores.
 ROM_MODULE = "spikeforge_rom.v"
@@ -50,6 +53,8 @@ def _ports(input_width: int, output_elements: int, membrane_width: int | None) -
 
 def _specifics(config, options: dict) -> dict:
     """The part of a description that depends on the neuron."""
+    if core_type(config).specifics is not None:
+        return core_type(config).specifics(config, options)
     if isinstance(config, CPSNConfig):
         arith = options.get("arith", "shift_add")
         return {
@@ -96,31 +101,163 @@ def describe_core(config, name: str, weight_storage: str, **options) -> dict:
 def generate_core(config, out_dir, *, name: str | None = None, weight_storage: str = "baked",
                   **options) -> dict:
     """Write ``<name>.v``, the ROM module (file storage), ``<name>_<table>.hex`` files and
-    ``<name>.json`` into ``out_dir``; return the description (with file hashes).
+    ``<name>.json`` into ``out_dir``; return the description (with file hashes, sealed).
+    ``out_dir`` must be new, empty or hold a previous core generation, which is replaced
+    whole when the new one is complete (:func:`staged_directory`).
 
     ``options`` are the core type's generator options (CPSN: ``arith='multiply'`` writes the
     multiplier baseline)."""
     name = name or f"{core_type(config).neuron}_core"
     if not name.isidentifier():
         raise ValueError(f"core name {name!r} must be a Verilog identifier")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The description is written last and removed first: a directory without it is an
-    # interrupted generation, which synth and cosim refuse.
-    (out_dir / f"{name}.json").unlink(missing_ok=True)
     description = describe_core(config, name, weight_storage, **options)
-    (out_dir / f"{name}.v").write_text(core_verilog(config, name, weight_storage, **options))
-    if weight_storage == "file":
-        shutil.copyfile(resources.files(__package__) / "verilog" / ROM_MODULE,
-                        out_dir / ROM_MODULE)
-    for table, (words, word_width) in core_type(config).table_words(config, **options).items():
-        write_hex(out_dir / table_file(name, table), words, word_width)
-    written = sorted({f"{name}.v", *(t["file"] for t in description["tables"].values())}
-                     | ({ROM_MODULE} if weight_storage == "file" else set()))
-    description["files"] = {
-        f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest() for f in written}
-    write_json_atomically(out_dir / f"{name}.json", description)
+    # Everything is written into a temporary sibling that replaces out_dir only when it is
+    # complete: an interrupted or failed generation leaves the previous one as it was.
+    with staged_directory(out_dir, "core") as stage:
+        (stage / f"{name}.v").write_text(core_verilog(config, name, weight_storage, **options))
+        if weight_storage == "file":
+            shutil.copyfile(resources.files(__package__) / "verilog" / ROM_MODULE,
+                            stage / ROM_MODULE)
+        for table, (words, word_width) in core_type(config).table_words(config,
+                                                                         **options).items():
+            write_hex(stage / table_file(name, table), words, word_width)
+        written = sorted({f"{name}.v", *(t["file"] for t in description["tables"].values())}
+                         | ({ROM_MODULE} if weight_storage == "file" else set()))
+        description["files"] = {
+            f: hashlib.sha256((stage / f).read_bytes()).hexdigest() for f in written}
+        write_json_atomically(stage / f"{name}.json", seal(description))
     return description
+
+
+#: Key of a description's own hash: the sha256 of its canonical JSON without this key (and
+#: without the keys in ``_SEAL_EXEMPT``). Every field a later stage reads (configuration,
+#: ports, cycles per sample, ...) is covered: an edited description is refused, not trusted.
+SEAL = "description_sha256"
+#: Fields added after generation that carry their own hash: a network's ``export`` (the
+#: export's path and the sha256 of its manifest, checked against the manifest itself).
+_SEAL_EXEMPT = ("export",)
+
+
+def _seal_of(description: dict) -> str:
+    body = {k: v for k, v in description.items() if k != SEAL and k not in _SEAL_EXEMPT}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(description: dict) -> dict:
+    """Add :data:`SEAL` to ``description`` (in place; computed on its JSON form) and return
+    it."""
+    description[SEAL] = _seal_of(json.loads(json.dumps(description)))
+    return description
+
+
+def check_seal(description: dict, path) -> None:
+    """Raise ``ValueError`` unless ``description`` (as read from ``path``) still has the
+    contents it was sealed with."""
+    if SEAL not in description:
+        raise ValueError(f"{path} has no {SEAL}: written by an older spikeforge or by hand; "
+                         f"generate the directory again")
+    if _seal_of(description) != description[SEAL]:
+        raise ValueError(f"{path} was edited after `spikeforge generate` wrote it (its "
+                         f"{SEAL} does not match its contents); generate the directory again")
+
+
+class GenerationError(ValueError):
+    """An output directory that a generation may not replace; the message says why."""
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def previous_generation(directory) -> tuple[str, Path, dict] | None:
+    """``(kind, description path, description)`` of the generation in ``directory`` (kind
+    ``"network"`` or ``"core"``), or ``None`` when it holds none."""
+    directory = Path(directory)
+    network = _read_json(directory / NETWORK_DESCRIPTION)
+    if isinstance(network, dict) and network.get("format") == NETWORK_FORMAT:
+        return "network", directory / NETWORK_DESCRIPTION, network
+    for path in sorted(directory.glob("*.json")):
+        data = _read_json(path)
+        if isinstance(data, dict) and {"name", "ports", "files"} <= set(data) and \
+                data.get("format") != NETWORK_FORMAT:
+            return "core", path, data
+    return None
+
+
+_KIND_WORDS = {"core": "a core", "network": "a network accelerator"}
+
+
+def _generated_names(directory: Path, kind: str) -> set[str]:
+    """The entries of ``directory`` that a previous generation of ``kind`` wrote (its
+    description and the files it lists) or that measured it (``synth-<target>``); raise
+    :class:`GenerationError` when ``directory`` holds no previous generation of ``kind``."""
+    found = previous_generation(directory)
+    entries = sorted(p.name for p in directory.iterdir())
+    if found is None:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise GenerationError(
+            f"{directory} is not empty and holds no previous generation ({shown}); "
+            f"generate into an empty or new directory, or remove these files")
+    other, path, description = found
+    if other != kind:
+        raise GenerationError(f"{directory} holds {_KIND_WORDS[other]} ({path.name}), not "
+                              f"{_KIND_WORDS[kind]}; choose another --out")
+    files = description.get("files")
+    names = {path.name, *(files if isinstance(files, dict) else ())}
+    # synthesis results of the old design (the default `synth` output) would be stale
+    names |= {name for name in entries if name.startswith("synth-")
+              and (directory / name).is_dir()}
+    return names | {name for name in entries if name.endswith(".tmp")}
+
+
+def replaceable(out_dir, kind: str, owned=None) -> set[str]:
+    """The names in ``out_dir`` that an output of ``kind`` may replace (see
+    :func:`staged_directory`); raises :class:`GenerationError` if it may not be written. A
+    command calls it before any work."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenerationError(f"{out_dir} is a file, not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        return (owned or (lambda d: _generated_names(d, kind)))(out_dir)
+    return set()
+
+
+@contextlib.contextmanager
+def staged_directory(out_dir, kind, owned=None):
+    """Write an output directory whole: yields an empty temporary sibling of ``out_dir`` to
+    write into; when the block ends without error it takes ``out_dir``'s place.
+
+    ``out_dir`` must be missing, empty, or hold a previous output of the same kind: ``owned``
+    (default: a previous generation of ``kind``, ``"core"`` or ``"network"``) returns the
+    names in it that the previous output wrote, or raises before any work. Those are
+    replaced; anything else in ``out_dir`` (a user's notes, a nested directory) is kept. On
+    any failure or interrupt the sibling is removed and ``out_dir`` is left as it was.
+    """
+    out_dir = Path(out_dir)
+    replaced = replaceable(out_dir, kind, owned)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
+                                  dir=out_dir.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if not out_dir.exists():
+        os.rename(stage, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
+                                dir=out_dir.parent))
+    os.rename(out_dir, old / "previous")
+    os.rename(stage, out_dir)
+    for entry in (old / "previous").iterdir():  # what the previous output did not write
+        if entry.name not in replaced and not (out_dir / entry.name).exists():
+            os.rename(entry, out_dir / entry.name)
+    shutil.rmtree(old)
 
 
 def write_json_atomically(path, data) -> None:
@@ -186,18 +323,24 @@ def generate_network(network, out_dir, *, max_steps: int, steps: int | None = No
                      **options) -> dict:
     """Write the accelerator of ``network`` into ``out_dir``: ``network.v``, the ROM module
     and every stage's ``<stage>_<table>.hex`` (``file`` storage), then ``network.json`` (ports,
-    stages, cycles, memories, sha256 of every file). ``network.json`` is written last and
-    removed first, so a directory without it is incomplete. ``options`` go to
+    stages, cycles, memories, sha256 of every file, sealed). Everything is written into a
+    temporary sibling that replaces ``out_dir`` when complete (:func:`staged_directory`:
+    ``out_dir`` must be new, empty or a previous network generation). ``options`` go to
     :class:`~spikeforge.hw.network.NetworkAccelerator`; ``steps`` (default ``max_steps``)
     and ``activity`` (layer → firing rate) set the cycle figures. Returns the description."""
+    arith = options.get("arith", "shift_add")
+    with staged_directory(out_dir, "network") as staged:
+        accelerator = network_accelerator(network, max_steps=max_steps,
+                                          weight_storage=weight_storage, **options)
+        description = _write_network(staged, network, accelerator, weight_storage, arith,
+                                     max_steps, steps, activity)
+    return description
+
+
+def _write_network(out_dir: Path, network, accelerator, weight_storage: str, arith: str,
+                   max_steps: int, steps, activity) -> dict:
     from .network import describe_network, network_tables
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / NETWORK_DESCRIPTION).unlink(missing_ok=True)
-    arith = options.get("arith", "shift_add")
-    accelerator = network_accelerator(network, max_steps=max_steps,
-                                      weight_storage=weight_storage, **options)
     init_files = accelerator.init_files
     written = [NETWORK_VERILOG]
     (out_dir / NETWORK_VERILOG).write_text(network_verilog(accelerator))
@@ -224,7 +367,7 @@ def generate_network(network, out_dir, *, max_steps: int, steps: int | None = No
         "files": {f: hashlib.sha256((out_dir / f).read_bytes()).hexdigest()
                   for f in sorted(written)},
     }
-    write_json_atomically(out_dir / NETWORK_DESCRIPTION, description)
+    write_json_atomically(out_dir / NETWORK_DESCRIPTION, seal(description))
     return description
 
 
@@ -242,12 +385,16 @@ def load_network_dir(directory) -> tuple[dict, dict[str, str]]:
                          f"(incomplete); generate it again")
     try:
         description = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(description, dict) or description.get("format") != NETWORK_FORMAT:
         raise ValueError(f"{path}: not a {NETWORK_FORMAT} description")
+    check_seal(description, path)
+    files = description.get("files")
+    if not isinstance(files, dict):
+        raise ValueError(f"{path} lists no files")
     sources = {}
-    for name, digest in description.get("files", {}).items():
+    for name, digest in files.items():
         file = directory / name
         if not file.is_file():
             raise ValueError(f"{path} lists {name}, which is missing from {directory}")

@@ -15,7 +15,7 @@ from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
 
 __all__ = ["LIFCore", "WEIGHT_STORAGES", "lif_latency", "lif_buffer_depth", "loop_stages",
-           "current_stages"]
+           "current_stages", "lif_specifics"]
 
 #: Register boundaries of a state loop, most useful first. The membrane loop of a spiking
 #: variant has four segments, R (read the state), A (reset), B (decay), C (add the drive,
@@ -55,6 +55,22 @@ def lif_latency(config: LIFConfig) -> int:
 def lif_buffer_depth(config: LIFConfig) -> int:
     """Output buffer places: every beat in flight, so the stream runs without bubbles."""
     return lif_latency(config) + 1
+
+
+def lif_specifics(config: LIFConfig, options: dict) -> dict:
+    """The LIF part of a generated core's description (``hw/generate.py``)."""
+    return {
+        "variant": config.variant, "decay_mode": config.decay_mode, "reset": config.reset,
+        "spike": config.spike,
+        "latency_cycles": lif_latency(config),
+        "elements_per_beat": config.lanes,
+        "throughput": "one beat (one time step of `lanes` channels) per clock",
+        "multipliers": (config.lanes * len(config.decay_tables)
+                        if config.decay_mode == "multiply" else 0),
+        "loop_stages": loop_stages(config),
+        "widths": {"input": config.input_width, "state": config.state_width,
+                   "decay_frac_bits": config.decay_frac_bits},
+    }
 
 
 def _boundaries(segments: int, stages: int, priority) -> set[int]:
@@ -301,13 +317,13 @@ class LIFCore(wiring.Component):
                 theta = (Const(theta.value, signed(cfg.state_width + 1))
                          if isinstance(theta, Const) else Cat(theta, Const(0, 1)).as_signed())
                 theta = self._delay(m, theta, drive_stage - 2, f"theta_l{lane}")
-            extra = 0 if cfg.spike == "ge" else 1
+            # One subtraction each (2θ is a shift): the spike is d >= ref (ge) or d > ref.
             pre = {"drive0": drive}
             if cfg.spiking:
-                pre["ref0"] = theta - drive + extra
+                pre["ref0"] = theta - drive
                 if cfg.reset == "subtract":
                     pre["drive1"] = drive - theta
-                    pre["ref1"] = theta - drive + theta + extra
+                    pre["ref1"] = (theta << 1) - drive
             pre = {k: self._delay(m, v, 1, f"{k}_l{lane}") for k, v in pre.items()}
             beta = self._delay(m, words["beta"], loop_start - 2, f"beta_l{lane}")
             if cfg.spiking:
@@ -409,7 +425,10 @@ class LIFCore(wiring.Component):
         else:
             drive, ref = late["drive0"], late.get("ref0")
         membrane = self._saturate(d + drive)
-        spike = (d >= ref) if spiking else Const(0, 1)
+        if spiking:
+            spike = (d >= ref) if cfg.spike == "ge" else (d > ref)
+        else:
+            spike = Const(0, 1)
         m.d.comb += feedback.eq(Cat(membrane, spike) if spiking else membrane)
         registered = self._delay(m, feedback, 1, f"result_l{lane}")
         if spiking:

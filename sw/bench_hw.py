@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..golden.cpsn_config import CPSNConfig
+from ..golden.lif_config import LIFConfig
 from ..hw.generate import generate_core
 from ..golden.prf_config import PRFConfig
 from ..hw.synth import TARGETS, synth_core_dir, tool_versions
@@ -121,6 +122,28 @@ def _generate_prf(shape: dict, variant: Variant, directory: Path) -> dict:
     return generate_core(prf_bench_config(shape, **variant.options), directory)
 
 
+def lif_bench_config(shape: dict, decay_mode: str, *, shared: bool = True) -> LIFConfig:
+    """The LIF core of a sweep point: LIF with the subtractive reset of snnTorch, spike on
+    ``>``, ``W = 8`` inputs, a 16-bit membrane with 4 fraction bits, ``β = 1 − 2^−4`` (every
+    decay form represents it exactly: ``shift`` one subtraction, ``csd`` the same two digits,
+    ``multiply`` a multiplier) shared by all channels (``shared=False``: per channel, random
+    ``k`` in 1 … 6), and a threshold per channel (random, fixed seed per shape)."""
+    channels = shape["channels"]
+    rng = np.random.default_rng([channels, shape["lanes"]])
+    frac = 8
+    beta = [(1 << frac) - (1 << (frac - 4))] if shared else \
+        (1 << frac) - ((1 << frac) >> rng.integers(1, 7, size=channels))
+    return LIFConfig(channels=channels, lanes=shape["lanes"], variant="lif", beta=beta,
+                     threshold=rng.integers(200, 4000, size=channels), decay_frac_bits=frac,
+                     decay_mode=decay_mode, reset="subtract", spike="gt", input_width=8,
+                     state_width=16, state_frac_bits=4)
+
+
+def _generate_lif(shape: dict, variant: Variant, directory: Path) -> dict:
+    """A LIF core (:func:`lif_bench_config`), spikes only (no membrane output)."""
+    return generate_core(lif_bench_config(shape, **variant.options), directory)
+
+
 CORE_KINDS = {
     "cpsn": CoreKind(
         "cpsn", ("channels", "lanes", "order"),
@@ -142,6 +165,16 @@ CORE_KINDS = {
         "random poles of a trained layer's range (see `spikeforge.sw.bench_hw."
         "prf_bench_config`), `W = 8`, 16-bit coefficients, 18-bit state, spikes only, tables "
         "baked into the Verilog; one beat is a tile of P time steps of L channels"),
+    "lif": CoreKind(
+        "lif", ("channels", "lanes"),
+        (Variant("shift", "shift decay (β = 1 − 2^−k, mul-free)", {"decay_mode": "shift"}),
+         Variant("multiply", "multiplier decay (DSP)", {"decay_mode": "multiply"}),
+         Variant("shift_per_channel", "shift decay, k per channel (ROM, barrel shifter)",
+                 {"decay_mode": "shift", "shared": False})),
+        _generate_lif, ("lanes",), ("C", "L"),
+        "LIF, snnTorch's subtractive reset, spike on `>`, `W = 8`, 16-bit membrane, "
+        "β = 1 − 2^−4 shared by all channels (or k per channel), thresholds per channel, "
+        "spikes only, tables baked into the Verilog; one beat is one time step of L channels"),
 }
 
 
@@ -197,12 +230,15 @@ PLANS = {
         + _grid("prf", "ecp5-85k", [(4, 4, 4)], ["dsp"])
         + _grid("prf", "ice40-up5k", [(8, 2, 1), (16, 2, 1), (32, 2, 1), (64, 2, 1),
                                        (16, 4, 1)], ["shift_add_demo"])
+        + _grid("lif", "ecp5-25k", [(64, 4)])
+        + _grid("lif", "ecp5-25k", [(64, 16)], ["shift"])
     ),
     "smoke": (
         _grid("cpsn", "ice40-up5k", [(4, 2, 2)], ["shift_add"])
         + _grid("cpsn", "ecp5-25k", [(4, 2, 2)], ["shift_add"])
         + _grid("cpsn", "xc7", [(4, 2, 2)], ["shift_add"])
         + _grid("prf", "ecp5-25k", [(2, 1, 2)], ["shift_add"])
+        + _grid("lif", "ecp5-25k", [(4, 2)], ["shift"])
     ),
 }
 
