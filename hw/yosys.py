@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["MissingToolError", "tool_executable", "yosys_executable", "cell_counts",
+__all__ = ["MissingToolError", "ToolError", "tool_executable", "yosys_executable", "cell_counts",
            "WORD_LEVEL", "ECP5"]
 
 #: Word-level netlist before arithmetic is merged or mapped: a multiply is a ``$mul`` cell.
@@ -20,6 +20,10 @@ ECP5 = "synth_ecp5 -top {top}"
 
 class MissingToolError(RuntimeError):
     """A synthesis or simulation tool is not installed; the message says how to get it."""
+
+
+class ToolError(RuntimeError):
+    """A synthesis tool ran and failed; the message is one line: why, and the log to read."""
 
 
 def tool_executable(tool: str) -> str:
@@ -53,7 +57,11 @@ def cell_counts(sources: dict[str, str], top: str, script: str = WORD_LEVEL) -> 
         run = subprocess.run([yosys_executable(), "-q", "-p", commands], cwd=work,
                              capture_output=True, text=True)
         if run.returncode != 0:
-            raise RuntimeError(f"yosys failed:\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+            lines = [line.strip() for line in (run.stdout + run.stderr).splitlines()
+                     if line.strip()]
+            errors = [line for line in lines if "ERROR" in line]
+            raise ToolError(f"yosys failed (exit {run.returncode}): "
+                            f"{(errors or lines or ['no output'])[0][:300]}")
         stat = json.loads(Path(work, "stat.json").read_text())
     counts: dict[str, int] = {}
     for module in stat["modules"].values():

@@ -509,6 +509,9 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
     if not report["place_and_route"]:
         rows.append(("Fmax", "n/a: " + report["note"]))
         return rows
+    if report.get("stopped_after") == "yosys":
+        rows.append(("fits", "NO (Yosys counts; place and route skipped): " + misfit(report)))
+        return rows
     rows.append(("utilisation", ", ".join(
         f"{kind} {_percent(u['used'], u['available'])}"
         for kind, u in report["utilisation"].items() if u["used"])))
@@ -570,7 +573,7 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
     pads) and needs three pins. Writes synth_report.json.
     """
     from ..hw.generate import generate_core
-    from ..hw.synth import REPORT_NAME, synth_core_dir
+    from ..hw.synth import REPORT_NAME, ToolError, stale_reports, synth_core_dir
     from ..sim.verilator import MissingToolError
 
     if (core_dir is None) == (config_path is None):
@@ -581,20 +584,26 @@ def synth(core_dir, config_path, target, arith, weight_storage, out_dir, constra
         out_dir = writable_dir(out_dir or Path("build", "synth", f"{Path(config_path).stem}-"
                                                                  f"{arith}-{target}"))
         core_dir = out_dir / "core"
-        generate_core(config, core_dir, weight_storage=weight_storage,
-                      **_generator_options(config, arith))
+        try:
+            generate_core(config, core_dir, weight_storage=weight_storage,
+                          **_generator_options(config, arith))
+        except ValueError as exc:
+            _fail(str(exc))
     else:
         out_dir = writable_dir(out_dir or Path(core_dir, f"synth-{target}"))
     click.echo(f"synthesising {core_dir} for {target}…")
     try:
         report = synth_core_dir(core_dir, target, out_dir, dsp=not no_dsp, log=click.echo,
                                 constraint_mhz=constraint_mhz, seeds=seeds)
-    except (MissingToolError, OSError, ValueError) as exc:
+    except (MissingToolError, ToolError, OSError, ValueError) as exc:
         _fail(str(exc))
     click.echo(table(synth_rows(report)))
     click.echo(f"wrote {out_dir / REPORT_NAME}")
+    for stale in stale_reports(core_dir):
+        click.echo(f"warning: {stale} is stale: it measured other files than {core_dir} "
+                   f"holds now", err=True)
     if report["place_and_route"] and not report["fits"]:
-        click.echo(f"FAIL: the core does not fit {report['device']}", err=True)
+        click.echo(f"FAIL: does not fit: {misfit(report)} on {report['device']}", err=True)
         sys.exit(1)
 
 

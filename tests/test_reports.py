@@ -1,0 +1,279 @@
+"""Reports that cannot lie (issue 27): every field a later stage reads is covered by a hash,
+outputs are written whole into clean directories, failures of tools and of the file system
+are one line, and logs can be followed while a tool runs. Fast: no real place and route (the
+tools are stand-ins where a test needs them to fail), tiny designs."""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from spikeforge.golden.cpsn_config import CPSNConfig
+from spikeforge.hw import generate as gen
+from spikeforge.hw import synth
+from spikeforge.hw.generate import generate_core, generate_network, load_network_dir
+from spikeforge.sim.regression import random_network
+from spikeforge.sw import export as export_module
+from spikeforge.sw.cli import main
+from spikeforge.sw.export import MANIFEST, ExportError, export_network, load_export
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "cpsn.json"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_error_line(result) -> str:
+    """The single line a refusal prints (exit 1, no traceback)."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def small_config(rng):
+    return CPSNConfig.random(rng, channels=4, lanes=2, order=2)
+
+
+@pytest.fixture
+def core_dir(tmp_path, small_config):
+    generate_core(small_config, tmp_path / "core")
+    return tmp_path / "core"
+
+
+def tiny_network(rng, hidden=(8,), neurons=("cpsn",), lanes=(4,)):
+    return random_network(rng, neurons=neurons, hidden=hidden, lanes=lanes)
+
+
+@pytest.fixture
+def network_dir(tmp_path, rng):
+    generate_network(tiny_network(rng), tmp_path / "net", max_steps=4)
+    return tmp_path / "net"
+
+
+@pytest.fixture
+def exported(tmp_path, rng):
+    network = tiny_network(rng)
+    export_network(network, tmp_path / "export")
+    return tmp_path / "export"
+
+
+def edit_json(path, change):
+    data = json.loads(Path(path).read_text())
+    change(data)
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def no_synthesis(monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("synthesis started on a directory that should be refused")
+
+    monkeypatch.setattr(synth, "synthesize", refuse)
+
+
+# -- descriptions are sealed: an edited field is refused, not trusted --------------------------
+
+def test_edited_cycles_per_sample_is_refused_before_synthesis(network_dir, monkeypatch):
+    edit_json(network_dir / "network.json",
+              lambda d: d["cycles_per_sample"].update(typical=d["cycles_per_sample"]["typical"]
+                                                      // 10))
+    no_synthesis(monkeypatch)
+    line = one_error_line(invoke("synth", network_dir, "--target", "ecp5-25k"))
+    assert "network.json was edited" in line
+    with pytest.raises(ValueError, match="network.json was edited"):
+        load_network_dir(network_dir)
+
+
+def test_edited_config_in_a_core_description_is_refused(core_dir, monkeypatch):
+    edit_json(core_dir / "cpsn_core.json", lambda d: d["config"].update(channels=3))
+    no_synthesis(monkeypatch)
+    for command in (["synth", core_dir, "--target", "xc7"], ["cosim", core_dir]):
+        assert "cpsn_core.json was edited" in one_error_line(invoke(*command)), command
+
+
+def test_a_description_without_a_seal_is_refused(core_dir, monkeypatch):
+    edit_json(core_dir / "cpsn_core.json", lambda d: d.pop(gen.SEAL))
+    no_synthesis(monkeypatch)
+    line = one_error_line(invoke("synth", core_dir, "--target", "xc7"))
+    assert f"has no {gen.SEAL}" in line
+
+
+def test_a_network_directory_without_its_description_is_called_incomplete(network_dir,
+                                                                           monkeypatch):
+    (network_dir / "network.json").unlink()
+    no_synthesis(monkeypatch)
+    for command in (["synth", network_dir, "--target", "xc7"], ["cosim", network_dir]):
+        line = one_error_line(invoke(*command))
+        assert "incomplete network directory" in line and "core description" not in line
+
+
+# -- generation into clean directories, written whole ------------------------------------------
+
+def test_regeneration_removes_what_the_previous_generation_wrote(tmp_path, rng):
+    out = tmp_path / "net"
+    generate_network(tiny_network(rng, hidden=(8, 8), neurons=("cpsn", "cpsn"), lanes=(4, 4)),
+                     out, max_steps=4)
+    assert (out / "sn1_signs.hex").is_file()
+    (out / "synth-ecp5-25k").mkdir()  # the default synth output: it measured the old design
+    (out / "synth-ecp5-25k" / "synth_report.json").write_text("{}")
+    (out / "notes.txt").write_text("mine\n")  # not written by a generation: kept
+    description = generate_network(tiny_network(rng), out, max_steps=4)
+    names = {p.name for p in out.iterdir()}
+    assert names == {*description["files"], "network.json", "notes.txt"}, names
+    assert not list(tmp_path.glob(".net.*")), "a temporary sibling was left behind"
+
+
+def test_a_directory_that_is_not_a_generation_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete\n")
+    line = one_error_line(invoke("generate", "--config", EXAMPLE, "--out", out))
+    assert "holds no previous generation" in line
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+    generate_core(CPSNConfig.load(EXAMPLE), tmp_path / "core")
+    line = one_error_line(invoke("generate", "--from", tmp_path, "--out", tmp_path / "core"))
+    assert "holds a core" in line or "export" in line
+
+
+def test_a_network_is_not_generated_over_a_core(core_dir, rng):
+    with pytest.raises(gen.GenerationError, match="holds a core .*not a network"):
+        generate_network(tiny_network(rng), core_dir, max_steps=4)
+    gen.generate_core(CPSNConfig.load(EXAMPLE), core_dir)  # a core over a core: replaced
+
+
+def test_an_interrupted_generation_leaves_the_previous_one(core_dir, monkeypatch, rng):
+    before = {p.name: p.read_bytes() for p in core_dir.iterdir()}
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gen, "write_hex", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_core(CPSNConfig.random(rng, channels=8, lanes=2, order=3), core_dir)
+    assert {p.name: p.read_bytes() for p in core_dir.iterdir()} == before
+    assert [p.name for p in core_dir.parent.iterdir()] == ["core"]
+    synth.load_core_dir(core_dir)  # still whole and sealed
+
+
+# -- synthesis reports name what they measured ----------------------------------------------
+
+def fake_yosys_stat(cells: dict[str, int], core="cpsn_core"):
+    """A stand-in for the tools: Yosys 'maps' the design to ``cells`` (iCE40 names) and
+    nextpnr must not run."""
+
+    def run(args, cwd, log_name):
+        if log_name != "yosys.log":
+            raise AssertionError(f"{log_name}: place and route ran on a design that cannot fit")
+        stat_json = {"modules": {
+            f"\\{synth.HARNESS}": {"num_cells_by_type": {"SB_DFF": 40, "SB_LUT4": 2, core: 1}},
+            f"\\{core}": {"num_cells_by_type": cells}}}
+        (cwd / "stat.json").write_text(json.dumps(stat_json))
+        (cwd / "netlist.json").write_text("{}")
+        (cwd / log_name).write_text("Yosys (stand-in)\n")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    return run
+
+
+def test_synth_stops_after_yosys_when_a_resource_exceeds_the_device(core_dir, monkeypatch):
+    """Issue 28: 6,000 LUT4s cannot fit 5,280 logic cells: one line, exit 1, no nextpnr."""
+    monkeypatch.setattr(synth, "_run", fake_yosys_stat({"SB_LUT4": 6000, "SB_DFF": 100}))
+    monkeypatch.setattr(synth, "tool_versions", lambda _target: {})
+    start = time.perf_counter()
+    result = invoke("synth", core_dir, "--target", "ice40-up5k")
+    assert time.perf_counter() - start < 20
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "FAIL: does not fit: 114 % of logic cells (SB_LUT4): 6,002 of 5,280" in result.output
+    report = json.loads((core_dir / "synth-ice40-up5k" / synth.REPORT_NAME).read_text())
+    assert report["fits"] is False and report["stopped_after"] == "yosys"
+    assert set(report["overflow"]) == {"logic_luts"} and report["fmax_mhz"] is None
+
+
+def test_report_records_the_design_and_regeneration_clears_stale_reports(core_dir, monkeypatch,
+                                                                          rng):
+    monkeypatch.setattr(synth, "_run", fake_yosys_stat({"SB_LUT4": 10, "SB_DFF": 10}))
+    monkeypatch.setattr(synth, "tool_versions", lambda _target: {})
+    monkeypatch.setitem(synth.TARGETS, "ice40-up5k", synth.dataclasses.replace(
+        synth.TARGETS["ice40-up5k"], nextpnr=None))  # counts only: no place and route
+    result = invoke("synth", core_dir, "--target", "ice40-up5k")
+    assert result.exit_code == 0, result.output
+    report_path = core_dir / "synth-ice40-up5k" / synth.REPORT_NAME
+    report = json.loads(report_path.read_text())
+    description = json.loads((core_dir / "cpsn_core.json").read_text())
+    design = report["design"]
+    assert design["files"] == description["files"]
+    assert design["verilog_sha256"] == description["files"]["cpsn_core.v"]
+    assert design[gen.SEAL] == description[gen.SEAL]
+    assert synth.stale_reports(core_dir) == []
+    generate_core(CPSNConfig.random(rng, channels=8, lanes=2, order=3), core_dir)
+    assert not report_path.exists(), "a report of the old design survived regeneration"
+
+
+def test_a_report_of_other_files_is_flagged_stale(core_dir, tmp_path):
+    (core_dir / "synth-xc7").mkdir()
+    (core_dir / "synth-xc7" / synth.REPORT_NAME).write_text(json.dumps(
+        {"design": {"files": {"cpsn_core.v": "0" * 64}}}))
+    assert synth.stale_reports(core_dir) == [core_dir / "synth-xc7" / synth.REPORT_NAME]
+
+
+# -- tools that fail, logs that can be followed ------------------------------------------------
+
+def stand_in_tool(tmp_path, body: str) -> Path:
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_a_failing_yosys_is_one_line_with_its_log_which_exists_while_it_runs(
+        core_dir, tmp_path, monkeypatch):
+    tool = stand_in_tool(tmp_path, """\
+case "$1" in -V|--version) echo "Yosys 0.0 (stand-in)"; exit 0;; esac
+echo "reading the design"
+grep -q "reading the design" yosys.log || { echo "log not live" >&2; exit 7; }
+echo "ERROR: syntax error, unexpected TOK_ID" >&2
+exit 1
+""")
+    monkeypatch.setattr(synth, "tool_executable", lambda _name: str(tool))
+    result = invoke("synth", core_dir, "--target", "ecp5-25k")
+    line = one_error_line(result)
+    log = core_dir / "synth-ecp5-25k" / "yosys.log"
+    assert line == (f"Error: Yosys failed after 0 s (exit 1): ERROR: syntax error, unexpected "
+                    f"TOK_ID (log: {log})"), line
+    assert "Yosys done" not in result.output
+    assert "reading the design" in log.read_text() and "unexpected TOK_ID" in log.read_text()
+    assert not (core_dir / "synth-ecp5-25k" / synth.REPORT_NAME).exists()
+
+
+def test_an_interrupted_synthesis_leaves_its_log(core_dir, tmp_path, monkeypatch):
+    tool = stand_in_tool(tmp_path, f"""\
+echo "started placing"
+kill -INT {os.getpid()}
+sleep 20
+""")
+    monkeypatch.setattr(synth, "tool_executable", lambda _name: str(tool))
+    result = CliRunner().invoke(main, ["synth", str(core_dir), "--target", "xc7"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and "yosys.log" in result.output
+    assert "started placing" in (core_dir / "synth-xc7" / "yosys.log").read_text()
+
+
+def test_yosys_cell_count_failure_is_one_line(monkeypatch):
+    from spikeforge.hw import yosys
+
+    with pytest.raises(yosys.ToolError, match=r"^yosys failed \(exit 1\): bad.v:1: ERROR: [^\n]*$"):
+        yosys.cell_counts({"bad.v": "module bad(; endmodule\n"}, "bad")
