@@ -82,6 +82,9 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
     plan = plan_import(graph, choices, in_features=data.in_features,
                        outputs=data.num_outputs, tau_scale=tau_scale, source=source)
     log(node_table(plan))
+    type_error = getattr(graph, "type_check_error", None)
+    if plan.accepted and type_error:
+        raise ImportRefused(f"cannot import {graph_path}: {type_error}")
     if not plan.accepted:
         first_node, first_reason = plan.refusals[0]
         more = len(plan.refusals) - 1
