@@ -151,15 +151,16 @@ def seal(description: dict) -> dict:
     return description
 
 
-def check_seal(description: dict, path) -> None:
-    """Raise ``ValueError`` unless ``description`` (as read from ``path``) still has the
-    contents it was sealed with."""
+def check_seal(description: dict, path, *, writer: str = "spikeforge generate",
+               remedy: str = "generate the directory again", error=ValueError) -> None:
+    """Raise ``error`` unless ``description`` (as read from ``path``) still has the contents
+    it was sealed with (by ``writer``; ``remedy`` says what to do)."""
     if SEAL not in description:
-        raise ValueError(f"{path} has no {SEAL}: written by an older spikeforge or by hand; "
-                         f"generate the directory again")
+        raise error(f"{path} has no {SEAL}: written by an older spikeforge or by hand; "
+                    f"{remedy}")
     if _seal_of(description) != description[SEAL]:
-        raise ValueError(f"{path} was edited after `spikeforge generate` wrote it (its "
-                         f"{SEAL} does not match its contents); generate the directory again")
+        raise error(f"{path} was edited after `{writer}` wrote it (its {SEAL} does not "
+                    f"match its contents); {remedy}")
 
 
 class GenerationError(ValueError):

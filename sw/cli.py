@@ -131,6 +131,13 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
     if (config_path is None) == (export_dir is None):
         _fail("give either --config (one core) or --from (an export directory)")
     writable_dir(out_dir, "--out directory")
+    if not per_core:  # a previous generation of the same kind is replaced, nothing else
+        from ..hw.generate import replaceable
+
+        try:
+            replaceable(out_dir, "core" if export_dir is None else "network")
+        except ValueError as exc:
+            _fail(str(exc))
     if export_dir is not None:
         from .export import ExportError
 
@@ -352,8 +359,11 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
     .hex/.coe/.mif per core table, weights.npz and a hashed manifest.json."""
     from ..golden.data import DatasetNotFoundError
     from .checkpoint import CheckpointError
-    from .export import ExportError, load_export, load_network
+    from .export import ExportError, check_export_target, load_export, load_network
     from .network import core_rows, export_run, report_rows
+
+    which_given = click.get_current_context().get_parameter_source("which") == \
+        click.core.ParameterSource.COMMANDLINE
     from .quantise import Formats, QuantisationError
 
     if (run is None) == (check_dir is None):
@@ -371,8 +381,15 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
         click.echo(f"OK: {len(layers)} layer(s), {files} table files{network}: hashes, shapes "
                    f"and widths agree with the cores")
         return
+    if Path(run).is_file() and which_given and Path(run).name != f"{which}.pt":
+        _fail(f"--checkpoint {which} picks a checkpoint of a run directory, but {run} is "
+              f"already a checkpoint file; give the run directory, or drop --checkpoint")
     out_dir = writable_dir(out_dir or Path("build", Path(run).stem if Path(run).is_file()
                                            else Path(run).name), "export directory")
+    try:
+        check_export_target(out_dir)
+    except ExportError as exc:
+        _fail(str(exc))
     try:
         formats = Formats(input_width=input_width, core_input_width=core_input_width,
                           weight_width=weight_width, percentile=percentile, lanes=lanes,

@@ -10,6 +10,7 @@ quantisation report. :func:`load_export` and :func:`load_network` refuse a direc
 hashes, shapes or widths disagree with the cores *before* anything is generated or simulated.
 """
 
+import contextlib
 import hashlib
 import json
 import zipfile
@@ -19,11 +20,12 @@ import numpy as np
 
 from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
 from ..hw.cores import config_from_json, core_type
-from ..hw.generate import write_json_atomically
+from ..hw.generate import (GenerationError, check_seal, replaceable, seal, staged_directory,
+                           write_json_atomically)
 from ..hw.memfile import read_hex, write_coe, write_hex, write_mif
 
 __all__ = ["MANIFEST", "NETWORK_NPZ", "ExportError", "export_layers", "export_network",
-           "load_export", "load_network", "sha256_file"]
+           "load_export", "load_network", "sha256_file", "check_export_target"]
 
 MANIFEST = "manifest.json"
 NETWORK_NPZ = "network.npz"
@@ -103,17 +105,58 @@ def _core_entry(name: str, config, out_dir: Path) -> dict:
 def _write_manifest(out_dir: Path, entries: list, source, extra) -> dict:
     manifest = {"format": FORMAT, "version": VERSION, "source": source or {}, "layers": entries,
                 **(extra or {})}
-    write_json_atomically(out_dir / MANIFEST, manifest)  # whole or not at all
+    # sealed: every field a later stage reads (a layer's dilation, the input width, ...) is
+    # covered by the manifest's own sha256, not only the files it lists
+    write_json_atomically(out_dir / MANIFEST, seal(manifest))
     return manifest
 
 
-def _start_export(out_dir) -> Path:
-    """The export directory, without a manifest until the export is complete: an
-    interrupted export is then recognised as incomplete, not read as the previous one."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST).unlink(missing_ok=True)
-    return out_dir
+def _manifest_files(manifest: dict) -> set[str]:
+    """Every file name a manifest lists."""
+    names = set()
+    for entry in manifest.get("layers") or ():
+        if not isinstance(entry, dict):
+            continue
+        for table in (entry.get("tables") or {}).values():
+            if isinstance(table, dict) and isinstance(table.get("files"), dict):
+                names |= set(table["files"].values())
+        if isinstance(entry.get("npz"), dict):
+            names.add(entry["npz"].get("file"))
+    network = manifest.get("network")
+    if isinstance(network, dict) and isinstance(network.get("npz"), dict):
+        names.add(network["npz"].get("file"))
+    return {name for name in names if isinstance(name, str)}
+
+
+def _export_names(directory: Path) -> set[str]:
+    """The entries of ``directory`` that its previous export wrote; raises
+    :class:`ExportError` when it holds no export."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        _not_an_export(directory, writing=True)
+    return {MANIFEST, MANIFEST + ".tmp", *_manifest_files(manifest)}
+
+
+def check_export_target(out_dir) -> None:
+    """Raise :class:`ExportError` before any work unless ``out_dir`` is new, empty or a
+    previous export (which an export replaces when it is complete)."""
+    try:
+        replaceable(out_dir, "export", _export_names)
+    except GenerationError as exc:
+        raise ExportError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _staged_export(out_dir):
+    """Write an export into a temporary sibling that replaces ``out_dir`` when complete: an
+    interrupted or failed export leaves the previous one whole (see
+    :func:`~spikeforge.hw.generate.staged_directory`)."""
+    check_export_target(out_dir)
+    with staged_directory(out_dir, "export", _export_names) as stage:
+        yield stage
 
 
 def _check_names(names: list[str]) -> None:
@@ -128,17 +171,21 @@ def export_layers(layers: list, out_dir, *, source: dict | None = None,
     ``source`` says where the weights came from (checkpoint path and its sha256); ``extra`` is
     copied into the manifest. Returns the manifest.
     """
-    out_dir = _start_export(out_dir)
     _check_names([name for name, _ in layers])
-    entries = [_core_entry(name, config, out_dir) for name, config in layers]
-    return _write_manifest(out_dir, entries, source, extra)
+    with _staged_export(out_dir) as stage:
+        entries = [_core_entry(name, config, stage) for name, config in layers]
+        return _write_manifest(stage, entries, source, extra)
 
 
 def export_network(network: IntegerNetwork, out_dir, *, source: dict | None = None,
                    extra: dict | None = None) -> dict:
     """Write every core's tables, ``network.npz`` and ``manifest.json`` for ``network``."""
-    out_dir = _start_export(out_dir)
     _check_names([layer.name for layer in network.layers] + ["readout"])
+    with _staged_export(out_dir) as stage:
+        return _export_network(network, stage, source, extra)
+
+
+def _export_network(network: IntegerNetwork, out_dir: Path, source, extra) -> dict:
     entries = [_core_entry(layer.name, layer.core, out_dir) for layer in network.layers]
     synapses = [(layer.name, layer.synapse) for layer in network.layers] + \
         [("readout", network.readout)]
@@ -167,23 +214,67 @@ def _check_hash(directory: Path, layer: str, file_name: str, expected: str) -> P
     return path
 
 
+#: Files that mark a training run directory (``spikeforge train``).
+_RUN_MARKERS = ("best.pt", "last.pt", "metrics.json")
+
+
+def _not_an_export(directory: Path, writing: bool = False):
+    """Raise the :class:`ExportError` that says what ``directory`` is instead of an export
+    (``writing``: it was given as the output of an export)."""
+    from ..hw.generate import previous_generation
+
+    if not directory.is_dir():
+        raise ExportError(f"export directory {directory} does not exist")
+    found = previous_generation(directory)
+    entries = sorted(p.name for p in directory.iterdir())
+    if found is not None and found[0] == "network":
+        path = (found[2].get("export") or {}).get("path")
+        message = (f"{directory} is a network directory written by `spikeforge generate "
+                   f"--from`{f' (from the export {path})' if path else ''}, not an export")
+    elif found is not None:
+        message = (f"{directory} is a core directory written by `spikeforge generate` "
+                   f"({found[1].name}), not an export")
+    elif any(name in entries for name in _RUN_MARKERS):
+        message = (f"{directory} is a training run directory, not an export"
+                   + ("" if writing else f"; export it with `spikeforge export {directory} "
+                                         f"--out build/{directory.name}`"))
+    elif not entries:
+        message = f"{directory} has no {MANIFEST} (it is empty); run `spikeforge export` first"
+    elif writing:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        message = f"{directory} is not empty and holds no previous export ({shown})"
+    else:
+        message = f"{directory} has no {MANIFEST}: not an export (`spikeforge export` writes one)"
+    if writing:
+        message += "; export into an empty or new directory"
+    raise ExportError(message)
+
+
 def _read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
-        if directory.is_dir() and any(directory.iterdir()):
-            raise ExportError(f"{directory} is an incomplete export (no {MANIFEST}: the export "
-                              f"was interrupted or failed); run `spikeforge export` again")
-        raise ExportError(f"{directory} has no {MANIFEST}; run `spikeforge export` first")
+        _not_an_export(directory)
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or \
             manifest.get("version") != VERSION:
         raise ExportError(f"{path}: not a {FORMAT} v{VERSION} manifest")
-    if not manifest.get("layers"):
+    layers = manifest.get("layers")
+    if not layers:
         raise ExportError(f"{path}: the manifest lists no layers")
+    if not isinstance(layers, list) or not all(isinstance(e, dict) for e in layers):
+        raise ExportError(f"{path}: 'layers' must be a list of layer entries, not "
+                          f"{json.dumps(layers)[:60]}")
     return manifest
+
+
+def _check_manifest_seal(directory: Path, manifest: dict) -> None:
+    """Last of the checks (the specific ones name what is wrong first): the manifest still
+    has the contents `spikeforge export` wrote, so no unhashed field was edited."""
+    check_seal(manifest, directory / MANIFEST, writer="spikeforge export",
+               remedy="export again", error=ExportError)
 
 
 def _load_npz(directory: Path, name: str, entry: dict) -> dict:
@@ -203,6 +294,15 @@ def _load_npz(directory: Path, name: str, entry: dict) -> dict:
 def _load_core(directory: Path, entry: dict):
     """One layer's configuration, after checking its tables against the core it describes."""
     name = entry.get("name", "?")
+    try:
+        return _check_core(directory, entry, name)
+    except (KeyError, TypeError, AttributeError) as exc:  # a malformed manifest entry
+        missing = f"lacks {exc}" if isinstance(exc, KeyError) else f"is malformed ({exc})"
+        raise ExportError(f"layer {name!r}: its manifest entry {missing}; export again") \
+            from None
+
+
+def _check_core(directory: Path, entry: dict, name: str):
     arrays = _load_npz(directory, name, entry.get("npz"))
     try:
         config = config_from_json({**entry["config"], "neuron": entry.get("neuron"),
@@ -240,6 +340,12 @@ def load_export(directory) -> tuple[dict, list]:
     equal the tables packed from ``<layer>_weights.npz``.
     """
     directory = Path(directory)
+    manifest, cores = _load_export(directory)
+    _check_manifest_seal(directory, manifest)
+    return manifest, cores
+
+
+def _load_export(directory: Path) -> tuple[dict, list]:
     manifest = _read_manifest(directory)
     return manifest, [(entry.get("name", "?"), _load_core(directory, entry))
                       for entry in manifest["layers"]]
@@ -249,7 +355,7 @@ def load_network(directory) -> tuple[dict, IntegerNetwork]:
     """Verify an export of a whole network (:func:`load_export` plus ``network.npz``) and
     rebuild its :class:`~spikeforge.golden.network_int.IntegerNetwork`."""
     directory = Path(directory)
-    manifest, cores = load_export(directory)
+    manifest, cores = _load_export(directory)
     description = manifest.get("network")
     if not isinstance(description, dict):
         raise ExportError(f"{directory / MANIFEST}: an export of cores only, not of a network "
@@ -274,4 +380,5 @@ def load_network(directory) -> tuple[dict, IntegerNetwork]:
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"{directory / MANIFEST}: the network does not fit together: "
                           f"{type(exc).__name__}: {exc}") from None
+    _check_manifest_seal(directory, manifest)
     return manifest, network

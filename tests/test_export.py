@@ -97,19 +97,20 @@ def test_prf_layers_round_trip_and_are_checked(tmp_path, rng):
         load_export(tmp_path)
 
 
-def test_interrupted_export_is_refused_as_incomplete(exported, monkeypatch):
-    """Exporting again into a directory removes its manifest first and writes it last: a
-    failure half way leaves a directory that says it is incomplete, not the old export."""
+def test_interrupted_export_leaves_the_previous_export(exported, monkeypatch):
+    """An export is written into a temporary sibling that replaces the directory only when
+    complete: a failure half way leaves the previous export whole and valid."""
     import spikeforge.sw.export as export
 
     directory, layers = exported
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
 
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(export, "write_mif", fail)
     with pytest.raises(OSError, match="disk full"):
-        export_layers(layers, directory)
-    assert not (directory / MANIFEST).exists() and not list(directory.glob("*.tmp"))
-    with pytest.raises(ExportError, match="incomplete export"):
-        load_export(directory)
+        export_layers(layers[:1], directory)
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    assert not list(directory.parent.glob(f".{directory.name}.*")), "a temporary sibling stayed"
+    load_export(directory)

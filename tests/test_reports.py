@@ -277,3 +277,65 @@ def test_yosys_cell_count_failure_is_one_line(monkeypatch):
 
     with pytest.raises(yosys.ToolError, match=r"^yosys failed \(exit 1\): bad.v:1: ERROR: [^\n]*$"):
         yosys.cell_counts({"bad.v": "module bad(; endmodule\n"}, "bad")
+
+
+# -- manifests: every field covered, every malformed one a line ------------------------------
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["layers"][0]["config"].update(dilation=m["layers"][0]["config"]["dilation"]
+                                               + 1), "manifest.json was edited"),
+    (lambda m: m["network"]["input"].update(width=m["network"]["input"]["width"] - 1),
+     "manifest.json was edited"),
+    (lambda m: m.update(layers=3), "'layers' must be a list of layer entries, not 3"),
+    (lambda m: m["layers"][0]["tables"]["signs"].pop("files"),
+     "layer 'sn0': its manifest entry lacks 'files'"),
+    (lambda m: m["layers"][0]["tables"]["signs"].update(sha256=[]),
+     "layer 'sn0': its manifest entry is malformed"),
+])
+def test_edited_or_malformed_manifests_are_one_line(exported, edit, match):
+    edit_json(exported / MANIFEST, edit)
+    line = one_error_line(invoke("export", "--check", exported))
+    assert match in line, line
+    assert "OK" not in line
+
+
+def test_other_directories_are_named_for_what_they_are(exported, network_dir, tmp_path):
+    run = tmp_path / "runs" / "p"
+    run.mkdir(parents=True)
+    for name in ("best.pt", "last.pt", "metrics.json"):
+        (run / name).write_bytes(b"")
+    for command in (["export", "--check"], ["generate", "--out", tmp_path / "g", "--from"]):
+        line = one_error_line(invoke(*command, run))
+        assert "is a training run directory, not an export; export it with `spikeforge " \
+               f"export {run}" in line, line
+        line = one_error_line(invoke(*command, network_dir))
+        assert "is a network directory written by `spikeforge generate --from`, not an " \
+               "export" in line, line
+        assert "incomplete" not in line
+
+
+def test_export_refuses_a_directory_that_is_not_an_export_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "data.csv").write_text("1,2\n")
+    (tmp_path / "best.pt").write_bytes(b"not read: the refusal comes first")
+    line = one_error_line(invoke("export", tmp_path / "best.pt", "--out", out))
+    assert "holds no previous export (data.csv); export into an empty or new directory" in line
+
+
+def test_export_of_a_checkpoint_file_refuses_another_checkpoint(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"")
+    line = one_error_line(invoke("export", tmp_path / "best.pt", "--checkpoint", "last",
+                                 "--out", tmp_path / "out"))
+    assert "--checkpoint last picks a checkpoint of a run directory" in line
+
+
+def test_reexport_replaces_only_what_the_previous_export_wrote(tmp_path, rng):
+    out = tmp_path / "export"
+    export_network(tiny_network(rng, hidden=(8, 8), neurons=("cpsn", "cpsn"), lanes=(4, 4)),
+                   out)
+    (out / "network").mkdir()  # generate --from OUT --out OUT/network, as the README does
+    manifest = export_network(tiny_network(rng), out)
+    names = {p.name for p in out.iterdir()}
+    assert "sn1_signs.hex" not in names and "network" in names
+    assert names == export_module._manifest_files(manifest) | {MANIFEST, "network"}
