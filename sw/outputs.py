@@ -2,6 +2,7 @@
 result after minutes of synthesis or simulation says so at once, in one line."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -16,22 +17,42 @@ def _existing_ancestor(path: Path) -> Path:
     return probe
 
 
+def _can_create_in(directory: Path) -> str | None:
+    """``None`` if a file can be created (and removed) in ``directory``, else why not.
+
+    Permission bits do not answer it: as root every directory looks writable, ``/proc``
+    and ``/sys`` included, and a read-only mount or a full disk does not show in them."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".spikeforge-probe-", dir=directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    os.close(handle)
+    try:
+        os.unlink(name)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def writable_dir(path, what: str = "output directory") -> Path:
     """``path`` as a directory that exists and is writable, or that can be created (its
-    nearest existing ancestor is a writable directory); else a one-line error."""
+    nearest existing ancestor is a directory a file can be created in); else a one-line
+    error. Checked by creating and removing a probe file."""
     path = Path(path)
     if path.exists():
         if not path.is_dir():
             raise click.ClickException(f"cannot write the {what} {path}: it is a file")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise click.ClickException(f"cannot write the {what} {path}: permission denied")
+        reason = _can_create_in(path)
+        if reason:
+            raise click.ClickException(f"cannot write the {what} {path}: {reason}")
         return path
     ancestor = _existing_ancestor(path.absolute())
     if not ancestor.is_dir():
         raise click.ClickException(f"cannot write the {what} {path}: {ancestor} is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    reason = _can_create_in(ancestor)
+    if reason:
         raise click.ClickException(f"cannot write the {what} {path}: {ancestor} is not "
-                                   f"writable")
+                                   f"writable ({reason})")
     return path
 
 
@@ -41,8 +62,12 @@ def writable_file(path, what: str = "output file") -> Path:
     if path.is_dir():
         raise click.ClickException(f"cannot write the {what} {path}: it is a directory")
     if path.exists():
-        if not os.access(path, os.W_OK):
-            raise click.ClickException(f"cannot write the {what} {path}: permission denied")
+        try:  # opened for appending and closed: the contents stay as they are
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the {what} {path}: "
+                                       f"{exc.strerror or exc}") from None
         return path
     writable_dir(path.parent if str(path.parent) else Path("."), f"directory of the {what}")
     return path

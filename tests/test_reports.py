@@ -339,3 +339,22 @@ def test_reexport_replaces_only_what_the_previous_export_wrote(tmp_path, rng):
     names = {p.name for p in out.iterdir()}
     assert "sn1_signs.hex" not in names and "network" in names
     assert names == export_module._manifest_files(manifest) | {MANIFEST, "network"}
+
+
+# -- outputs that cannot be written are refused before any work ---------------------------
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc and /sys")
+def test_unwritable_devices_are_refused_before_any_work(tmp_path):
+    """/proc and /sys look writable to root by their permission bits; a probe file shows they
+    are not. Every command refuses them in one line before it starts."""
+    for command in (["generate", "--config", EXAMPLE, "--out", "/proc/spikeforge-x"],
+                    ["generate", "--config", EXAMPLE, "--out", "/sys/spikeforge-x"],
+                    ["synth", "--config", EXAMPLE, "--target", "xc7", "--out",
+                     "/proc/spikeforge-x"],
+                    ["cosim", "--config", EXAMPLE, "--json", "/proc/spikeforge.json"],
+                    ["cosim", "--config", EXAMPLE, "--json", "/proc/version"]):
+        result = invoke(*command)
+        line = one_error_line(result)
+        assert line.startswith("Error: cannot write"), (command, line)
+        assert "co-simulating" not in result.output and "synthesising" not in result.output
+    assert not list(Path("/proc").glob(".spikeforge-probe-*"))
