@@ -328,6 +328,7 @@ class NIRNetwork(nn.Module):
                 self.nodes[key] = _Synapse(kind, params)
             elif kind == "threshold":
                 self.nodes[key] = _Threshold(params, choices.spike_when)
+                self.probes[key] = _Probe()
             elif kind == "delay":
                 steps = np.asarray(params["delay"], dtype=np.float64) / choices.dt
                 rounded = np.round(steps)
@@ -358,7 +359,8 @@ class NIRNetwork(nn.Module):
         return int(self.spec["sizes"][self.spec["input"]])
 
     def neuron_layers(self) -> list:
-        """``(node name, probe)`` of every spiking node, in execution order."""
+        """``(node name, probe)`` of every spiking node (neurons and thresholds), in
+        execution order."""
         return [(self.node_names[int(key[1:])], probe) for key, probe in self.probes.items()]
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
