@@ -18,17 +18,18 @@ __all__ = ["LIFCore", "WEIGHT_STORAGES", "lif_latency", "lif_buffer_depth", "loo
            "current_stages", "lif_specifics"]
 
 #: Register boundaries of a state loop, most useful first. The membrane loop of a spiking
-#: variant has four segments, R (read the state), A (reset), B (decay), C (add the drive,
-#: saturate, compare): boundary ``n`` is the register after segment ``n``. The current loop
-#: and the leaky integrator have three (R, B, C).
-_SPIKING_BOUNDARIES = (2, 0, 1)
-_PLAIN_BOUNDARIES = (1, 0)
+#: variant has five segments, R (read the state), A (reset), B (decay), C (add the drive and
+#: compare), S (saturate, write back): boundary ``n`` is the register after segment ``n``.
+#: The current loop and the leaky integrator have four (R, B, C, S).
+_SPIKING_BOUNDARIES = (3, 2, 0, 1)
+_PLAIN_BOUNDARIES = (2, 1, 0)
 
 
 def loop_stages(config: LIFConfig) -> int:
     """Clock cycles of the membrane loop: from reading a group's state to writing it back.
     At most ``G`` (a group's state is read again ``G`` beats later), so a core with few
-    groups has fewer registers in the loop (``G = 1``: the whole update in one cycle)."""
+    groups has fewer registers in the loop (``G = 1``: the whole update in one cycle); at
+    most 5 (4 without spikes)."""
     return min(config.groups, 1 + len(_SPIKING_BOUNDARIES if config.spiking
                                       else _PLAIN_BOUNDARIES))
 
@@ -105,7 +106,7 @@ class LIFCore(wiring.Component):
     backpressure neither drops nor duplicates beats.
 
     Latency: :func:`lif_latency` cycles from an input transfer to its output beat (C = 64,
-    L = 4 LIF: 8) when the output is not stalled. Throughput: one beat per clock for every
+    L = 4 LIF: 9) when the output is not stalled. Throughput: one beat per clock for every
     ``C/L``, no bubbles.
 
     Members:
@@ -192,7 +193,7 @@ class LIFCore(wiring.Component):
             if coefficient == 1 << frac:
                 return v
             if cfg.decay_mode == "multiply":
-                return (v * Const(coefficient, unsigned(frac + 1)) + half) >> frac
+                return _shr(v * Const(coefficient, unsigned(frac + 1)) + half, frac)
             digits = csd_digits(coefficient, frac)
             positive = [v << (frac - e) for sign, e in digits if sign > 0 and e]
             negative = [v << (frac - e) for sign, e in digits if sign < 0]
@@ -203,19 +204,19 @@ class LIFCore(wiring.Component):
             total = _tree(positive)
             if negative:
                 total = total - _tree(negative)
-            return total >> frac
+            return _shr(total, frac)
         if cfg.decay_mode == "multiply":
-            return (v * code + half) >> frac
+            return _shr(v * code + half, frac)
         pw = position_width(cfg)
         if cfg.decay_mode == "shift":
             enable, position = code[pw], code[:pw]
-            return (rounded - Mux(enable, v << position, 0)) >> frac
+            return _shr(rounded - Mux(enable, v << position, 0), frac)
         terms = [Const(half, frac + 1)]
         for n in range(cfg.decay_digits):
             digit = code.word_select(n, 2 + pw)
             shifted = (v << digit[:pw]).as_signed()
             terms.append(Mux(digit[pw], Mux(digit[pw + 1], -shifted, shifted), 0))
-        return _tree(terms) >> frac
+        return _shr(_tree(terms), frac)
 
     def _saturate(self, value):
         """``value`` clamped to the signed ``state_width`` range, from its top bits alone."""
@@ -352,7 +353,7 @@ class LIFCore(wiring.Component):
         ``2 + current_stages``)."""
         cfg = self.config
         stages = current_stages(cfg)
-        cut = _boundaries(3, stages, _PLAIN_BOUNDARIES)
+        cut = _boundaries(4, stages, _PLAIN_BOUNDARIES)
         start = 2
         write_stage = start + stages - 1
         _, _, read_group, read_first = at(start)
@@ -367,8 +368,10 @@ class LIFCore(wiring.Component):
         value = self._decay("alpha", self._delay(m, alpha, stage - 2, f"alpha_l{lane}"), value)
         if 1 in cut:
             value, stage = self._delay(m, value, 1, f"current_b_l{lane}"), stage + 1
-        value = self._saturate(value + self._delay(m, drive, stage - 2, f"x_l{lane}"))
-        m.d.comb += feedback.eq(value)
+        value = value + self._delay(m, drive, stage - 2, f"x_l{lane}")
+        if 2 in cut:
+            value, stage = self._delay(m, value, 1, f"current_c_l{lane}"), stage + 1
+        m.d.comb += feedback.eq(self._saturate(value))
         return self._delay(m, feedback, 1, f"current_l{lane}")
 
     def _membrane_loop(self, m, lane, pre, beta, theta, at, start):
@@ -377,7 +380,7 @@ class LIFCore(wiring.Component):
         cfg = self.config
         stages = loop_stages(cfg)
         spiking = cfg.spiking
-        segments = 4 if spiking else 3
+        segments = 5 if spiking else 4
         cut = _boundaries(segments, stages, _SPIKING_BOUNDARIES if spiking
                           else _PLAIN_BOUNDARIES)
         write_stage = start + stages - 1
@@ -402,38 +405,47 @@ class LIFCore(wiring.Component):
             return values
 
         u, s = cut_here([u, s], "state_r")  # after R
+        drive = self._delay(m, pre["drive0"], stage - start, f"drive_a_l{lane}")
+        ref = self._delay(m, pre["ref0"], stage - start, f"ref_a_l{lane}") if spiking else None
         if spiking:
-            # A: the reset.
+            # A: the reset, and (subtract) the drive and reference after a spike, so that C
+            # adds registers only.
             if cfg.reset == "zero":
                 v = Mux(s, Const(0, signed(cfg.state_width)), u)
             elif cfg.reset == "subtract_decayed":
                 v = u - Mux(s, self._delay(m, theta, stage - start, f"theta_a_l{lane}"), 0)
             else:
                 v = u
-            v, s = cut_here([v, s], "held")
+                drive = Mux(s, self._delay(m, pre["drive1"], stage - start,
+                                           f"drive1_a_l{lane}"), drive).as_signed()
+                ref = Mux(s, self._delay(m, pre["ref1"], stage - start, f"ref1_a_l{lane}"),
+                          ref).as_signed()
+            v, s, drive, ref = cut_here([v, s, drive, ref], "held")
         else:
             v = u
         # B: the decay.
         d = self._decay("beta", self._delay(m, beta, stage - start, f"beta_b_l{lane}"), v)
-        d, s = cut_here([d, s], "decayed")
-        # C: the drive, saturation and the spike.
-        late = {k: self._delay(m, val, stage - start, f"{k}_c_l{lane}")
-                for k, val in pre.items()}
-        if spiking and cfg.reset == "subtract":
-            drive = Mux(s, late["drive1"], late["drive0"]).as_signed()
-            ref = Mux(s, late["ref1"], late["ref0"]).as_signed()
-        else:
-            drive, ref = late["drive0"], late.get("ref0")
-        membrane = self._saturate(d + drive)
+        d, s, drive, ref = cut_here([d, s, drive, ref], "decayed")
+        # C: the drive and the spike (two carry chains side by side).
+        total = d + drive
         if spiking:
             spike = (d >= ref) if cfg.spike == "ge" else (d > ref)
         else:
             spike = Const(0, 1)
+        total, spike = cut_here([total, spike], "sum")
+        # S: saturation, and the write back.
+        membrane = self._saturate(total)
         m.d.comb += feedback.eq(Cat(membrane, spike) if spiking else membrane)
         registered = self._delay(m, feedback, 1, f"result_l{lane}")
         if spiking:
             return registered[cfg.state_width], registered[:cfg.state_width]
         return Const(0, 1), registered
+
+
+def _shr(value, shift: int):
+    """``value >> shift`` (arithmetic), ``shift`` bits narrower: Amaranth's ``>>`` keeps the
+    width, and the copies of the sign bit would widen every adder after it."""
+    return value[shift:].as_signed()
 
 
 def _tree(values):

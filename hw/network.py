@@ -18,10 +18,9 @@ from amaranth import Cat, Module
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.network_int import IntegerNetwork
+from ..golden.network_int import IntegerNetwork, core_model
 from .cores import core_type, table_file
 from ..golden.cpsn_config import CPSNConfig
-from ..golden.prf_config import PRFConfig
 from .stream import AXIStreamSignature
 from .synapse import SYNAPSE_TABLES, Readout, SynapseEngine
 from .tables import check_storage
@@ -40,13 +39,22 @@ def largest_divisor(value: int, limit: int) -> int:
 
 
 def _check_layer(layer) -> None:
+    """A hidden layer's core must be a registered neuron kind (hw.cores, golden.network_int)
+    that streams one time step per beat and emits spikes."""
     core = layer.core
-    if not isinstance(core, (CPSNConfig, PRFConfig)):
-        raise NetworkError(f"layer {layer.name!r}: no core for a {type(core).__name__}")
-    if isinstance(core, PRFConfig) and core.time_parallelism != 1:
+    try:
+        kind = core_type(core)
+        steps = core_model(core).steps(core)
+    except TypeError:
+        raise NetworkError(f"layer {layer.name!r}: no core for a {type(core).__name__}") \
+            from None
+    if steps != 1:
         raise NetworkError(f"layer {layer.name!r}: the accelerator streams one time step per "
-                           f"beat, but this PRF core takes {core.time_parallelism} steps per "
+                           f"beat, but this {kind.neuron.upper()} core takes {steps} steps per "
                            f"beat; export with --prf-parallelism 1")
+    if not getattr(core, "spiking", True):
+        raise NetworkError(f"layer {layer.name!r}: a {core.variant!r} core emits no spikes "
+                           f"and cannot feed the next synapse")
 
 
 class NetworkAccelerator(wiring.Component):

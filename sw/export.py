@@ -46,6 +46,12 @@ _TABLE_INFO = {
                         "Λ^n for n = 1..P, real then imaginary, coef_frac_bits fraction bits "
                         "(dsp: integer; shift_add: csd_terms signed digits)"),
     ("prf", "v_th"): (("channels",), True, "threshold on the state grid (state_frac_bits)"),
+    ("lif", "threshold"): (("channels",), False, "threshold θ on the state grid "
+                           "(state_frac_bits), state_width bits"),
+    ("lif", "beta"): (("channels",), False,
+                      "membrane decay β·2^decay_frac_bits (multiply: the integer; shift: "
+                      "enable bit over F − k; csd: decay_digits 2-bit signs over positions)"),
+    ("lif", "alpha"): (("channels",), False, "synaptic-current decay α, as beta"),
 }
 _SYNAPSE_FIELDS = ("weight_width", "weight_frac_bits", "shift", "out_width", "input_bound")
 
@@ -96,7 +102,8 @@ def _core_entry(name: str, config, out_dir: Path) -> dict:
     arrays = type(config)._JSON_TABLES
     scalars = {k: v for k, v in config.to_json().items() if k not in arrays}
     npz = f"{name}_weights.npz"
-    np.savez(out_dir / npz, **{table: getattr(config, table) for table in arrays})
+    np.savez(out_dir / npz, **{table: getattr(config, table) for table in arrays
+                               if getattr(config, table) is not None})  # LIF: optional
     return {"name": name, "neuron": core_type(config).neuron, "config": scalars,
             "tables": _write_tables(config, name, out_dir),
             "npz": {"file": npz, "sha256": sha256_file(out_dir / npz)}}

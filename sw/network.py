@@ -187,6 +187,10 @@ def core_rows(manifest: dict) -> list[tuple[str, str]]:
         if entry["neuron"] == "cpsn":
             detail = (f"k={c['order']} d={c['dilation']}, input {c['input_width']} bits "
                       f"(2^-{c['input_frac_bits']}), weights ±2^[{c['exp_min']},{c['exp_max']}]")
+        elif entry["neuron"] == "lif":
+            detail = (f"{c['variant']} {c['decay_mode']} decay, reset {c['reset']}, spike "
+                      f"{c['spike']}, input {c['input_width']} bits, state {c['state_width']} "
+                      f"bits (2^-{c['state_frac_bits']})")
         else:
             detail = (f"P={c['time_parallelism']} {c['coef_mode']}, input {c['input_width']} "
                       f"bits, coefficients {c['coef_width']}, state {c['state_width']} bits")

@@ -17,15 +17,18 @@ import torch
 from ..golden.cpsn import CPSN
 from ..golden.cpsn_bn import CPSNBN
 from ..golden.fixed import check_int, signed_range
-from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse, READOUTS
+from ..golden.lif import LIF, DecoupledResetLIF
+from ..golden.lif_config import DECAY_MODES, LIFConfig
+from ..golden.network_int import (IntegerLayer, IntegerNetwork, IntegerSynapse, READOUTS,
+                                  core_model)
 from ..golden.networks import SeqBatchNorm, SpikingNetwork
 from ..golden.prf import PRF
-from ..golden.prf_config import COEF_MODES, PRFConfig
+from ..golden.prf_config import COEF_MODES
 
 __all__ = ["Formats", "QuantisationError", "stack_dataset", "quantise_network",
            "quantisation_report", "smallest_widths", "frac_bits_for"]
 
-_HARDWARE_NEURONS = (CPSN, CPSNBN, PRF)
+_HARDWARE_NEURONS = (CPSN, CPSNBN, PRF, LIF, DecoupledResetLIF)
 
 
 class QuantisationError(ValueError):
@@ -47,6 +50,11 @@ class Formats:
         prf_coef_mode, prf_csd_terms, prf_coef_width, prf_state_frac_bits,
             prf_time_parallelism: PRF core format (:class:`~spikeforge.golden.prf_config.PRFConfig`;
             the state width follows from its proven bound).
+        lif_decay_mode, lif_decay_digits, lif_decay_frac_bits: LIF decay form
+            (:class:`~spikeforge.golden.lif_config.LIFConfig`); β = 1 − 1/τ is rounded by
+            ``LIFConfig.quantise_decay`` (exact for τ = 2^k).
+        lif_extra_frac_bits: fraction bits of the LIF membrane beyond the core input's (the
+            decay's rounding happens this far below an input LSB).
     """
 
     input_width: int = 8
@@ -59,6 +67,10 @@ class Formats:
     prf_coef_width: int = 16
     prf_state_frac_bits: int = 16
     prf_time_parallelism: int = 1
+    lif_decay_mode: str = "csd"
+    lif_decay_digits: int = 3
+    lif_decay_frac_bits: int = 8
+    lif_extra_frac_bits: int = 4
 
     def __post_init__(self):
         for name in ("input_width", "core_input_width", "weight_width"):
@@ -66,6 +78,11 @@ class Formats:
         check_int("Formats", "lanes", self.lanes, min_value=1)
         if not 0 < self.percentile <= 100:
             raise ValueError(f"Formats.percentile must lie in (0, 100], got {self.percentile}")
+        if self.lif_decay_mode not in DECAY_MODES:
+            raise ValueError(f"Formats.lif_decay_mode must be one of {DECAY_MODES}, got "
+                             f"{self.lif_decay_mode!r}")
+        check_int("Formats", "lif_extra_frac_bits", self.lif_extra_frac_bits, min_value=0,
+                  max_value=16)
         if self.prf_coef_mode not in COEF_MODES:
             raise ValueError(f"Formats.prf_coef_mode must be one of {COEF_MODES}, got "
                              f"{self.prf_coef_mode!r}")
@@ -114,7 +131,7 @@ def _hardware_layers(model: SpikingNetwork) -> list[tuple[str, torch.nn.Module,
         if not isinstance(neuron, _HARDWARE_NEURONS):
             raise QuantisationError(
                 f"layer sn{index}: {type(neuron).__name__} has no hardware core; export "
-                f"supports cpsn, cpsn_bn and prf layers")
+                f"supports cpsn, cpsn_bn, prf, lif and decoupled_lif layers")
         if isinstance(neuron, (CPSN, CPSNBN)) and not neuron.quantize:
             raise QuantisationError(f"layer sn{index}: a CPSN trained with quantize: false has "
                                     f"float weights; the core needs power-of-two weights")
@@ -181,9 +198,39 @@ def _check_finite(layers) -> None:
                                             f"contains NaN or infinity")
 
 
-def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats):
-    lanes = _lanes(neuron.channels, formats.lanes)
+def lif_config(neuron, channels: int, input_width: int, input_frac_bits: int,
+               formats: Formats, lanes: int) -> LIFConfig:
+    """The LIF core of a trained :class:`~spikeforge.golden.lif.LIF` (or its decoupled-reset
+    form, which has the same spikes): ``u_t = β(u_{t−1} − V_th·s_{t−1}) + c_t``, fire on
+    ``>=``, i.e. reset ``subtract_decayed``, spike ``ge``. The membrane carries
+    ``lif_extra_frac_bits`` more fraction bits than the input, and enough integer bits for
+    ``|u| <= (max |c| + V_th)/(1 − β)`` (saturation guards the rest)."""
+    frac = formats.lif_decay_frac_bits
+    beta = LIFConfig.quantise_decay(neuron.beta, frac, formats.lif_decay_mode,
+                                    formats.lif_decay_digits)
+    state_frac = input_frac_bits + formats.lif_extra_frac_bits
+    theta = round(math.ldexp(neuron.v_threshold, state_frac))
+    leak = max(1.0, 1.0 / max(1.0 - beta / (1 << frac), 2.0 ** -frac))
+    bound = (math.ldexp(1.0, input_width - 1 + formats.lif_extra_frac_bits) + theta) * leak
+    width = max(int(math.ceil(math.log2(bound + 1))) + 1, (theta + 2).bit_length() + 1)
+    if width > 40:
+        raise QuantisationError(f"the LIF membrane would need {width} bits (threshold "
+                                f"{neuron.v_threshold} on a 2^-{state_frac} grid)")
+    return LIFConfig(channels=channels, lanes=lanes, variant="lif", beta=[beta],
+                     threshold=[theta], decay_frac_bits=frac,
+                     decay_mode=formats.lif_decay_mode, decay_digits=formats.lif_decay_digits,
+                     reset="subtract_decayed", spike="ge", input_width=input_width,
+                     input_frac_bits=input_frac_bits, state_width=width,
+                     state_frac_bits=state_frac)
+
+
+def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats,
+          channels: int):
+    lanes = _lanes(channels, formats.lanes)
     try:
+        if isinstance(neuron, (LIF, DecoupledResetLIF)):
+            return lif_config(neuron, channels, formats.core_input_width, frac_bits, formats,
+                              lanes)
         if isinstance(neuron, PRF):
             return neuron.hardware_config(
                 input_width=formats.core_input_width, input_frac_bits=frac_bits, lanes=lanes,
@@ -227,7 +274,8 @@ def quantise_network(model: SpikingNetwork, calibration_x: np.ndarray,
                                      input_bound=activity_bound)
         except ValueError as exc:
             raise QuantisationError(f"layer {name}: {exc}") from None
-        hidden.append(IntegerLayer(name, synapse, _core(name, neuron, core_frac, formats)))
+        hidden.append(IntegerLayer(name, synapse, _core(name, neuron, core_frac, formats,
+                                                        synapse.outputs)))
         activity_frac, activity_bound = 0, 1  # spikes
     linear = model.readout.linear
     matrix = linear.weight.detach().double().cpu().numpy()
@@ -253,7 +301,7 @@ def quantisation_report(model: SpikingNetwork, network: IntegerNetwork, x: np.nd
     for layer in network.layers:
         spikes = trace.spikes[layer.name]
         layers[layer.name] = {
-            "neuron": "prf" if isinstance(layer.core, PRFConfig) else "cpsn",
+            "neuron": core_model(layer.core).neuron,
             "channels": layer.core.channels,
             "spike_agreement": float(np.mean(spikes == (float_spikes[layer.name] > 0.5))),
             "firing_rate_integer": float(spikes.mean()),
