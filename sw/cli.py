@@ -9,13 +9,43 @@ from pathlib import Path
 import click
 
 from .. import __version__
-from ..hw.cpsn_tables import ARITHS
 from ..hw.synth import TARGETS, misfit
-from .bench_hw import CORE_KINDS, PLANS
-from .configs import load_core_config
 from .outputs import writable_dir, writable_file
 from .demo import demo
 from .text import table
+
+
+class _ChoiceLater(click.Choice):
+    """A ``click.Choice`` whose choices come from a module imported only when they are
+    needed (parsing or help of that option), not when the command line starts: Amaranth
+    and numpy take a good part of a second to import."""
+
+    def __init__(self, load, case_sensitive: bool = True):
+        self._load, self._choices, self.case_sensitive = load, None, case_sensitive
+
+    @property
+    def choices(self):
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+
+def _ariths():
+    from ..hw.cpsn_tables import ARITHS
+
+    return ARITHS
+
+
+def _plans():
+    from .bench_hw import PLANS
+
+    return sorted(PLANS)
+
+
+def _core_kinds():
+    from .bench_hw import CORE_KINDS
+
+    return sorted(CORE_KINDS)
 
 
 def _fail(message: str):
@@ -24,6 +54,8 @@ def _fail(message: str):
 
 def _load(path):
     try:
+        from .configs import load_core_config
+
         return load_core_config(path)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
@@ -41,6 +73,82 @@ def _generator_options(config, arith: str) -> dict:
     return {}
 
 
+def _click_command_name(node) -> str | None:
+    """The command name of a function decorated with ``@click.command(...)``, else None."""
+    import ast
+
+    for decorator in node.decorator_list:
+        if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "click.command":
+            if decorator.args and isinstance(decorator.args[0], ast.Constant):
+                return decorator.args[0].value
+            return node.name.replace("_", "-")
+    return None
+
+
+def _usage_guards(node, source_name: str):
+    """The leading ``if ...: raise click.UsageError(...)`` statements of a command's body
+    as a function of its parameters (they need nothing but the parameters and click)."""
+    import ast
+
+    guards = []
+    for statement in node.body[1:] if ast.get_docstring(node) else node.body:
+        if not (isinstance(statement, ast.If) and not statement.orelse
+                and len(statement.body) == 1 and isinstance(statement.body[0], ast.Raise)
+                and ast.unparse(statement.body[0].exc).startswith("click.UsageError(")):
+            break
+        guards.append(statement)
+    if not guards:
+        return None
+    arguments = ast.arguments(posonlyargs=[], args=[], vararg=None, kwonlyargs=[],
+                              kw_defaults=[], kwarg=ast.arg("parameters"), defaults=[])
+    body = [ast.Assign(targets=[ast.Name(n, ast.Store())],
+                       value=ast.parse(f"parameters.get({n!r})", mode="eval").body)
+            for n in sorted({a.arg for a in node.args.args})] + guards
+    function = ast.FunctionDef(name="guard", args=arguments, body=body, decorator_list=[],
+                               returns=None, type_params=[])
+    module = ast.fix_missing_locations(ast.Module(body=[function], type_ignores=[]))
+    namespace = {"click": click}
+    exec(compile(module, source_name, "exec"), namespace)
+    return namespace["guard"]
+
+
+def _light_command(module: str, name: str):
+    """Command ``name`` of ``module`` built from the module's source without importing it
+    (``train`` and ``evaluate`` live beside torch, which takes seconds to import): the
+    decorators of its ``@click.command`` function are evaluated on their own (they use
+    nothing but click), and so are the usage checks at the top of its body; the module is
+    imported only when the command runs. ``None`` where a decorator needs more than click
+    (the caller then imports the module)."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+        source = Path(spec.origin).read_text()
+        tree = ast.parse(source, spec.origin)
+        node = next(n for n in tree.body if isinstance(n, ast.FunctionDef)
+                    and _click_command_name(n) == name)
+        guard = _usage_guards(node, spec.origin)
+
+        def run(*_args, **parameters):
+            if guard is not None:
+                guard(**parameters)
+            import importlib
+
+            real = getattr(importlib.import_module(module), node.name)
+            return real.invoke(click.get_current_context())
+
+        run.__name__, run.__doc__ = node.name, ast.get_docstring(node)
+        namespace = {"click": click}
+        command = run
+        for decorator in reversed(node.decorator_list):
+            command = eval(compile(ast.Expression(decorator), spec.origin, "eval"),
+                           namespace)(command)
+        return command
+    except Exception:  # anything unexpected: the real command, imported
+        return None
+
+
 class _LazyGroup(click.Group):
     """A group whose torch-based commands are imported only when they run, so that
     ``--help`` and usage errors answer at once (torch takes seconds to import)."""
@@ -56,9 +164,14 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx, name):
         if name in self.LAZY:
+            module = self.LAZY[name][0]
+            if module not in sys.modules:  # its options and usage checks without the import
+                light = _light_command(module, name)
+                if light is not None:
+                    return light
             import importlib
 
-            return getattr(importlib.import_module(self.LAZY[name][0]), name)
+            return getattr(importlib.import_module(module), name)
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
@@ -69,11 +182,35 @@ class _LazyGroup(click.Group):
             click.echo(f"Error: cannot access{where}: {exc.strerror or exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("\ninterrupted. A training run continues with `spikeforge train --resume "
-                       "--out RUN`; a directory whose generation was cut short has no "
-                       "description (.json) and is refused until it is generated again.",
-                       err=True)
+            click.echo(f"\ninterrupted. {self._after_interrupt(ctx)}", err=True)
             ctx.exit(130)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta["spikeforge.command"] = (name, command, list(rest))
+        return name, command, rest
+
+    @staticmethod
+    def _after_interrupt(ctx) -> str:
+        """What an interrupted command leaves, with its own paths."""
+        name, command, args = ctx.meta.get("spikeforge.command", (None, None, []))
+        try:
+            params = command.make_context(name, list(args), parent=ctx,
+                                          resilient_parsing=True).params
+        except Exception:  # nothing more to say than that it was interrupted
+            params = {}
+        if name == "train" and (params.get("out_dir") or params.get("config_path")):
+            run = params.get("out_dir") or Path("runs", Path(params["config_path"]).stem)
+            return (f"The run continues from its last completed epoch with `spikeforge train "
+                    f"--resume --out {run}`.")
+        if name in ("generate", "export") and params.get("out_dir"):
+            return (f"Nothing was replaced: {params['out_dir']} holds what it held before "
+                    f"(outputs are written whole or not at all).")
+        if name == "synth" and (params.get("out_dir") or params.get("core_dir")):
+            where = params.get("out_dir") or Path(params["core_dir"],
+                                                  f"synth-{params.get('target')}")
+            return f"The tools' logs so far are in {where} (yosys.log, nextpnr*.log)."
+        return "Outputs are written whole or not at all: nothing half-written was left."
 
     def format_commands(self, ctx, formatter):
         rows = []
@@ -109,7 +246,7 @@ def main():
               help="Tables as ROM contents in the Verilog, or read with $readmemh from the "
                    ".hex files (INIT_FILE parameters) so they change without regenerating "
                    "[default: baked for --config, file for --from].")
-@click.option("--arith", type=click.Choice(ARITHS), default="shift_add",
+@click.option("--arith", type=_ChoiceLater(_ariths), default="shift_add",
               show_default=True,
               help="shift_add: the multiplication-free datapath; multiply: the baseline with a "
                    "real multiplier per tap (same results), for comparison.")
@@ -564,7 +701,7 @@ def synth_rows(report: dict) -> list[tuple[str, str]]:
 @click.option("--target", required=True,
               type=click.Choice(list(TARGETS)),
               help="FPGA: iCE40 and ECP5 are placed and routed (Fmax); xc7 is synthesis only.")
-@click.option("--arith", type=click.Choice(ARITHS), default="shift_add",
+@click.option("--arith", type=_ChoiceLater(_ariths), default="shift_add",
               show_default=True, help="With --config: the datapath to generate.")
 @click.option("--weights", "weight_storage", type=click.Choice(["baked", "file"]),
               default="baked", show_default=True, help="With --config: table storage.")
@@ -645,7 +782,7 @@ def bench_kernels(ctx):
 
 
 @bench.command("hw")
-@click.option("--plan", type=click.Choice(sorted(PLANS)), default="standard",
+@click.option("--plan", type=_ChoiceLater(_plans), default="standard",
               show_default=True, help="Which sweep (see spikeforge.sw.bench_hw.PLANS).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(min=1),
               help="Synthesis runs at once.")
@@ -656,7 +793,7 @@ def bench_kernels(ctx):
               help="Keep every run's generated core and tool files here.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1),
               help="nextpnr placement seeds 1…N per core; Fmax is the fastest placement's.")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(sorted(CORE_KINDS)),
+@click.option("--kind", "kinds", multiple=True, type=_ChoiceLater(_core_kinds),
               help="Measure only this core kind (repeatable); the other kinds' rows are kept "
                    "from DOCS/benchmarks/hw.json, with the run that measured them.")
 @click.option("--keep-before", is_flag=True,

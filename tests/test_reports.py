@@ -268,7 +268,8 @@ sleep 20
     monkeypatch.setattr(synth, "tool_executable", lambda _name: str(tool))
     result = CliRunner().invoke(main, ["synth", str(core_dir), "--target", "xc7"])
     assert result.exit_code == 130, result.output
-    assert "interrupted" in result.output and "yosys.log" in result.output
+    assert (f"interrupted. The tools' logs so far are in {core_dir / 'synth-xc7'} "
+            f"(yosys.log, nextpnr*.log)") in result.output
     assert "started placing" in (core_dir / "synth-xc7" / "yosys.log").read_text()
 
 
@@ -358,3 +359,73 @@ def test_unwritable_devices_are_refused_before_any_work(tmp_path):
         assert line.startswith("Error: cannot write"), (command, line)
         assert "co-simulating" not in result.output and "synthesising" not in result.output
     assert not list(Path("/proc").glob(".spikeforge-probe-*"))
+
+
+def test_the_interrupt_message_names_the_run(monkeypatch, tmp_path):
+    import spikeforge.sw.cli as cli
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    command = cli._light_command("spikeforge.sw.train", "train")
+    monkeypatch.setattr(command, "callback", interrupted)
+    real = cli._LazyGroup.get_command
+    monkeypatch.setattr(cli._LazyGroup, "get_command", lambda self, ctx, name:
+                        command if name == "train" else real(self, ctx, name))
+    result = CliRunner().invoke(main, ["train", "--config", "configs/digits_cpsn.yaml",
+                                       "--out", str(tmp_path / "runs" / "r7")])
+    assert result.exit_code == 130, result.output
+    assert f"spikeforge train --resume --out {tmp_path / 'runs' / 'r7'}`" in result.output
+    assert "--out RUN" not in result.output
+
+
+# -- the command line answers at once ------------------------------------------------------
+
+def _best_seconds(args, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(args, capture_output=True, cwd=ROOT, stdin=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_help_and_usage_errors_answer_at_once():
+    """`--help` and usage errors of every command in under a second: nothing heavy (torch,
+    Amaranth) is imported before the arguments are parsed. Measured against `python -c pass`
+    in the same run, so a busy machine scales both: a command passes at under 1 s or under
+    40 times Python's own start."""
+    from spikeforge.sw.cli import bench
+
+    script = Path(sys.executable).parent / "spikeforge"
+    cli = [str(script)] if script.is_file() else [sys.executable, "-m", "spikeforge.sw.cli"]
+    python = _best_seconds([sys.executable, "-c", "pass"], 5)
+    commands = [[name] for name in main.list_commands(None)] + \
+        [["bench", name] for name in bench.list_commands(None)]
+    # (`bench kernels` hands unknown options to the kernel benchmark's own parser)
+    runs = [[*command, "--help"] for command in [[]] + commands] + \
+        [[*command, "--no-such-option"] for command in commands
+         if command != ["bench", "kernels"]] + [["train"], ["evaluate"]]
+    slow = {}
+    for args in runs:
+        seconds = _best_seconds(cli + args, 1)
+        if seconds > max(1.0, 40 * python):  # measured again before it counts
+            seconds = min(seconds, _best_seconds(cli + args, 2))
+        if seconds > max(1.0, 40 * python):
+            slow[" ".join(args)] = f"{seconds:.2f} s = {seconds / python:.0f} x python"
+    assert not slow, f"python -c pass: {python:.3f} s; slow: {slow}"
+
+
+@pytest.mark.parametrize("module, name", [("spikeforge.sw.train", "train"),
+                                          ("spikeforge.sw.train", "evaluate")])
+def test_commands_read_from_source_are_the_real_ones(module, name):
+    """`train` and `evaluate` answer --help from their module's source, unimported: the same
+    options, arguments and help as the imported commands."""
+    import importlib
+
+    import spikeforge.sw.cli as cli
+
+    light = cli._light_command(module, name)
+    real = getattr(importlib.import_module(module), name)
+    assert light is not None and light.help == real.help
+    assert [p.to_info_dict() for p in light.params] == [p.to_info_dict() for p in real.params]
