@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \
 		$(PY) -m pip install --disable-pip-version-check -q "torch==2.13.0" || true; fi
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,data]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,data,nir-clients]"
 	# SpikingJelly only as a reference in tests; --no-deps keeps its CUDA torch pin out.
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps "spikingjelly==2.0.0" "loguru>=0.7"
 	touch $(STAMP)
