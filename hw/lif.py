@@ -429,7 +429,9 @@ class LIFCore(wiring.Component):
         # C: the drive and the spike (two carry chains side by side).
         total = d + drive
         if spiking:
-            spike = (d >= ref) if cfg.spike == "ge" else (d > ref)
+            # The sign of one subtraction (a carry chain): d >= ref ⇔ d − ref >= 0, and
+            # d > ref ⇔ ref − d < 0.
+            spike = ~(d - ref)[-1] if cfg.spike == "ge" else (ref - d)[-1]
         else:
             spike = Const(0, 1)
         total, spike = cut_here([total, spike], "sum")
