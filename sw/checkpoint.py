@@ -19,11 +19,13 @@ pickled code.
 """
 
 import os
+import re
 from pathlib import Path
 
 import torch
 
-__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint",
+           "state_dict_error"]
 
 FORMAT = "spikeforge-checkpoint"
 VERSION = 1
@@ -57,7 +59,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         # torch's own advice ("weights_only=False will likely succeed") would mean running
         # code from an untrusted file; say what helps instead.
         other = {"best.pt": "last.pt", "last.pt": "best.pt"}.get(path.name)
-        hint = f"; try the run's {other} (--checkpoint {other[:-3]})" if other else ""
+        hint = (f"; the run's {other} may be intact (`spikeforge export` and `evaluate` "
+                f"read it with --checkpoint {other[:-3]})") if other else ""
         raise CheckpointError(f"{path}: not a readable checkpoint: the file is corrupted, "
                               f"truncated or was not written by spikeforge "
                               f"({type(exc).__name__}){hint}") from None
@@ -70,3 +73,29 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {missing}")
     return data
+
+
+_SIZE_MISMATCH = re.compile(r"size mismatch for ([\w.]+): copying a param with shape "
+                            r"torch\.Size\(\[([^\]]*)\]\) from checkpoint, the shape in "
+                            r"current model is torch\.Size\(\[([^\]]*)\]\)")
+_KEYS = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: (.*?)\.?\s*$")
+
+
+def state_dict_error(exc: Exception) -> str:
+    """torch's ``load_state_dict`` error (one line per tensor, often dozens) as one line: the
+    first difference and how many more. Other errors as they are, on one line."""
+    text = str(exc)
+    differences = [f"{name} is [{saved}] in the checkpoint but [{built}] in the network "
+                   f"its configuration builds" for name, saved, built in
+                   _SIZE_MISMATCH.findall(text)]
+    for line in text.splitlines():
+        match = _KEYS.search(line.strip())
+        if match:
+            keys = [k.strip(' "') for k in match[2].split(",") if k.strip(' "')]
+            differences.append(f"{match[1].lower()} tensor(s) {', '.join(keys[:3])}"
+                               + (f" and {len(keys) - 3} more" if len(keys) > 3 else ""))
+    if not differences:
+        return " ".join(text.split())
+    more = len(differences) - 1
+    return (f"the saved weights do not fit the network: {differences[0]}"
+            + (f" (and {more} more difference{'s' if more > 1 else ''})" if more else ""))

@@ -2,6 +2,7 @@
 synthesise it for FPGAs and benchmark both."""
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,15 @@ def _core_kinds():
 
 def _fail(message: str):
     raise click.ClickException(message)
+
+
+_NUMPY_REPR = re.compile(r"\bnp\.(?:u?int\d*|float\d*|bool_?)\(([^()]*)\)")
+
+
+def _plain_numbers(message: str) -> str:
+    """A message with numpy scalars as the numbers they are: ``np.int64(5)`` → ``5`` (numpy 2
+    writes its scalars so inside lists, tuples and ``!r``)."""
+    return _NUMPY_REPR.sub(r"\1", message)
 
 
 def _load(path):
@@ -177,6 +187,9 @@ class _LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:  # every refusal: one line, in plain numbers
+            exc.message = _plain_numbers(exc.message)
+            raise
         except OSError as exc:  # an output that cannot be written, a file that vanished
             where = f" {exc.filename}" if exc.filename else ""
             click.echo(f"Error: cannot access{where}: {exc.strerror or exc}", err=True)

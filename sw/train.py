@@ -523,7 +523,10 @@ def load_trained(path, device: str = "cpu"):
                             sizes["steps"])
         model.load_state_dict(checkpoint["state_dict"])
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: the saved model cannot be rebuilt ({exc})") from None
+        from .checkpoint import state_dict_error  # torch's many lines as one
+
+        raise CheckpointError(f"{path}: the saved model cannot be rebuilt "
+                              f"({state_dict_error(exc)})") from None
     return model.to(device).eval(), config, checkpoint
 
 

@@ -429,3 +429,51 @@ def test_commands_read_from_source_are_the_real_ones(module, name):
     real = getattr(importlib.import_module(module), name)
     assert light is not None and light.help == real.help
     assert [p.to_info_dict() for p in light.params] == [p.to_info_dict() for p in real.params]
+
+
+def test_messages_print_numbers_not_numpy_reprs(monkeypatch, tmp_path):
+    import spikeforge.sw.configs as configs
+
+    def bad(_path):
+        raise ValueError(f"CPSNConfig.order must be <= {np.int64(8)}, got "
+                         f"{[np.int64(9), np.float64(0.5)]} ({np.int64(-3)!r})")
+
+    monkeypatch.setattr(configs, "load_core_config", bad)
+    line = one_error_line(invoke("generate", "--config", EXAMPLE, "--out", tmp_path / "o"))
+    assert line == "Error: CPSNConfig.order must be <= 8, got [9, 0.5] (-3)", line
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+def test_a_checkpoint_of_another_shape_is_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    from spikeforge.golden.networks import build_model
+    from spikeforge.sw.checkpoint import save_checkpoint, state_dict_error
+    from spikeforge.sw.train import config_to_dict, parse_config
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.nn.Linear(4, 2).load_state_dict(torch.nn.Linear(3, 2).state_dict())
+    assert state_dict_error(caught.value) == (
+        "the saved weights do not fit the network: weight is [2, 3] in the checkpoint but "
+        "[2, 4] in the network its configuration builds")
+    run = {"data": {"name": "digits"}, "train": {"epochs": 1},
+           "model": {"arch": "mlp", "hidden": [16], "neuron": {"name": "cpsn_bn"}}}
+    model = build_model(parse_config(run).model, 8, 10, 8)
+    run["model"]["hidden"] = [12]  # the saved configuration builds another shape
+    save_checkpoint(tmp_path / "best.pt", {
+        "config": config_to_dict(parse_config(run)), "state_dict": model.state_dict(),
+        "model_inputs": {"in_features": 8, "outputs": 10, "steps": 8}, "optimizer": {},
+        "epoch": 1, "epochs": 1, "seed": 0, "rng": {}, "metrics": [], "best": {}})
+    line = one_error_line(invoke("evaluate", tmp_path))
+    assert "the saved weights do not fit the network: " in line and "more difference" in line
+
+
+def test_a_damaged_checkpoint_hint_names_the_commands_that_take_checkpoint(tmp_path):
+    from spikeforge.sw.checkpoint import CheckpointError, load_checkpoint
+
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(tmp_path / "last.pt")
+    message = str(caught.value)
+    assert "the run's best.pt may be intact (`spikeforge export` and `evaluate` read it with " \
+           "--checkpoint best)" in message, message
