@@ -477,3 +477,18 @@ def test_a_damaged_checkpoint_hint_names_the_commands_that_take_checkpoint(tmp_p
     message = str(caught.value)
     assert "the run's best.pt may be intact (`spikeforge export` and `evaluate` read it with " \
            "--checkpoint best)" in message, message
+
+
+def test_demo_summary_labels_every_accuracy_with_its_sample_count():
+    from spikeforge.sw.demo import summary_rows
+
+    run = {"samples": 10, "integer_accuracy": 0.9, "hardware_accuracy": 0.9,
+           "class_agreement": 1.0, "logit_agreement": 1.0, "cycles_per_sample": 300.0,
+           "cycles_per_sample_bound": 288}
+    rows = dict(summary_rows({"samples": 449, "float_accuracy": 0.9599,
+                              "integer_accuracy": 0.9532},
+                             {"random handshakes": run, "full rate": run}, None, "ecp5-25k"))
+    assert rows["float accuracy"] == "95.99% (449 test samples)"
+    assert rows["integer accuracy"] == "95.32% (449 test samples); 90.00% on the 10 co-simulated"
+    assert rows["hardware accuracy"] == "90.00% (10 test samples under Verilator)"
+    assert rows["agreement, full rate"].endswith("(10 test samples)")
