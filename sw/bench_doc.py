@@ -45,6 +45,11 @@ TARGET_CHECKS = (
      "shift_add_demo", "fmax_mhz", lambda v: v is not None and v >= 120),
     ("fits, with its Fmax", "prf", "ice40-up5k", {}, "shift_add_demo", "fmax_mhz",
      lambda v: v is not None),
+    # Issue 25: the LIF core with a shift decay.
+    ("zero DSP", "lif", "ecp5-25k", {"channels": 64, "lanes": 4}, "shift", "dsp",
+     lambda v: v == 0),
+    ("Fmax ≥ 200 MHz", "lif", "ecp5-25k", {"channels": 64, "lanes": 4}, "shift", "fmax_mhz",
+     lambda v: v is not None and v >= 200),
 )
 
 #: (metric, title, file). CPSN plots keep these names; another kind's get its name in front
@@ -57,7 +62,8 @@ PLOTS = (("logic_luts", "LUTs (ECP5: LUT4 incl. the two in each carry cell)", "l
 
 #: Section titles of the core kinds.
 _KIND_TITLES = {"cpsn": "CPSN (channel-wise PSN, shift-add datapath)",
-                "prf": "PRF (parallel resonate-and-fire scan unit)"}
+                "prf": "PRF (parallel resonate-and-fire scan unit)",
+                "lif": "LIF family (IF / LIF / CubaLIF / LI core)"}
 
 
 def _plot_file(kind: str, name: str) -> str:
