@@ -169,7 +169,8 @@ def check_spec(spec: dict) -> None:
 
     ``spec = {"nodes": [...], "input": name, "output": name, "precision": "float32"|"float64"}``;
     each node ``{"name", "kind", "params": {name: array}, "inputs": [names],
-    "recurrent": [names]}`` in execution order: every name in ``inputs`` comes earlier,
+    "recurrent": [names], "precision": optional, the dtype its parameters were stored in}`` in
+    execution order: every name in ``inputs`` comes earlier,
     ``recurrent`` names (back edges, previous step) may come anywhere.
     """
     seen = set()
@@ -338,8 +339,10 @@ class NIRNetwork(nn.Module):
                                      f"a whole number of steps of dt = {choices.dt:g} s")
                 self.nodes[key] = _Delay(rounded)
             elif kind in NEURON_KINDS:
+                node_precision = {"float32": np.float32, "float64": np.float64}.get(
+                    node.get("precision"), precision)
                 try:
-                    coefficients = discretise(kind, params, choices, precision)
+                    coefficients = discretise(kind, params, choices, node_precision)
                 except ValueError as exc:
                     raise ValueError(f"node {node['name']!r}: {exc}") from None
                 self.nodes[key] = _Neuron(kind, coefficients, choices)

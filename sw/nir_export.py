@@ -62,10 +62,11 @@ def _imported_graph(model, checkpoint):
                              f"threshold) is not NIR's v > threshold")
     nodes, edges = {}, []
     size = spec["sizes"]
-    # the parameters in the precision they were read in (float32 from snnTorch's files)
-    dtype = np.float32 if spec.get("precision") == "float32" else np.float64
     for node in spec["nodes"]:
         name, kind, p = node["name"], node["kind"], node["params"]
+        # the parameters in the precision they were read in (float32 from snnTorch's files)
+        dtype = np.float32 if node.get("precision", spec.get("precision")) == "float32" \
+            else np.float64
         f = {k: np.asarray(v, dtype=np.float64).astype(dtype) for k, v in p.items()}
         if kind == "input":
             nodes[name] = nir.Input(input_type=np.array([size[name]]))

@@ -271,13 +271,18 @@ def _broadcast(name: str, kind: str, params: dict, size: int | None):
     return params, None
 
 
+def _node_precision(node) -> str:
+    """``float32`` when every floating parameter of the node is stored in float32 (snnTorch
+    writes its Leaky/Synaptic so, but RSynaptic/RLeaky in float64), else ``float64``."""
+    dtypes = {np.asarray(value).dtype for key in ("tau", "tau_mem", "tau_syn", "r", "w_in",
+                                                    "v_threshold", "weight", "scale")
+              if (value := getattr(node, key, None)) is not None}
+    return "float32" if dtypes and dtypes <= {np.dtype(np.float32)} else "float64"
+
+
 def _file_precision(nodes) -> str:
-    for node in nodes.values():
-        for key in ("tau", "tau_mem", "weight", "v_threshold", "r"):
-            value = getattr(node, key, None)
-            if value is not None and np.asarray(value).dtype == np.float64:
-                return "float64"
-    return "float32"
+    precisions = {_node_precision(node) for node in nodes.values()}
+    return "float32" if precisions == {"float32"} else "float64"
 
 
 def _close(a, b, **kw) -> bool:
@@ -539,7 +544,8 @@ def plan_import(graph, choices: Choices, *, in_features: int | None = None,
             continue
         p = params[name]
         try:
-            coefficients = discretise(kind, p, choices, np.dtype(precision).type)
+            coefficients = discretise(kind, p, choices,
+                                      np.dtype(_node_precision(nodes[name])).type)
         except ValueError as exc:
             hint = ""
             if source == "norse" and "unstable" in str(exc):
@@ -580,6 +586,7 @@ def plan_import(graph, choices: Choices, *, in_features: int | None = None,
     for name in order:
         spec["nodes"].append({
             "name": name, "kind": kinds[name], "params": params[name],
+            "precision": _node_precision(nodes[name]),
             "inputs": sorted((a for a in incoming[name] if (a, name) not in back),
                              key=lambda a: incoming[name].index(a)),
             "recurrent": [a for a in incoming[name] if (a, name) in back]})
