@@ -492,3 +492,39 @@ def test_demo_summary_labels_every_accuracy_with_its_sample_count():
     assert rows["integer accuracy"] == "95.32% (449 test samples); 90.00% on the 10 co-simulated"
     assert rows["hardware accuracy"] == "90.00% (10 test samples under Verilator)"
     assert rows["agreement, full rate"].endswith("(10 test samples)")
+
+
+# -- $readmemh paths that do not depend on the working directory -------------------------------
+
+def test_rom_tables_can_be_read_from_any_working_directory(tmp_path):
+    """SPIKEFORGE_MEM_DIR puts a directory in front of every INIT_FILE (Verilator here, run
+    from another directory; the ROM's comment gives the flags of Icarus, Questa and Vivado).
+    Without it the path stays relative to the working directory, as the existing flows (every
+    co-simulation with file tables) expect."""
+    from spikeforge.sim.verilator import MissingToolError, verilator_env
+
+    try:
+        env = verilator_env()
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+    tables, run = tmp_path / "tables", tmp_path / "elsewhere"
+    tables.mkdir()
+    run.mkdir()
+    (tables / "t.hex").write_text("0a\n0b\n0c\n0d\n")
+    (tmp_path / "tb.v").write_text("""\
+module tb;
+  wire [7:0] data;
+  spikeforge_rom #(.WIDTH(8), .DEPTH(4), .ADDR_WIDTH(2), .INIT_FILE("t.hex"))
+    rom (.clk(1'b0), .en(1'b0), .addr(2'd0), .data(data));
+  initial $finish;
+  final $display("DATA=%h", rom.mem[2]);
+endmodule
+""")
+    rom = ROOT / "hw" / "verilog" / "spikeforge_rom.v"
+    subprocess.run(["verilator", "--binary", "-Wno-fatal",
+                    f'+define+SPIKEFORGE_MEM_DIR="{tables}/"', str(tmp_path / "tb.v"),
+                    str(rom), "--top-module", "tb", "-Mdir", str(tmp_path / "obj")],
+                   env=env, check=True, capture_output=True)
+    result = subprocess.run([str(tmp_path / "obj" / "Vtb")], cwd=run, capture_output=True,
+                            text=True)
+    assert "DATA=0c" in result.stdout, result.stdout + result.stderr
