@@ -366,6 +366,77 @@ class NIRNetwork(nn.Module):
         execution order."""
         return [(self.node_names[int(key[1:])], probe) for key, probe in self.probes.items()]
 
+    def hardware_layers(self) -> list:
+        """The graph as LIF-core layers, in the terms an exporter quantises
+        (:class:`~spikeforge.golden.lif_config.LIFConfig` plus the synapses), input to output:
+        per spiking or LI node ``{"name", "source" (the layer or input feeding it),
+        "weight" [C, F], "bias" [C] (the input gain folded in: the core adds its input with
+        gain 1), "recurrent": [(weight [C, C], bias [C])] (previous step's own spikes, gain
+        folded), "lif": lif_view()}``; an Affine straight into the output (a time-mean
+        membrane readout) comes last with ``"lif": None, "readout": True``. Raises ``ValueError`` naming the node where the graph is
+        not such a chain (an Affine or Linear into each neuron, no leak, v_reset 0, a CubaLIF
+        membrane gain of 1)."""
+        spec = self.spec
+        nodes = {n["name"]: n for n in spec["nodes"]}
+        modules = {n["name"]: self.nodes[f"n{i}"] for i, n in enumerate(spec["nodes"])}
+        layers, sources = [], {spec["input"]}
+        for node in spec["nodes"]:
+            name, kind = node["name"], node["kind"]
+            consumers = [nodes[c]["kind"] for c in self._consumers(name)]
+            if kind in ("affine", "linear") and consumers == ["output"]:
+                if len(node["inputs"]) != 1 or node["inputs"][0] not in sources:
+                    raise ValueError(f"node {name!r}: its input is not a layer")
+                weight = np.asarray(node["params"]["weight"], dtype=np.float64)
+                bias = np.asarray(node["params"].get("bias", np.zeros(weight.shape[0])),
+                                  dtype=np.float64)
+                layers.append({"name": name, "source": node["inputs"][0], "weight": weight,
+                               "bias": bias, "recurrent": [], "lif": None, "readout": True})
+                continue
+            if kind in ("input", "output") or kind in SYNAPSE_KINDS and consumers and all(
+                    k in NEURON_KINDS for k in consumers):
+                continue
+            if kind not in LIF_VARIANTS:
+                raise ValueError(f"node {name!r}: a {kind} node has no LIF core")
+            view = modules[name].lif_view()
+            if np.any(view["v_leak_term"] != 0):
+                raise ValueError(f"node {name!r}: v_leak != 0 has no core")
+            if view["v_reset"] is not None and np.any(view["v_reset"] != 0):
+                raise ValueError(f"node {name!r}: v_reset != 0 has no core")
+            if view["membrane_gain"] is not None and np.any(view["membrane_gain"] != 1):
+                raise ValueError(f"node {name!r}: a CubaLIF membrane gain other than 1 has no "
+                                 f"core (R·dt/tau_mem = {view['membrane_gain'][0]:g})")
+            if len(node["inputs"]) != 1 or nodes[node["inputs"][0]]["kind"] not in (
+                    "affine", "linear"):
+                raise ValueError(f"node {name!r}: a core takes one Affine or Linear synapse")
+            synapse = nodes[node["inputs"][0]]
+            if len(synapse["inputs"]) != 1 or synapse["inputs"][0] not in sources:
+                raise ValueError(f"node {synapse['name']!r}: its input is not the network "
+                                 f"input or a layer")
+            gain = view["input_gain"]
+
+            def folded(syn):
+                weight = np.asarray(syn["params"]["weight"], dtype=np.float64)
+                bias = np.asarray(syn["params"].get("bias", np.zeros(weight.shape[0])),
+                                  dtype=np.float64)
+                return weight * gain[:, None], bias * gain
+
+            recurrent = []
+            for source in node.get("recurrent", ()):
+                rec = nodes[source]
+                if rec["kind"] not in ("affine", "linear") or rec["inputs"] != [name]:
+                    raise ValueError(f"node {name!r}: its recurrent input {source!r} is not "
+                                     f"an Affine or Linear of its own spikes")
+                recurrent.append(folded(rec))
+            weight, bias = folded(synapse)
+            layers.append({"name": name, "source": synapse["inputs"][0], "weight": weight,
+                           "bias": bias, "recurrent": recurrent, "lif": view})
+            sources.add(name)
+        return layers
+
+    def _consumers(self, name: str) -> list:
+        return [n["name"] for n in self.spec["nodes"]
+                if name in n["inputs"] or name in n.get("recurrent", ())]
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Nothing follows a schedule in an imported graph."""
 

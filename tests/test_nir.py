@@ -336,3 +336,33 @@ def test_existing_run_is_refused_without_force(tmp_path):
     with pytest.raises(ImportRefused, match="already holds a run"):
         import_(tmp_path, path)
     import_(tmp_path, path, force=True)
+
+
+def test_hardware_layers_fold_the_input_gain_and_list_the_readout():
+    """``NIRNetwork.hardware_layers`` (what an exporter quantises): the Euler input gain
+    dt·R/τ folded into the synapse, the LIFConfig terms, an Affine readout last; a leak
+    refused naming the node."""
+    rng = np.random.default_rng(SEED)
+    n, dt, tau = 6, 1e-3, np.full(6, 4e-3)
+    w1, b1 = rng.normal(size=(n, 8)), rng.normal(size=n)
+    w2, b2 = rng.normal(size=(10, n)), rng.normal(size=10)
+    lif_params = dict(tau=tau, r=np.full(n, 2.0), v_leak=np.zeros(n), v_threshold=np.ones(n),
+                      v_reset=np.zeros(n))
+    spec = {"nodes": [
+        {"name": "in", "kind": "input", "params": {}, "inputs": []},
+        {"name": "fc", "kind": "affine", "params": {"weight": w1, "bias": b1}, "inputs": ["in"]},
+        {"name": "lif", "kind": "lif", "params": lif_params, "inputs": ["fc"]},
+        {"name": "ro", "kind": "affine", "params": {"weight": w2, "bias": b2}, "inputs": ["lif"]},
+        {"name": "out", "kind": "output", "params": {}, "inputs": ["ro"]}],
+        "input": "in", "output": "out",
+        "sizes": {"in": 8, "fc": n, "lif": n, "ro": 10, "out": 10}}
+    layers = NIRNetwork(spec, Choices(dt=dt, reset="zero")).hardware_layers()
+    assert [layer["name"] for layer in layers] == ["lif", "ro"]
+    gain = dt / 4e-3 * 2.0
+    assert np.allclose(layers[0]["weight"], w1 * gain) and np.allclose(layers[0]["bias"], b1 * gain)
+    assert layers[0]["lif"]["variant"] == "lif" and layers[0]["lif"]["reset"] == "zero"
+    assert np.allclose(layers[0]["lif"]["beta"], 1 - dt / 4e-3)
+    assert layers[1]["readout"] and layers[1]["lif"] is None
+    spec["nodes"][2]["params"] = {**lif_params, "v_leak": np.full(n, 0.5)}
+    with pytest.raises(ValueError, match="node 'lif': v_leak"):
+        NIRNetwork(spec, Choices(dt=dt)).hardware_layers()

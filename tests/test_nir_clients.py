@@ -293,44 +293,32 @@ def _frac_bits(magnitude, width):
 
 
 def integer_run(model, x, weight_width=8, decay_frac_bits=16):
-    """The imported graph (Affine → LIF/CubaLIF per layer, optional recurrent Affine) on the
-    LIF core's bit-exact integer model (``golden.lif_int.lif_step``, LIFConfig terms from
-    ``_Neuron.lif_view``): weights rounded to ``weight_width`` bits, decays to
-    ``decay_frac_bits``, the input on its 1/16 grid. Returns ``{layer: spikes [T, N, C]}``."""
+    """The imported graph on the LIF core's bit-exact integer model
+    (``golden.lif_int.lif_step``) from ``NIRNetwork.hardware_layers()`` (LIFConfig terms):
+    weights rounded to ``weight_width`` bits, decays to ``decay_frac_bits``, the input on its
+    1/16 grid, recurrent synapses fed the previous step's spikes. Returns ``{layer: spikes}``."""
     from spikeforge.golden.lif_config import LIFConfig
     from spikeforge.golden.lif_int import lif_step
 
-    spec = model.spec
-    nodes = {n["name"]: n for n in spec["nodes"]}
-    modules = {n["name"]: model.nodes[f"n{i}"] for i, n in enumerate(spec["nodes"])}
-    values = {spec["input"]: (np.round(x.double().numpy() * 16).astype(np.int64), 4)}
+    values = {model.spec["input"]: (np.round(x.double().numpy() * 16).astype(np.int64), 4)}
     out = {}
-    for node in spec["nodes"]:
-        name, kind = node["name"], node["kind"]
-        if kind not in ("lif", "cubalif"):
-            continue
-        view = modules[name].lif_view()
-        assert np.all(view["membrane_gain"] == 1) if kind == "cubalif" else True
-        (synapse,) = node["inputs"]
-        (source,) = nodes[synapse]["inputs"]
-        a, fa = values[source]
-        gain = view["input_gain"]
-        weight = nodes[synapse]["params"]["weight"] * gain[:, None]
-        bias = nodes[synapse]["params"]["bias"] * gain
-        recurrent = [nodes[r]["params"] for r in node["recurrent"]]
-        big = max([np.abs(weight).max()] + [np.abs(r["weight"]).max() for r in recurrent])
+    for layer in model.hardware_layers():
+        view = layer["lif"]
+        a, fa = values[layer["source"]]
+        weight, bias = layer["weight"], layer["bias"]
+        big = max([np.abs(weight).max()] + [np.abs(w).max() for w, _ in layer["recurrent"]])
         fw = _frac_bits(big, weight_width)
         state = fw + fa
         wq = np.round(np.ldexp(weight, fw)).astype(np.int64)
         drive_bias = np.round(np.ldexp(bias, state)).astype(np.int64)
-        rq = [(np.round(np.ldexp(r["weight"] * gain[:, None], fw)).astype(np.int64),
-               np.round(np.ldexp(r["bias"] * gain, state)).astype(np.int64)) for r in recurrent]
+        rq = [(np.round(np.ldexp(w, fw)).astype(np.int64),
+               np.round(np.ldexp(b, state)).astype(np.int64)) for w, b in layer["recurrent"]]
         q = lambda v: LIFConfig.quantise_decay(v, decay_frac_bits, "multiply")  # noqa: E731
         config = LIFConfig(
             channels=weight.shape[0], variant=view["variant"], reset=view["reset"],
             spike=view["spike"], decay_mode="multiply", decay_frac_bits=decay_frac_bits,
             beta=[q(b) for b in view["beta"]],
-            alpha=None if kind == "lif" else [q(b) for b in view["alpha"]],
+            alpha=None if view["alpha"] is None else [q(b) for b in view["alpha"]],
             threshold=np.round(np.ldexp(view["threshold"], state)).astype(np.int64),
             input_width=32, input_frac_bits=state, state_width=40)
         steps, batch = a.shape[:2]
@@ -343,8 +331,8 @@ def integer_run(model, x, weight_width=8, decay_frac_bits=16):
                 drive = drive + ((spike @ w_rec.T) << fa) + b_rec
             spike, membrane, current = lif_step(config, drive, membrane, current, spike)
             spikes.append(spike)
-        values[name] = (np.stack(spikes), 0)
-        out[name] = values[name][0]
+        values[layer["name"]] = (np.stack(spikes), 0)
+        out[layer["name"]] = values[layer["name"]][0]
     return out
 
 
