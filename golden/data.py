@@ -29,14 +29,22 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 __all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DataError", "DATASETS",
-           "ENTRY_POINT_OPTIONS", "load_data", "prepare_arrays", "SHD_FILES",
-           "ADDING_TOLERANCE", "ARRAY_KEYS"]
+           "ENTRY_POINT_OPTIONS", "load_data", "prepare_arrays", "validation_split",
+           "SHD_FILES", "ADDING_TOLERANCE", "ARRAY_KEYS", "VAL_FRACTION", "VAL_MIN"]
 
 #: An adding-problem prediction counts as correct within this distance of the target.
 ADDING_TOLERANCE = 0.04
 SHD_FILES = ("shd_train.h5", "shd_test.h5")
 SHD_CLASSES = 20
 
+
+#: The validation split's share of the training split when ``data.val_fraction`` is unset.
+VAL_FRACTION = 0.1
+#: The fewest validation samples a checkpoint is chosen on. With ``data.val_fraction`` unset,
+#: a validation split is cut only when ``VAL_FRACTION`` of the training split holds this many
+#: (500 training samples); below that every training sample trains and ``train`` keeps the
+#: last epoch. A set fraction is always cut, but a split smaller than this only reports.
+VAL_MIN = 50
 
 #: The arrays a user's dataset provides (``arrays`` files and entry points).
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -63,6 +71,10 @@ class DatasetSpec:
     required: tuple = ()
 
 
+#: ``DataConfig`` fields every dataset takes whose default is ``None`` (unset).
+_GENERAL = ("batch_size", "val_fraction", "limit")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """The ``data`` section of a run configuration.
@@ -72,9 +84,11 @@ class DataConfig:
     """
 
     name: str
-    batch_size: int = 64
+    #: ``None``: chosen by ``train`` from the training split's size (``training_budget``).
+    batch_size: int | None = None
     split_seed: int = 0
-    val_fraction: float = 0.1
+    #: ``None``: ``VAL_FRACTION`` when that holds ``VAL_MIN`` samples, else no validation.
+    val_fraction: float | None = None
     #: At most this many samples per split (short runs, tests).
     limit: int | None = None
     test_fraction: float | None = None   # digits, digits-pixels
@@ -107,15 +121,15 @@ class DataConfig:
         label = self.name if self.name in DATASETS else "entry point " + self.name
         for field in dataclasses.fields(self):
             if field.default is None and getattr(self, field.name) is not None \
-                    and field.name not in takes and field.name != "limit":
+                    and field.name not in takes and field.name not in _GENERAL:
                 raise ValueError(f"data.{field.name} is not an option of dataset "
                                  f"{label!r} (it takes {sorted(takes) or 'none'})")
         for key in self.spec.required:
             if getattr(self, key) is None:
                 raise ValueError(f"data.{key} is required for dataset {self.name!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.val_fraction < 1:
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ValueError(f"data.val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"data.limit must be >= 1, got {self.limit}")
@@ -137,6 +151,12 @@ class DataConfig:
             if key == "duration" and not value > 0:
                 raise ValueError(f"data.duration must be > 0, got {value}")
 
+    @property
+    def label(self) -> str:
+        """The data set in words: ``digits``, ``uea JapaneseVowels``, ``arrays my.npz``."""
+        detail = {"uea": self.dataset, "arrays": self.path, "shd": self.root}.get(self.name)
+        return f"{self.name} {detail}" if detail else self.name
+
     def resolved(self) -> dict:
         """This dataset's options: the set ones, the rest at their defaults."""
         return {key: default if getattr(self, key) is None else getattr(self, key)
@@ -155,6 +175,9 @@ class SequenceData:
     steps: int
     #: ``classification`` (int64 labels, cross-entropy) or ``regression`` (float targets, MSE).
     task: str
+    #: Why there is no validation split, or why it is too small to choose a checkpoint on
+    #: (``None``: a validation split of at least ``VAL_MIN`` samples).
+    val_note: str | None = None
 
 
 def _split(count: int, fraction: float, seed: int, stream: int):
@@ -165,20 +188,75 @@ def _split(count: int, fraction: float, seed: int, stream: int):
     return order[size:], order[:size]
 
 
+def _stratified(labels: np.ndarray, size: int, seed: int, stream: int):
+    """``(rest, part)``: ``size`` indices with every class in proportion to its count
+    (largest remainders, ties to the lower class), each class's members taken in the order of
+    one seeded permutation; both keep that order."""
+    order = np.random.default_rng([seed, stream]).permutation(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    take = np.floor(quota).astype(np.int64)
+    for index in np.argsort(-(quota - take), kind="stable")[:size - take.sum()]:
+        take[index] += 1
+    chosen = np.zeros(len(labels), dtype=bool)
+    for label, count in zip(classes, take):
+        members = order[labels[order] == label]
+        chosen[members[:count]] = True
+    return order[~chosen[order]], order[chosen[order]]
+
+
+def validation_split(config: DataConfig, count: int, labels=None):
+    """``(rest, val, note)``: the indices of a training split of ``count`` samples that train
+    and validate, and why there is no validation split or why it is too small to choose on
+    (``None`` when it is large enough). Stratified by class when ``labels`` are given.
+
+    With ``data.val_fraction`` unset the validation split is ``VAL_FRACTION`` of the samples
+    if that is at least ``VAL_MIN``, else there is none (every sample trains); a set fraction
+    is cut as given (at least one sample when positive)."""
+    fraction = config.val_fraction
+    if fraction is None:
+        size = round(count * VAL_FRACTION)
+        if size < VAL_MIN:
+            return (np.random.default_rng([config.split_seed, 1]).permutation(count),
+                    np.zeros(0, dtype=np.int64),
+                    f"no validation split: {VAL_FRACTION:.0%} of the {count} training samples "
+                    f"is {size}, fewer than the {VAL_MIN} a checkpoint can be chosen on, so "
+                    f"every training sample trains (set data.val_fraction to cut one anyway)")
+    else:
+        size = 0 if fraction == 0 else max(1, round(count * fraction))
+    if labels is not None and size:
+        rest, val = _stratified(np.asarray(labels), size, config.split_seed, stream=1)
+    else:
+        order = np.random.default_rng([config.split_seed, 1]).permutation(count)
+        rest, val = order[size:], order[:size]
+    note = None
+    if size == 0:
+        note = "no validation split (data.val_fraction: 0)"
+    elif size < VAL_MIN:
+        note = (f"the validation split holds {size} samples, fewer than the {VAL_MIN} a "
+                f"checkpoint can be chosen on")
+    return rest, val, note
+
+
 def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     if limit is None or limit >= len(dataset):
         return dataset
     return Subset(dataset, range(limit))
 
 
-def _finish(config: DataConfig, train: Dataset, test: Dataset, **info) -> SequenceData:
-    """Cut the validation split from ``train`` and apply ``limit``."""
-    rest, val = _split(len(train), config.val_fraction, config.split_seed, stream=1)
+def _finish(config: DataConfig, train: Dataset, test: Dataset, labels=None, split=None,
+            **info) -> SequenceData:
+    """Cut the validation split from ``train`` (``split``: a :func:`validation_split` already
+    made, else made here, stratified by ``labels``) and apply ``limit``."""
+    rest, val, note = split or validation_split(config, len(train), labels)
     val_set = Subset(train, val.tolist()) if len(val) else None
     train_set = Subset(train, rest.tolist())
-    return SequenceData(train=_limit(train_set, config.limit),
-                        val=None if val_set is None else _limit(val_set, config.limit),
-                        test=_limit(test, config.limit), **info)
+    val_set = None if val_set is None else _limit(val_set, config.limit)
+    if val_set is not None and note is None and len(val_set) < VAL_MIN:
+        note = (f"the validation split holds {len(val_set)} samples (data.limit), fewer than "
+                f"the {VAL_MIN} a checkpoint can be chosen on")
+    return SequenceData(train=_limit(train_set, config.limit), val=val_set,
+                        test=_limit(test, config.limit), val_note=note, **info)
 
 
 # -- digits ---------------------------------------------------------------------------------
@@ -193,8 +271,8 @@ def _digits(config: DataConfig, pixels: bool) -> SequenceData:
     train, test = _split(len(y), config.resolved()["test_fraction"], config.split_seed, 0)
     train, test = torch.tensor(train), torch.tensor(test)
     return _finish(config, TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test]),
-                   in_features=x.shape[2], num_outputs=10, steps=x.shape[1],
-                   task="classification")
+                   labels=y[train].numpy(), in_features=x.shape[2], num_outputs=10,
+                   steps=x.shape[1], task="classification")
 
 
 # -- Spiking Heidelberg Digits -------------------------------------------------------------
@@ -256,8 +334,8 @@ def _shd(config: DataConfig) -> SequenceData:
             f"or set data.root to the directory that holds them.")
     train, test = (SHDDataset(root / name, options["steps"], options["duration"],
                               options["unit_pool"]) for name in SHD_FILES)
-    return _finish(config, train, test, in_features=train.features, num_outputs=SHD_CLASSES,
-                   steps=options["steps"], task="classification")
+    return _finish(config, train, test, labels=train.labels, in_features=train.features,
+                   num_outputs=SHD_CLASSES, steps=options["steps"], task="classification")
 
 
 # -- synthetic long-range tasks --------------------------------------------------------------
@@ -305,14 +383,19 @@ def _synthetic(config: DataConfig, kind: str) -> SequenceData:
         return SyntheticTask(kind, options["length"], samples, config.split_seed, stream,
                              classes)
 
-    val_samples = round(options["train_samples"] * config.val_fraction)
+    fraction = VAL_FRACTION if config.val_fraction is None else config.val_fraction
+    val_samples = round(options["train_samples"] * fraction)
+    note = None if val_samples >= VAL_MIN else \
+        "no validation split (data.val_fraction: 0)" if not val_samples else \
+        (f"the validation split holds {val_samples} samples, fewer than the {VAL_MIN} a "
+         f"checkpoint can be chosen on")
     return SequenceData(
         train=_limit(make(options["train_samples"], 0), config.limit),
         val=_limit(make(val_samples, 1), config.limit) if val_samples else None,
         test=_limit(make(options["test_samples"], 2), config.limit),
         in_features=2 if kind == "adding" else classes + 1,
         num_outputs=1 if kind == "adding" else classes, steps=options["length"],
-        task="regression" if kind == "adding" else "classification")
+        task="regression" if kind == "adding" else "classification", val_note=note)
 
 
 # -- a user's own data: arrays, UEA/UCR sets, entry points ----------------------------------
@@ -405,7 +488,8 @@ def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceDat
     if classes < 2:
         raise DataError(f"{source}: y_train has a single class; classification needs two or "
                         f"more (or set data.num_classes)")
-    rest, _ = _split(len(x_train), config.val_fraction, config.split_seed, stream=1)
+    split = validation_split(config, len(x_train), y_train)
+    rest = split[0]
     if len(rest) == 0:
         raise DataError(f"{source}: x_train has {len(x_train)} sample(s), too few to cut a "
                         f"validation split of {config.val_fraction} from (set "
@@ -431,8 +515,8 @@ def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceDat
 
     train = TensorDataset(stack(x_train), torch.from_numpy(y_train))
     test = TensorDataset(stack(x_test), torch.from_numpy(y_test))
-    return _finish(config, train, test, in_features=x_train[0].shape[1], num_outputs=classes,
-                   steps=length, task="classification")
+    return _finish(config, train, test, split=split, in_features=x_train[0].shape[1],
+                   num_outputs=classes, steps=length, task="classification")
 
 
 def _arrays(config: DataConfig) -> SequenceData:
@@ -484,7 +568,8 @@ def _uea(config: DataConfig) -> SequenceData:
         from aeon.datasets import load_classification
     except ImportError:
         raise DataError(f"{source}: UEA/UCR sets need the aeon package, which this "
-                        f"installation lacks: pip install -e '.[data]'") from None
+                        f"installation lacks: pip install 'spikeforge[data]' (in a checkout: "
+                        f"pip install -e '.[data]')") from None
     splits = {}
     for split in ("train", "test"):
         try:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import click
 
+from .configs import CONFIG_DIR
 from .text import table
 
 __all__ = ["DEMO_CONFIG", "DEMO_FORMATS", "demo"]
 
-#: The demo network; the package root is the repository root (setuptools package-dir).
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_cpsn_prf.yaml"
+#: The demo network, a bundled configuration (package data: found in a checkout and in an
+#: installed wheel alike).
+DEMO_CONFIG = CONFIG_DIR / "demo_cpsn_prf.yaml"
 #: Export formats of the demo. Measured on the demo network (seed 0): PRF coefficients of 10
 #: bits with 3 CSD digits and an 8-bit state fraction give the same test accuracy as 16 / 4 /
 #: 16 (95.99 % vs 95.32 %) while the L = 8 PRF core shrinks from 38,553 LUTs (does not fit an

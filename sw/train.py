@@ -36,16 +36,18 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..golden.data import (ADDING_TOLERANCE, DataConfig, DataError, DatasetNotFoundError,
-                           load_data)
+from ..golden.data import (ADDING_TOLERANCE, VAL_MIN, DataConfig, DataError,
+                           DatasetNotFoundError, load_data)
 from ..golden.networks import ModelConfig, build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .configs import resolve_run_config
 from .outputs import writable_dir
 from .plots import plot_curves, plot_firing_rates, plot_raster
 
 __all__ = ["ConfigError", "TrainConfig", "RunConfig", "parse_config", "load_config",
-           "config_to_dict", "replace_train", "TrainingDiverged", "train_run", "evaluate_model",
-           "load_trained", "train", "evaluate"]
+           "config_to_dict", "replace_train", "TrainingDiverged", "training_budget",
+           "resolve_budget", "train_run", "evaluate_model", "load_trained", "train", "evaluate",
+           "TARGET_STEPS", "MIN_STEPS_PER_EPOCH", "BATCH_RANGE", "EPOCH_RANGE", "SMALL_BUDGET"]
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -59,7 +61,8 @@ class TrainConfig:
     """``train``: optimisation. ``neuron_lr`` (default: ``lr``) is the learning rate of the
     neurons' own parameters (thresholds, decays, PRF's Δ and θ), which never decay."""
 
-    epochs: int = 20
+    #: ``None``: chosen from the training split's size (:func:`training_budget`).
+    epochs: int | None = None
     lr: float = 1e-2
     optimizer: str = "adamw"
     weight_decay: float = 0.0
@@ -69,7 +72,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"train.epochs must be >= 1, got {self.epochs}")
         for key in ("lr", "neuron_lr", "grad_clip"):
             value = getattr(self, key)
@@ -172,8 +175,12 @@ def parse_config(data: dict) -> RunConfig:
 
 
 def load_config(path) -> RunConfig:
-    """Read and parse a YAML run configuration; errors start with the file name."""
-    path = Path(path)
+    """Read and parse a YAML run configuration (a path, or the name of a bundled one such as
+    ``digits_cpsn``); errors start with the file name."""
+    try:
+        path = resolve_run_config(path)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
@@ -207,6 +214,102 @@ def replace_train(config: RunConfig, **changes) -> RunConfig:
     """``config`` with the ``train`` fields in ``changes`` replaced (``None`` keeps a field)."""
     changes = {k: v for k, v in changes.items() if v is not None}
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+# -- training budget ---------------------------------------------------------------------------
+
+#: Optimiser steps an unset ``train.epochs`` aims at.
+TARGET_STEPS = 1000
+#: An unset ``data.batch_size`` is the largest power of two in ``BATCH_RANGE`` that still
+#: gives this many optimiser steps (and BatchNorm updates) per epoch.
+MIN_STEPS_PER_EPOCH = 8
+BATCH_RANGE = (8, 64)
+#: An unset ``train.epochs`` is ``ceil(TARGET_STEPS / steps per epoch)`` within this range.
+EPOCH_RANGE = (20, 300)
+#: ``train`` warns below this many optimiser steps in all (or one step per epoch).
+SMALL_BUDGET = 300
+
+
+def training_budget(samples: int, batch_size: int | None = None, epochs: int | None = None,
+                    processes: int = 1) -> dict:
+    """Batch size, epochs and optimiser steps for a training split of ``samples`` (each of
+    ``processes`` sees ``ceil(samples / processes)``); ``batch_size``/``epochs`` as the
+    configuration sets them, ``None`` to choose:
+
+    * batch size: the largest power of two in ``BATCH_RANGE`` (8..64) with at least
+      ``MIN_STEPS_PER_EPOCH`` (8) steps per epoch, the smallest (8) when none has;
+    * epochs: ``ceil(TARGET_STEPS / steps per epoch)`` (1000 steps) within ``EPOCH_RANGE``
+      (20..300).
+
+    Returns ``{"batch_size", "epochs", "steps_per_epoch", "steps", "auto": [keys chosen],
+    "small": a warning or None}``.
+    """
+    per_process = -(-samples // processes)
+    auto = []
+    if batch_size is None:
+        auto.append("batch_size")
+        batch_size = BATCH_RANGE[0]
+        while batch_size * 2 <= BATCH_RANGE[1] and \
+                -(-per_process // (batch_size * 2)) >= MIN_STEPS_PER_EPOCH:
+            batch_size *= 2
+    steps_per_epoch = max(1, -(-per_process // batch_size))
+    if epochs is None:
+        auto.append("epochs")
+        epochs = min(max(-(-TARGET_STEPS // steps_per_epoch), EPOCH_RANGE[0]), EPOCH_RANGE[1])
+    steps = steps_per_epoch * epochs
+    small = None
+    if steps < SMALL_BUDGET or steps_per_epoch < 2:
+        small = (f"a small training budget: {steps} optimiser steps in all ({steps_per_epoch} "
+                 f"per epoch of {per_process} samples in batches of {batch_size}, {epochs} "
+                 f"epochs); networks here typically need several hundred")
+        if len(auto) < 2:
+            suggestion = training_budget(samples, None, None, processes)
+            small += (f". Unset data.batch_size and train.epochs to get batches of "
+                      f"{suggestion['batch_size']} for {suggestion['epochs']} epochs "
+                      f"({suggestion['steps']} steps)")
+        else:
+            small += f", and {per_process} training samples give few steps per epoch"
+    return {"batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+            "steps": steps, "auto": auto, "small": small}
+
+
+def resolve_budget(config: RunConfig, samples: int, processes: int = 1) -> tuple:
+    """``(config with data.batch_size and train.epochs set, budget)`` for a training split
+    of ``samples`` (:func:`training_budget`)."""
+    budget = training_budget(samples, config.data.batch_size, config.train.epochs, processes)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, batch_size=budget["batch_size"]),
+        train=dataclasses.replace(config.train, epochs=budget["epochs"]))
+    return config, budget
+
+
+def _budget_line(budget: dict) -> str:
+    def source(key):
+        return "chosen from the training split" if key in budget["auto"] else "as configured"
+
+    return (f"budget: batches of {budget['batch_size']} ({source('batch_size')}), "
+            f"{budget['steps_per_epoch']} optimiser steps per epoch x {budget['epochs']} epochs "
+            f"({source('epochs')}) = {budget['steps']} steps")
+
+
+def _data_lines(config: RunConfig, data) -> list[str]:
+    def size(dataset):
+        return 0 if dataset is None else len(dataset)
+
+    kind = f"{data.num_outputs} classes" if data.task == "classification" else "regression"
+    return [f"data: {config.data.label}: T {data.steps} steps x C {data.in_features} channels, "
+            f"{kind}; train {size(data.train)} / val {size(data.val)} / test "
+            f"{size(data.test)} samples"]
+
+
+def _selection(data) -> dict:
+    """How ``best.pt`` is chosen: ``{"rule": "val_acc" | "last", "reason"}``."""
+    if data.val is not None and len(data.val) >= VAL_MIN and data.val_note is None:
+        return {"rule": "val_acc",
+                "reason": f"the best validation accuracy on {len(data.val)} samples (ties go "
+                          f"to the later epoch)"}
+    return {"rule": "last",
+            "reason": f"the last epoch: {data.val_note or 'no validation split'}"}
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -362,9 +465,14 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
               progress: bool = True, log=print) -> dict:
     """Train ``config`` into ``out_dir``; returns the summary (also ``summary.json``).
 
-    With ``resume`` the run continues from ``out_dir/last.pt``, whose configuration must
-    equal ``config`` except for ``train.epochs``. Raises :class:`TrainingDiverged` on a
-    non-finite loss, after saving metrics and plots of the completed epochs.
+    An unset ``data.batch_size`` or ``train.epochs`` is chosen from the training split's
+    size (:func:`training_budget`); the run's ``config.yaml`` and checkpoints hold the values
+    used. ``best.pt`` is the epoch of best validation accuracy when the validation split
+    holds at least ``VAL_MIN`` samples, else the last epoch (the checkpoint's ``selection``
+    says which and why). With ``resume`` the run continues from ``out_dir/last.pt``, whose
+    configuration must equal ``config`` except for ``train.epochs``. Raises
+    :class:`TrainingDiverged` on a non-finite loss, after saving metrics and plots of the
+    completed epochs. Nothing is written before the configuration, data and model are built.
     """
     out_dir = Path(out_dir)
     rank, world = _distributed(device)
@@ -376,6 +484,8 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
     seed = config.train.seed
     _seed_everything(seed)
     data = load_data(config.data)
+    config, budget = resolve_budget(config, len(data.train), world)
+    selection = _selection(data)
     model_inputs = {"in_features": data.in_features, "outputs": data.num_outputs,
                     "steps": data.steps}
     model = build_model(config.model, data.in_features, data.num_outputs, data.steps).to(device)
@@ -401,10 +511,16 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config),
                                                             sort_keys=False))
-        log(f"training {config.model.neuron_label} ({config.model.arch}) on {config.data.name}:"
-            f" {sum(p.numel() for p in model.parameters())} parameters, seed {seed}, "
-            f"{world} process(es) on {device} ({torch.get_num_threads()} threads each), "
-            f"epochs {start + 1}..{config.train.epochs} -> {out_dir}")
+        for line in _data_lines(config, data):
+            log(line)
+        log(_budget_line(budget))
+        if budget["small"]:
+            log(f"warning: {budget['small']}")
+        log(f"best.pt: {selection['reason']}")
+        log(f"training {config.model.neuron_label} ({config.model.arch}) on "
+            f"{config.data.label}: {sum(p.numel() for p in model.parameters())} parameters, "
+            f"seed {seed}, {world} process(es) on {device} ({torch.get_num_threads()} threads "
+            f"each), epochs {start + 1}..{config.train.epochs} -> {out_dir}")
     started = time.perf_counter()
     for epoch in range(start, config.train.epochs):
         epoch_start = time.perf_counter()
@@ -450,10 +566,11 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         row["lr"] = lr
         row["epoch_s"] = time.perf_counter() - epoch_start
         metrics.append(row)
-        select = "val_acc" if data.val is not None else "test_acc"
-        # A tie goes to the later epoch: on small validation splits accuracy plateaus
-        # early, and the later model has trained longer at a smaller learning rate.
-        improved = best is None or row[select] >= best[select]
+        # A tie goes to the later epoch: accuracy on a validation split plateaus early, and
+        # the later model has trained longer at a smaller learning rate. Without a validation
+        # split large enough to choose on, every epoch replaces best.pt (the last one).
+        improved = (best is None or selection["rule"] == "last"
+                    or row["val_acc"] >= best["val_acc"])
         if improved:
             best = row
         log(f"epoch {epoch + 1}/{config.train.epochs}: loss {row['train_loss']:.4f}, "
@@ -464,7 +581,8 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
             "config": config_to_dict(config), "model_inputs": model_inputs,
             "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "epoch": epoch + 1, "epochs": config.train.epochs, "seed": seed,
-            "rng": _rng_state(), "metrics": metrics, "best": best}
+            "rng": _rng_state(), "metrics": metrics, "best": best, "selection": selection,
+            "budget": budget}
         save_checkpoint(out_dir / "last.pt", checkpoint)
         if improved:
             save_checkpoint(out_dir / "best.pt", checkpoint)
@@ -473,14 +591,20 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         dist.barrier()
     summary = {"config": config_to_dict(config), "seed": seed, "epochs": len(metrics),
                "processes": world, "threads": torch.get_num_threads(), "device": device,
-               "wall_s": time.perf_counter() - started,
+               "wall_s": time.perf_counter() - started, "budget": budget,
+               "selection": selection, "data": {
+                   "label": config.data.label, "steps": data.steps,
+                   "channels": data.in_features, "outputs": data.num_outputs,
+                   "train": len(data.train), "val": 0 if data.val is None else len(data.val),
+                   "test": len(data.test)},
                "last": metrics[-1] if metrics else None, "best": best}
     if main:
         _plots(out_dir, metrics, model, data, device)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         last = metrics[-1]
         log(f"done in {summary['wall_s']:.1f} s: test {100 * last['test_acc']:.2f}% (last), "
-            f"{100 * best['test_acc']:.2f}% (best, epoch {best['epoch']})")
+            f"{100 * best['test_acc']:.2f}% (best.pt, epoch {best['epoch']}"
+            f"{', the last' if selection['rule'] == 'last' else ', best validation accuracy'})")
     return summary
 
 
@@ -543,10 +667,40 @@ def _run_files(out_dir: Path) -> list[Path]:
     return [out_dir / name for name in RUN_FILES if (out_dir / name).is_file()]
 
 
+def _incoming(out_dir: Path) -> Path:
+    """The temporary sibling a ``--force`` run trains into before it replaces ``out_dir``'s."""
+    return out_dir.with_name(f".{out_dir.name}.incoming")
+
+
+def _replace_run(source: Path, out_dir: Path) -> None:
+    """Move the run files of ``source`` into ``out_dir`` (whose own run files go first;
+    other files stay) and remove ``source``."""
+    for path in _run_files(out_dir):
+        path.unlink()
+    for path in _run_files(source):
+        os.replace(path, out_dir / path.name)
+    source.rmdir()
+
+
+def _clear_incoming(path: Path) -> None:
+    """Remove a ``--force`` run's temporary directory (one left by an interrupted run too),
+    refusing one that holds anything but run files."""
+    if not path.exists():
+        return
+    others = sorted(p.name for p in path.iterdir() if p.name not in RUN_FILES)
+    if not path.is_dir() or others:
+        raise click.ClickException(f"{path} is in the way of --force (it trains there first) "
+                                   f"and holds other files ({', '.join(others[:3])}): move it")
+    for item in _run_files(path):
+        item.unlink()
+    path.rmdir()
+
+
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Run configuration (YAML), e.g. configs/digits_cpsn.yaml. With --resume "
-                   "the run's own configuration is the default.")
+              help="Run configuration: a YAML file, or a bundled one's name (digits_cpsn, "
+                   "japanese_vowels_prf, ...). With --resume the run's own configuration is "
+                   "the default.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Override train.epochs.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
@@ -555,7 +709,8 @@ def _run_files(out_dir: Path) -> list[Path]:
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--force", is_flag=True,
-              help="Train into an existing run directory, replacing its run files.")
+              help="Replace the run in an existing run directory (its run files, once the new "
+                   "run has finished; a failure leaves the old run as it was).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads per process [default: torch's]; 1 is fastest for small "
                    "networks on a busy machine. Results depend on the thread count.")
@@ -570,29 +725,46 @@ def train(config_path, epochs, out_dir, device, seed, resume, force, threads, no
         torch.set_num_threads(threads)
     out_dir = Path(out_dir or Path("runs") / Path(config_path).stem)
     writable_dir(out_dir, "run directory")
+    main = int(os.environ.get("RANK", "0")) == 0
     existing = [p.name for p in _run_files(out_dir)] if out_dir.is_dir() else []
-    if existing and not resume:
-        if not force:
-            raise click.ClickException(
-                f"{out_dir} already holds a run ({', '.join(existing[:3])}"
-                f"{', ...' if len(existing) > 3 else ''}): give --resume to continue it, "
-                f"--force to replace it, or another --out")
-        if int(os.environ.get("RANK", "0")) == 0:
-            for path in _run_files(out_dir):
-                path.unlink()
+    target = out_dir
     try:
+        # Everything that can be checked is checked before any file is touched: the
+        # configuration here, the data and the model in train_run before it writes.
         if config_path is not None:
             config = load_config(config_path)
         else:
             config = parse_config(load_checkpoint(out_dir / "last.pt")["config"])
         config = replace_train(config, epochs=epochs, seed=seed)
+        if existing and not resume:
+            if not force:
+                raise click.ClickException(
+                    f"{out_dir} already holds a run ({', '.join(existing[:3])}"
+                    f"{', ...' if len(existing) > 3 else ''}): give --resume to continue it, "
+                    f"--force to replace it, or another --out")
+            target = _incoming(out_dir)  # the old run stays until the new one is complete
+            writable_dir(target, "temporary run directory")
+            if main:
+                _clear_incoming(target)
         # no progress bar into a log: tqdm's \r updates would flood it
-        train_run(config, out_dir, device=device, resume=resume,
+        train_run(config, target, device=device, resume=resume,
                   progress=not no_progress and sys.stderr.isatty(),
                   log=click.echo)
-    except (ConfigError, CheckpointError, DatasetNotFoundError, DataError,
-            TrainingDiverged) as exc:
-        raise click.ClickException(str(exc)) from None
+        if target != out_dir and main:
+            _replace_run(target, out_dir)
+            click.echo(f"replaced the previous run in {out_dir}")
+    except TrainingDiverged as exc:
+        kept = f"; {out_dir} still holds the previous run" if target != out_dir else ""
+        raise click.ClickException(f"{exc}{kept}") from None
+    except (ConfigError, CheckpointError, DatasetNotFoundError, DataError) as exc:
+        if target != out_dir and main and target.exists():
+            _clear_incoming(target)
+        kept = f" ({out_dir} still holds the previous run)" if target != out_dir else ""
+        raise click.ClickException(f"{exc}{kept}") from None
+    except BaseException:
+        if target != out_dir and main and target.exists():
+            _clear_incoming(target)
+        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -169,3 +169,46 @@ def test_every_dataset_has_defaults_for_its_options():
         assert set(resolved) == set(spec.options)
         assert all(value is not None for key, value in resolved.items()
                    if key not in optional), name
+
+
+# -- validation split (issue 28) -----------------------------------------------------------------
+
+def test_digits_validation_is_a_stratified_tenth():
+    from spikeforge.golden.data import VAL_MIN
+
+    data = load_data(DataConfig(name="digits"))
+    assert (len(data.train), len(data.val), len(data.test)) == (1213, 135, 449)
+    assert data.val_note is None and len(data.val) >= VAL_MIN
+    train = torch.stack([y for _, y in data.train]).bincount(minlength=10)
+    val = torch.stack([y for _, y in data.val]).bincount(minlength=10)
+    share = (train + val).double() * 135 / 1348  # every class in proportion, within one
+    assert ((val - share).abs() < 1).all() and val.sum() == 135
+
+
+def test_validation_split_rules():
+    from spikeforge.golden.data import validation_split
+
+    labels = np.repeat([0, 1, 2], [30, 10, 5])  # 45 samples
+    rest, val, note = validation_split(DataConfig(name="digits"), 45, labels)
+    assert len(val) == 0 and sorted(rest) == list(range(45))  # 4 < 50: none, all train
+    assert note.startswith("no validation split: 10% of the 45 training samples is 4")
+    rest, val, note = validation_split(DataConfig(name="digits", val_fraction=0.2), 45, labels)
+    assert np.bincount(labels[val], minlength=3).tolist() == [6, 2, 1]  # stratified
+    assert sorted([*rest, *val]) == list(range(45))
+    assert note == ("the validation split holds 9 samples, fewer than the 50 a checkpoint can "
+                    "be chosen on")
+    again = validation_split(DataConfig(name="digits", val_fraction=0.2), 45, labels)
+    other = validation_split(DataConfig(name="digits", val_fraction=0.2, split_seed=1), 45,
+                             labels)
+    assert np.array_equal(again[1], val) and not np.array_equal(other[1], val)
+    labels = np.arange(600) % 4
+    rest, val, note = validation_split(DataConfig(name="digits"), 600, labels)
+    assert note is None and np.bincount(labels[val]).tolist() == [15, 15, 15, 15]
+    assert validation_split(DataConfig(name="digits", val_fraction=0.0), 600, labels)[2] == \
+        "no validation split (data.val_fraction: 0)"
+
+
+def test_data_config_names_its_set():
+    assert DataConfig(name="digits").label == "digits"
+    assert DataConfig(name="uea", dataset="GunPoint").label == "uea GunPoint"
+    assert DataConfig(name="arrays", path="my.npz").label == "arrays my.npz"

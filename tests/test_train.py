@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,7 +18,8 @@ from spikeforge.sw import train as train_module
 from spikeforge.sw.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from spikeforge.sw.train import (ConfigError, RunConfig, TrainConfig, TrainingDiverged,
                                  _loss_and_correct, _optimizer, config_to_dict, evaluate,
-                                 load_config, load_trained, parse_config, train, train_run)
+                                 load_config, load_trained, parse_config, train, train_run,
+                                 training_budget)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -96,7 +98,7 @@ def test_config_file_errors_name_the_file(tmp_path):
     path.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_config(path)
-    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+    with pytest.raises(ConfigError, match=r"missing\.yaml does not exist$"):
         load_config(tmp_path / "missing.yaml")
 
 
@@ -362,7 +364,10 @@ def test_neuron_parameters_get_their_own_group():
 def test_run_config_defaults():
     config = RunConfig(data=DataConfig(name="digits"),
                        model=ModelConfig(neuron=NeuronConfig(name="cpsn")))
-    assert config.train == TrainConfig() and config_to_dict(config)["train"]["epochs"] == 20
+    assert config.train == TrainConfig()
+    # batch size, epochs and the validation split are chosen from the data unless set
+    assert "epochs" not in config_to_dict(config)["train"]
+    assert not {"batch_size", "val_fraction"} & set(config_to_dict(config)["data"])
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path):
@@ -395,3 +400,199 @@ def test_a_damaged_checkpoint_points_to_the_other_one(tmp_path):
     with pytest.raises(CheckpointError, match=r"try the run's last\.pt") as info:
         load_checkpoint(tmp_path / "best.pt")
     assert "weights_only" not in str(info.value)
+
+
+# -- training budget, model selection, --force (issues 27 and 28) --------------------------------
+
+@pytest.mark.parametrize("samples,processes,batch,epochs,per_epoch", [
+    (45, 1, 8, 167, 6),       # GunPoint-sized: 45 samples made 1 step per epoch at batch 64
+    (50, 1, 8, 143, 7),
+    (36, 1, 8, 200, 5),
+    (270, 1, 32, 112, 9),     # JapaneseVowels
+    (1213, 1, 64, 53, 19),    # digits
+    (8156, 1, 64, 20, 128),   # SHD: the epoch floor
+    (5, 1, 8, 300, 1),        # the epoch ceiling
+    (270, 2, 16, 112, 9),     # each of two processes sees 135
+])
+def test_the_budget_is_chosen_from_the_training_split(samples, processes, batch, epochs,
+                                                      per_epoch):
+    budget = training_budget(samples, processes=processes)
+    assert (budget["batch_size"], budget["epochs"], budget["steps_per_epoch"]) == \
+        (batch, epochs, per_epoch)
+    assert budget["steps"] == per_epoch * epochs and budget["auto"] == ["batch_size", "epochs"]
+    assert budget["small"] is None or samples < 8  # the rule itself never warns on real sets
+
+
+def test_a_configured_budget_is_kept_and_a_small_one_warned_about():
+    budget = training_budget(45, batch_size=64, epochs=30)
+    assert (budget["batch_size"], budget["epochs"], budget["steps"]) == (64, 30, 30)
+    assert budget["auto"] == []
+    assert budget["small"].startswith("a small training budget: 30 optimiser steps in all (1 "
+                                      "per epoch of 45 samples in batches of 64, 30 epochs)")
+    assert "batches of 8 for 167 epochs (1002 steps)" in budget["small"]
+    assert training_budget(45, batch_size=16, epochs=100)["small"] is None  # 300 steps
+    only_epochs = training_budget(1213, epochs=5)
+    assert only_epochs["batch_size"] == 64 and only_epochs["auto"] == ["batch_size"]
+
+
+def arrays_config(tmp_path, rng, train=45, **data):
+    """A user's ``.npz`` of ``train`` samples (3 classes, the class is the loudest of 3
+    channels) and a run configuration for it."""
+    def make(count):
+        y = np.arange(count) % 3
+        x = rng.normal(0, 0.5, (count, 5, 3))
+        x[np.arange(count), :, y] += 1.5
+        return x.astype(np.float32), y
+
+    (x_train, y_train), (x_test, y_test) = make(train), make(20)
+    np.savez(tmp_path / "toy.npz", x_train=x_train, y_train=y_train, x_test=x_test,
+             y_test=y_test)
+    return {"data": {"name": "arrays", "path": str(tmp_path / "toy.npz"), **data},
+            "model": {"hidden": [8], "neuron": {"name": "cpsn_bn", "order": 2}},
+            "train": {"epochs": 2, "lr": 0.01, "seed": 0}}
+
+
+def test_train_names_the_data_and_the_budget_and_warns(tmp_path, rng):
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump(arrays_config(tmp_path, rng, batch_size=64)))
+    result = CliRunner().invoke(train, ["--config", str(config), "--out", str(tmp_path / "run"),
+                                        "--threads", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (f"data: arrays {tmp_path / 'toy.npz'}: T 5 steps x C 3 channels, 3 "
+                        f"classes; train 45 / val 0 / test 20 samples")
+    assert lines[1] == ("budget: batches of 64 (as configured), 1 optimiser steps per epoch x 2 "
+                        "epochs (as configured) = 2 steps")
+    assert lines[2].startswith("warning: a small training budget: 2 optimiser steps")
+    assert lines[3].startswith("best.pt: the last epoch: no validation split: 10% of the 45 "
+                               "training samples is 4, fewer than the 50")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"] == {"label": f"arrays {tmp_path / 'toy.npz'}", "steps": 5,
+                               "channels": 3, "outputs": 3, "train": 45, "val": 0, "test": 20}
+    assert summary["budget"]["steps"] == 2
+
+
+def test_an_unset_budget_is_resolved_and_saved(tmp_path, rng):
+    raw = arrays_config(tmp_path, rng)
+    del raw["train"]["epochs"]
+    raw["data"]["limit"] = 16  # 16 samples: batches of 8, 2 steps per epoch, 300 epochs
+    summary = run(tmp_path, {**raw, "train": {**raw["train"], "epochs": 1}})
+    assert summary["budget"]["batch_size"] == 8 and summary["budget"]["auto"] == ["batch_size"]
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["batch_size"] == 8 and saved["train"]["epochs"] == 1
+    resumed = train_run(parse_config(raw | {"train": {**raw["train"], "epochs": 2}}),
+                        tmp_path / "run", resume=True, progress=False, log=lambda _: None)
+    assert resumed["epochs"] == 2  # the unset batch size resolves the same way again
+
+
+def test_a_small_validation_split_keeps_the_last_epoch(tmp_path, rng, monkeypatch):
+    real = train_module.evaluate_model
+    accuracies = iter([0.8, 0.5, 0.6, 0.5, 0.4, 0.5])  # (val, test) per epoch: val falls
+
+    def falling(*args, **kwargs):
+        return {**real(*args, **kwargs), "acc": next(accuracies)}
+
+    monkeypatch.setattr(train_module, "evaluate_model", falling)
+    raw = arrays_config(tmp_path, rng, val_fraction=0.1, batch_size=16)
+    raw["train"]["epochs"] = 3
+    logged = []
+    summary = train_run(parse_config(raw), tmp_path / "run", progress=False, log=logged.append)
+    assert summary["selection"] == {
+        "rule": "last", "reason": "the last epoch: the validation split holds 4 samples, fewer "
+                                  "than the 50 a checkpoint can be chosen on"}
+    assert f"best.pt: {summary['selection']['reason']}" in logged
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 3 and best["selection"]["rule"] == "last"  # not epoch 1's 0.8
+
+
+def test_a_large_validation_split_chooses_on_validation(tmp_path):
+    summary = run(tmp_path, small(epochs=1))
+    assert summary["selection"]["rule"] == "val_acc"
+    assert summary["selection"]["reason"] == ("the best validation accuracy on 96 samples (ties "
+                                              "go to the later epoch)")
+
+
+def forced(tmp_path, rng):
+    """A finished run in ``tmp_path/run`` (with a file of the user's) and the CLI arguments
+    that made it."""
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump(arrays_config(tmp_path, rng, batch_size=16)))
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--threads", "1", "--no-progress"]
+    result = CliRunner().invoke(train, ["--config", str(config), *args])
+    assert result.exit_code == 0, result.output
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    return config, out, args, before
+
+
+def unchanged(out, before):
+    return {p.name: p.read_bytes() for p in out.iterdir()} == before and \
+        not (out.parent / ".run.incoming").exists()
+
+
+def test_force_with_a_bad_config_leaves_the_run_as_it_was(tmp_path, rng):
+    config, out, args, before = forced(tmp_path, rng)
+    runner = CliRunner()
+    typo = tmp_path / "typo.yaml"
+    raw = yaml.safe_load(config.read_text())
+    raw["model"]["neuron"]["ordr"] = 2
+    typo.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(train, ["--config", str(typo), "--force", *args])
+    assert result.exit_code == 1
+    assert "unknown config key model.neuron.ordr" in result.output
+    assert unchanged(out, before)
+    result = runner.invoke(train, ["--config", str(tmp_path / "nowhere.yaml"), "--force", *args])
+    assert result.exit_code == 1 and "nowhere.yaml does not exist" in result.output
+    assert unchanged(out, before)
+
+
+def test_force_with_missing_data_leaves_the_run_as_it_was(tmp_path, rng):
+    config, out, args, before = forced(tmp_path, rng)
+    (tmp_path / "toy.npz").rename(tmp_path / "moved.npz")
+    result = CliRunner().invoke(train, ["--config", str(config), "--force", *args])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1].endswith(f"({out} still holds the previous "
+                                                           f"run)")
+    assert "toy.npz: no such file" in result.output
+    assert unchanged(out, before)
+
+
+def test_force_that_diverges_leaves_the_run_as_it_was(tmp_path, rng, monkeypatch):
+    config, out, args, before = forced(tmp_path, rng)
+
+    def poisoned(output, target, task):
+        loss, correct = _loss_and_correct(output, target, task)
+        return loss * float("nan"), correct
+
+    monkeypatch.setattr(train_module, "_loss_and_correct", poisoned)
+    result = CliRunner().invoke(train, ["--config", str(config), "--force", *args])
+    assert result.exit_code == 1, result.output
+    assert f"{out} still holds the previous run" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_force_replaces_the_run_only_when_the_new_one_is_complete(tmp_path, rng):
+    config, out, args, before = forced(tmp_path, rng)
+    (out.parent / ".run.incoming").mkdir()  # left by an interrupted --force: cleared
+    (out.parent / ".run.incoming" / "last.pt").write_text("stale")
+    result = CliRunner().invoke(train, ["--config", str(config), "--force", "--seed", "3",
+                                        "--epochs", "1", *args])
+    assert result.exit_code == 0, result.output
+    assert f"replaced the previous run in {out}" in result.output
+    assert load_checkpoint(out / "last.pt")["seed"] == 3
+    assert len(json.loads((out / "metrics.json").read_text())) == 1
+    assert (out / "notes.txt").read_text() == "mine"  # --force replaces run files only
+    assert not (out.parent / ".run.incoming").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_train_takes_a_bundled_config_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(train, ["--config", "digits_cpsm", "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: configuration digits_cpsm does not exist, and no "
+                                    "bundled configuration has that name (bundled: ")
+    assert not (tmp_path / "runs").exists()
+    config = load_config("demo_cpsn_prf")
+    assert config.model.neurons[1].name == "prf"

@@ -178,8 +178,8 @@ def test_hdf5_arrays_load_like_npz(tmp_path, rng):
         for key, value in arrays.items():
             file[key] = value
     np.savez(tmp_path / "toy.npz", **arrays)
-    a = load_data(DataConfig(name="arrays", path=str(tmp_path / "toy.h5")))
-    b = load_data(DataConfig(name="arrays", path=str(tmp_path / "toy.npz")))
+    a = load_data(DataConfig(name="arrays", path=str(tmp_path / "toy.h5"), val_fraction=0.1))
+    b = load_data(DataConfig(name="arrays", path=str(tmp_path / "toy.npz"), val_fraction=0.1))
     assert (a.in_features, a.num_outputs, a.steps) == (3, 3, 6)
     assert len(a.train) + len(a.val) == 48 and len(a.test) == 12
     for split in ("train", "val", "test"):
@@ -199,12 +199,14 @@ def entry(tmp_path, monkeypatch, body: str, **data):
 
 
 def test_standardisation_uses_the_training_samples_alone(tmp_path, monkeypatch, rng):
-    from spikeforge.golden.data import _split
+    from spikeforge.golden.data import validation_split
 
     arrays = toy_arrays(rng, train=40)
     arrays["x_train"] = arrays["x_train"] * [1, 10, 100] + [5, -3, 0]
     np.savez(tmp_path / "a.npz", **arrays)
-    rest, val = _split(40, 0.1, 0, stream=1)
+    rest, val, _ = validation_split(DataConfig(name="arrays", path="a.npz", val_fraction=0.1),
+                                    40, arrays["y_train"])
+    assert len(val) == 4
     arrays["x_test"] = arrays["x_test"] * 1000  # the test split must not move the statistics,
     arrays["x_train"][val] = 1e6                # nor must the validation samples
     np.savez(tmp_path / "b.npz", **arrays)
@@ -283,7 +285,10 @@ def test_user_data_options_are_checked(kwargs, match):
 def test_uea_japanese_vowels_keeps_the_official_split():
     pytest.importorskip("aeon")
     data = load_data(DataConfig(name="uea", dataset="JapaneseVowels"))
-    assert (len(data.train), len(data.val), len(data.test)) == (243, 27, 370)
+    # 10 % would be 27 validation samples, too few to choose a checkpoint on: all 270 train
+    assert (len(data.train), data.val, len(data.test)) == (270, None, 370)
+    assert data.val_note.startswith("no validation split: 10% of the 270 training samples is "
+                                    "27, fewer than the 50")
     assert (data.in_features, data.num_outputs, data.steps) == (12, 9, 29)
     labels = torch.stack([y for _, y in data.test])
     assert sorted(labels.unique().tolist()) == list(range(9))
@@ -333,5 +338,6 @@ def test_uea_without_aeon_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon now fails
     monkeypatch.setitem(sys.modules, "aeon.datasets", None)
     with pytest.raises(DataError, match=r"data.dataset JapaneseVowels: UEA/UCR sets need the "
-                                        r"aeon package.*pip install -e '.\[data\]'"):
+                                        r"aeon package.*pip install 'spikeforge\[data\]' \(in a "
+                                        r"checkout: pip install -e '.\[data\]'\)"):
         load_data(DataConfig(name="uea", dataset="JapaneseVowels"))
