@@ -195,6 +195,8 @@ def test_snntorch_import_is_spike_identical(kind, digits, tmp_path):
               "rsynaptic": ["lif1.lif", "lif2"], "rleaky": ["lif1.lif", "lif2"]}[kind]
     flips, ours, theirs = _compare(net, model, test[0], layers)
     counts = {layer: int(theirs[layer].sum()) for layer in layers}
+    print(f"\n{kind}: spikes compared per layer {counts} "
+          f"({int(theirs[layers[0]].numel())} neuron-steps in the first), differing {flips}")
     assert all(c > 0 for c in counts.values()), f"a layer never fires (seed {SEED}): {counts}"
     assert flips == {layer: 0 for layer in layers}, \
         f"spikes differ from snnTorch's (seed {SEED}): {flips} of {counts} spikes"
