@@ -528,3 +528,120 @@ endmodule
     result = subprocess.run([str(tmp_path / "obj" / "Vtb")], cwd=run, capture_output=True,
                             text=True)
     assert "DATA=0c" in result.stdout, result.stdout + result.stderr
+
+
+# -- the datasheet: what docs/ says is what the hardware does ----------------------------------
+
+DOCS = ROOT / "docs"
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_datasheet_logit_width_follows_the_readout_kind(rng):
+    """docs: Wz = signed_width(B_z), B_z = T_z · (max row sum of |R| + max |r|), T_z =
+    max_steps for mean_membrane and 1 for last_membrane (no T_max for last_membrane)."""
+    from spikeforge.golden.fixed import signed_width
+    from spikeforge.hw.synapse import Readout
+
+    weight = rng.integers(-31, 32, size=(5, 12))
+    bias = rng.integers(-31, 32, size=5)
+    bound = int(np.abs(weight).sum(axis=1).max() + np.abs(bias).max())
+    for kind, steps in (("mean_membrane", 8), ("last_membrane", 1)):
+        readout = Readout(weight, bias, weight_width=6, kind=kind, in_lanes=4, in_groups=3,
+                          max_steps=8)
+        assert readout.logit_width == signed_width(-steps * bound, steps * bound), kind
+    text = (DOCS / "network_fixed_point.md").read_text()
+    assert "T_max · (Σ|Rq| + |rq|)" not in text
+    assert "`T_z = 1` for `last_membrane`" in text
+    assert "`signed_width(lo, hi)` is the smallest `W`" in text
+    assert "`signed_width(b) = signed_width(−b, b)`" in text
+    assert "`T_z = 1` for `last_membrane`" in (DOCS / "accelerator.md").read_text()
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_datasheet_bias_fields(rng):
+    """docs/accelerator.md: bias words hold P fields of Wb = signed_width(min(0, min b'),
+    max(0, max b')) bits, output b·P + p at [p·Wb, (p+1)·Wb), two's complement."""
+    from spikeforge.golden.fixed import signed_width
+    from spikeforge.hw.synapse import SynapseEngine, stored_bias
+
+    weight, bias = rng.integers(-31, 32, size=(8, 6)), rng.integers(-300, 42, size=8)
+    engine = SynapseEngine(weight, bias, weight_width=6, shift=3, out_width=8,
+                           input_kind="values", input_width=8, in_lanes=6, input_bound=128,
+                           out_lanes=4, parallel=4)
+    stored = stored_bias(bias, 3)
+    width = signed_width(min(0, int(stored.min())), max(0, int(stored.max())))
+    assert engine.bias_width == width
+    words, word_width = engine.tables["bias"]
+    assert word_width == 4 * width
+    for block, word in enumerate(words):
+        for p in range(4):
+            field = (word >> (p * width)) & ((1 << width) - 1)
+            assert field - ((field >> (width - 1)) << width) == stored[block * 4 + p]
+    assert "`Wb = signed_width(min(0, min b'),\nmax(0, max b'))`" in \
+        (DOCS / "accelerator.md").read_text()
+
+
+def test_datasheet_prf_coefficient_digits(rng):
+    """docs/prf_fixed_point.md §9: shift_add digit fields (position in the low w_p bits, sign
+    code 01/11/00 above it, digit 0 lowest) decode to the integer coefficients."""
+    from spikeforge.hw import prf_tables
+    from spikeforge.sim.regression import random_prf_config
+
+    config = random_prf_config(rng, coef_mode="shift_add")
+    for table in ("delta", "powers"):
+        width, per_word = prf_tables.table_layout(config, table)
+        integer_width, _ = prf_tables.coefficient_field(config, table)
+        position_width = max(1, int(np.ceil(np.log2(integer_width))))
+        digit = 2 + position_width
+        assert width == config.csd_terms * digit
+        values = prf_tables._elements(config, table)
+        for group, word in enumerate(prf_tables.pack_tables(config)[table]):
+            for element in range(per_word):
+                lane, index = divmod(element, per_word // config.lanes)
+                code = word >> (element * width)
+                total = 0
+                for j in range(config.csd_terms):
+                    field = (code >> (j * digit)) & ((1 << digit) - 1)
+                    sign = {0b01: 1, 0b11: -1, 0b00: 0}[field >> position_width]
+                    total += sign << (field & ((1 << position_width) - 1))
+                assert total == values[group * config.lanes + lane][index], (table, group)
+    text = (DOCS / "prf_fixed_point.md").read_text()
+    assert "## 9. Table words" in text and "`p = f − shift`" in text
+    assert "`01` = +1" in text and "`11` = −1" in text and "max(1, ⌈log2 W⌉)" in text
+
+
+def test_datasheet_reset(rng):
+    """docs/accelerator.md: one clock of rst suffices; during it m_axis tvalid is 0 and
+    s_axis tready reads 1 (no beat taken)."""
+    from amaranth import ClockDomain, Module
+    from amaranth.sim import Simulator
+
+    from spikeforge.hw.cpsn import CPSNCore
+
+    text = (DOCS / "accelerator.md").read_text()
+    assert "### Reset" in text and "one rising\nedge of `clk` with `rst = 1`" in text
+    assert "`m_axis__tvalid` is 0 and `s_axis__tready` reads 1" in text
+    dut = CPSNCore(CPSNConfig.random(rng, channels=4, lanes=2, order=2))
+    top = Module()
+    top.domains.sync = domain = ClockDomain("sync")
+    top.submodules.dut = dut
+    simulator = Simulator(top)
+    simulator.add_clock(1e-6)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(domain.rst, 1)
+        ctx.set(dut.s_axis.tvalid, 1)
+        ctx.set(dut.m_axis.tready, 1)
+        for _ in range(3):
+            seen.append((ctx.get(dut.s_axis.tready), ctx.get(dut.m_axis.tvalid)))
+            await ctx.tick()
+
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert seen == [(1, 0)] * 3
+
+
+def test_results_say_which_prf_networks_have_no_hardware():
+    text = (DOCS / "results.md").read_text()
+    assert "SD-TCM networks, which `spikeforge export` refuses" in text
