@@ -366,3 +366,29 @@ def test_hardware_layers_fold_the_input_gain_and_list_the_readout():
     spec["nodes"][2]["params"] = {**lif_params, "v_leak": np.full(n, 0.5)}
     with pytest.raises(ValueError, match="node 'lif': v_leak"):
         NIRNetwork(spec, Choices(dt=dt)).hardware_layers()
+
+
+def test_norse_tau_bug_is_named_and_tau_scale_undoes_it(tmp_path):
+    """A Norse 1.1.0 file (R = 1, dt = 1e-3 by convention) with τ written times dt
+    (norse#411): the unstable Euler step is refused naming the bug; --tau-scale 1000 reads
+    it with the intended τ."""
+    rng = np.random.default_rng(SEED)
+    tau = np.full(12, 1e-2 * 1e-3)  # τ = 10 ms, multiplied by dt = 1e-3 by the bug
+
+    def norse_lif(n, tau):
+        return nir.LIF(tau=tau[:n], r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.full(n, 0.5), v_reset=np.zeros(n))
+    nodes = {"input": nir.Input(input_type=np.array([8])), "fc1": affine(rng, 12, 8),
+             "lif1": norse_lif(12, tau), "fc2": affine(rng, 10, 12), "lif2": norse_lif(10, tau),
+             "output": nir.Output(output_type=np.array([10]))}
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+             ("lif2", "output")]
+    path = write(tmp_path / "norse.nir", nodes, edges)
+    with pytest.raises(ImportRefused, match=r"node 'lif1': dt/tau = 100 > 1.*norse#411.*"
+                                            r"--tau-scale 1000"):
+        import_(tmp_path, path)
+    assert not (tmp_path / "run").exists()
+    summary, _ = import_(tmp_path, path, tau_scale=1000.0)
+    assert summary["source"] == "norse"
+    assert summary["choices"] == {"dt": 1e-3, "discretisation": "euler", "reset": "zero",
+                                  "spike_when": "gt"}
