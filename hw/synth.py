@@ -35,7 +35,8 @@ from .yosys import ToolError, tool_executable
 
 __all__ = ["Target", "TARGETS", "RESOURCE_CLASSES", "CARRY_LUTS", "HARNESS", "harness_verilog",
            "load_core_dir", "synthesize", "synth_core_dir", "core_summary", "REPORT_NAME",
-           "tool_versions", "misfit", "yosys_overflow", "ToolError", "stale_reports"]
+           "tool_versions", "misfit", "yosys_overflow", "ToolError", "stale_reports",
+           "load_report"]
 
 #: File that :func:`synth_core_dir` writes.
 REPORT_NAME = "synth_report.json"
@@ -571,9 +572,31 @@ def synth_core_dir(core_dir, target_name: str, out_dir, **options) -> dict:
             "us_per_sample": cycles / fmax if fmax else None,
             "samples_per_s": fmax * 1e6 / cycles if fmax else None,
             "stages": {stage["name"]: stage["kind"] for stage in description["stages"]}}
-    from .generate import write_json_atomically
+    from .generate import seal, write_json_atomically
 
-    write_json_atomically(out_dir / REPORT_NAME, report)
+    write_json_atomically(out_dir / REPORT_NAME, seal(report))  # sealed: edits show
+    return report
+
+
+def load_report(path, core_dir=None) -> dict:
+    """A ``synth_report.json``, after checking that it is as `synth` wrote it (its seal) and,
+    with ``core_dir``, that it measured the files ``core_dir`` holds now; ``ValueError``
+    saying ``stale`` otherwise."""
+    from .generate import check_seal
+
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: not a synthesis report")
+    check_seal(report, path, writer="spikeforge synth", remedy="synthesise again")
+    if core_dir is not None:
+        description, _ = load_core_dir(core_dir)
+        if (report.get("design") or {}).get("files") != description["files"]:
+            raise ValueError(f"{path} is stale: it measured other files than {core_dir} "
+                             f"holds now; synthesise again")
     return report
 
 
@@ -598,9 +621,7 @@ def stale_reports(core_dir) -> list[Path]:
         return stale
     for path in sorted(Path(core_dir).glob(f"synth-*/{REPORT_NAME}")):
         try:
-            design = json.loads(path.read_text()).get("design") or {}
-        except (OSError, ValueError, AttributeError):
-            design = {}
-        if design.get("files") != description["files"]:
+            load_report(path, core_dir)
+        except (OSError, ValueError):  # edited, unreadable or of other files
             stale.append(path)
     return stale

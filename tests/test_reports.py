@@ -219,6 +219,12 @@ def test_report_records_the_design_and_regeneration_clears_stale_reports(core_di
     assert design["verilog_sha256"] == description["files"]["cpsn_core.v"]
     assert design[gen.SEAL] == description[gen.SEAL]
     assert synth.stale_reports(core_dir) == []
+    assert synth.load_report(report_path, core_dir)["design"] == design
+    edit_json(report_path, lambda r: r["resources"].update(luts=1))
+    with pytest.raises(ValueError, match="synth_report.json was edited after `spikeforge "
+                                         "synth` wrote it"):
+        synth.load_report(report_path)
+    assert synth.stale_reports(core_dir) == [report_path]
     generate_core(CPSNConfig.random(rng, channels=8, lanes=2, order=3), core_dir)
     assert not report_path.exists(), "a report of the old design survived regeneration"
 
