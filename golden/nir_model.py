@@ -12,12 +12,12 @@ Per time step ``t`` and neuron (state ``v``, synaptic current ``i``, last spike 
 before the first step), inputs summed over the node's incoming edges, ``x_t``:
 
     cubalif / cubali:  i_t = a_syn·i_{t−1} + g_syn·x_t          and the membrane's input is i_t
-    v'  = v_reset   where s_{t−1} (reset "zero"),  v − θ·s_{t−1} ("subtract_decayed"),  else v
+    v'  = v_reset where s_{t−1} (reset "zero"), v − θ·s_{t−1} ("subtract_decayed"), else v
     v_t = a_mem·v' + g_mem·x_t + l_mem − θ·s_{t−1}·[reset == "subtract"]
     s_t = v_t > θ ("gt")  or  v_t ≥ θ ("ge");  li / cubali / i: no spike, output v_t
 
     euler:  a = 1 − dt/τ,      g = (dt/τ)·R  (syn: (dt/τ_syn)·w_in),   l = (dt/τ)·v_leak
-    exact:  a = exp(−dt/τ),    g = (1 − a)·R (syn: (1 − a)·w_in),      l = (1 − a)·v_leak
+    exact:  a = exp(−dt/τ),    g = (1 − a)·R (syn: (1 − a)·w_in),     l = (1 − a)·v_leak
     if / i: a = 1, g = dt·R under both (dv/dt = R·I has no leak)
 
 ``exact`` is the exact solution of each equation for an input held over the step (zero-order
@@ -373,9 +373,9 @@ class NIRNetwork(nn.Module):
         "weight" [C, F], "bias" [C] (the input gain folded in: the core adds its input with
         gain 1), "recurrent": [(weight [C, C], bias [C])] (previous step's own spikes, gain
         folded), "lif": lif_view()}``; an Affine straight into the output (a time-mean
-        membrane readout) comes last with ``"lif": None, "readout": True``. Raises ``ValueError`` naming the node where the graph is
-        not such a chain (an Affine or Linear into each neuron, no leak, v_reset 0, a CubaLIF
-        membrane gain of 1)."""
+        membrane readout) comes last with ``"lif": None, "readout": True``. Raises
+        ``ValueError`` naming the node where the graph is not such a chain (an Affine or
+        Linear into each neuron, no leak, v_reset 0, a CubaLIF membrane gain of 1)."""
         spec = self.spec
         nodes = {n["name"]: n for n in spec["nodes"]}
         modules = {n["name"]: self.nodes[f"n{i}"] for i, n in enumerate(spec["nodes"])}

@@ -32,8 +32,8 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
     from ..golden.data import DataConfig, DataError, DatasetNotFoundError, load_data
     from ..golden.nir_model import Choices
     from .nir_import import (RUN_FILES, ImportRefused, build_model, default_choices,
-                             detect_source, nir_checkpoint, plan_import, read_graph,
-                             sha256_file, write_run)
+                             detect_source, flatten_graph, nir_checkpoint, plan_import,
+                             read_graph, sha256_file, write_run)
     from .train import ConfigError, _parse_section, config_to_dict, evaluate_model
 
     out_dir = Path(out_dir)
@@ -63,9 +63,7 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
                             f"{data_config.name} is {data.task}")
 
     graph = read_graph(graph_path, type_check=type_check)
-    from .nir_import import _flatten
-
-    nodes, _, _ = _flatten(graph)
+    nodes, _, _ = flatten_graph(graph)
     metadata = dict(getattr(graph, "metadata", None) or {})
     source = detect_source(nodes, metadata)
     given = {"dt": dt, "discretisation": discretisation, "reset": reset,
@@ -75,7 +73,8 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
         choices = Choices(**values)
     except ValueError as exc:
         raise ImportRefused(str(exc)) from None
-    log(f"{graph_path}: written by {source if source not in ('none', 'unknown') else 'an unknown writer'}"
+    writer = source if source not in ("none", "unknown") else "an unknown writer"
+    log(f"{graph_path}: written by {writer}"
         f"{'' if tau_scale == 1 else f', every tau times {tau_scale:g}'}")
     for key in ("dt", "discretisation", "reset", "spike_when"):
         log(f"  {key:<15} {values[key]!s:<10} ({origin[key]})")

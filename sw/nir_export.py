@@ -7,9 +7,9 @@ the layer for the rest (docs/nir.md).
   imported with reset ``subtract`` or spike ``ge`` is refused: a reader would run it
   differently.
 * A **trained** ``mlp`` run: every ``Linear`` (with its BatchNorm folded) becomes an
-  ``Affine``; a CPSN layer becomes, per tap ``i``, ``Delay((k−1−i)·d·dt) → Scale(Q(W)[:, i])``
-  into one ``Threshold`` (θ = the largest float below ``−b``, so NIR's ``Σ > θ`` is CPSN's
-  ``Σ + b ≥ 0``) if and only if that is exact: the written file is read back with our own
+  ``Affine``; a CPSN layer becomes, per tap ``i``,
+  ``Delay((k−1−i)·d·dt) → Scale(Q(W)[:, i])`` into one ``Threshold`` (θ = the largest
+  float below ``−b``, so NIR's ``Σ > θ`` is CPSN's ``Σ + b ≥ 0``) if and only if that is exact: the written file is read back with our own
   importer under NIR's rules and must give the same spikes as the run's float model (float64)
   on the data's test split, else the layer is refused. PRF (complex state), the soft-reset LIF
   (its reset subtracts) and the PSN/PSU family (no NIR node) are refused.
@@ -17,7 +17,6 @@ the layer for the rest (docs/nir.md).
   ``readout: mean`` in the metadata); ``last_membrane`` is refused.
 """
 
-import math
 import sys
 from pathlib import Path
 
@@ -206,10 +205,10 @@ def round_trip(path, model, data, layers: list, *, trained: bool) -> dict:
     every layer and the classes with ``model`` on the test split, in float64. Returns
     ``{layer: differing spikes, "classes": differing classes, "spikes": {layer: total}}``."""
     from ..golden.nir_model import Choices, NIRNetwork
-    from .nir_import import _flatten, default_choices, detect_source, plan_import, read_graph
+    from .nir_import import flatten_graph, default_choices, detect_source, plan_import, read_graph
 
     graph = read_graph(path)
-    nodes, _, _ = _flatten(graph)
+    nodes, _, _ = flatten_graph(graph)
     metadata = dict(graph.metadata or {})
     values, _ = default_choices(detect_source(nodes, metadata), metadata, {})
     choices = Choices(**values)

@@ -13,7 +13,6 @@ trained one (:func:`load_imported`).
 import dataclasses
 import hashlib
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -21,12 +20,11 @@ import numpy as np
 import torch
 import yaml
 
-from ..golden.nir_model import (NEURON_KINDS, PARAMS, SPIKING, Choices, ModelInfo,
-                                NIRNetwork, discretise)
+from ..golden.nir_model import NEURON_KINDS, PARAMS, SPIKING, Choices, NIRNetwork, discretise
 
-__all__ = ["ImportRefused", "Row", "ImportPlan", "CONVENTIONS", "read_graph", "plan_import",
-           "default_choices", "build_model", "write_run", "load_imported", "RUN_FILES",
-           "nir_checkpoint"]
+__all__ = ["ImportRefused", "Row", "ImportPlan", "CONVENTIONS", "read_graph", "flatten_graph",
+           "detect_source", "plan_import", "default_choices", "build_model", "write_run",
+           "load_imported", "RUN_FILES", "nir_checkpoint"]
 
 #: What ``import`` writes into a run directory.
 RUN_FILES = ("config.yaml", "best.pt", "last.pt", "summary.json", "graph.nir")
@@ -165,7 +163,7 @@ def _array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def _flatten(graph, prefix=""):
+def flatten_graph(graph, prefix=""):
     """``(nodes {name: node}, edges [(a, b)], graph names)`` with nested subgraphs inlined:
     their Input/Output nodes become pass-through ``identity`` nodes named ``sub.input``."""
     import nir
@@ -174,7 +172,7 @@ def _flatten(graph, prefix=""):
     for key, node in graph.nodes.items():
         name = prefix + key
         if isinstance(node, nir.NIRGraph):
-            inner_nodes, inner_edges, inner_passthrough = _flatten(node, name + ".")
+            inner_nodes, inner_edges, inner_passthrough = flatten_graph(node, name + ".")
             nodes.update(inner_nodes)
             edges.extend(inner_edges)
             passthrough |= inner_passthrough
@@ -366,7 +364,7 @@ def plan_import(graph, choices: Choices, *, in_features: int | None = None,
     import nir
 
     metadata = dict(getattr(graph, "metadata", None) or {})
-    nodes, edges, passthrough = _flatten(graph)
+    nodes, edges, passthrough = flatten_graph(graph)
     precision = _file_precision(nodes)
     rows, refusals = {}, []
 
@@ -385,7 +383,6 @@ def plan_import(graph, choices: Choices, *, in_features: int | None = None,
                    _UNSUPPORTED.get(nir_type, "not a node spikeforge runs"))
             continue
         if kind == "flatten":
-            size = _io_size(node, "input_type")
             types = [np.ravel(v) for v in (node.input_type or {}).values() if v is not None]
             if types and len(types[0]) > 1:
                 refuse(name, f"Flatten of a {len(types[0])}-D input: only 1-D (MLP) graphs "
@@ -707,7 +704,3 @@ def load_imported(checkpoint: dict, path, device: str = "cpu"):
 
 def sha256_file(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

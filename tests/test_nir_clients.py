@@ -17,7 +17,7 @@ from snntorch.export_nir import export_to_nir  # noqa: E402
 from spikeforge.golden.data import DataConfig, load_data  # noqa: E402
 from spikeforge.golden.nir_model import Choices, NIRNetwork  # noqa: E402
 from spikeforge.sw.nir_import import (detect_source, default_choices, plan_import,  # noqa: E402
-                                      read_graph, _flatten)
+                                      read_graph, flatten_graph)
 
 SEED = 20261207
 HIDDEN = 24
@@ -143,7 +143,7 @@ def export_and_import(net, tmp_path, name, **given):
     path = tmp_path / f"{name}.nir"
     nir.write(path, graph)
     graph = read_graph(path)
-    nodes, _, _ = _flatten(graph)
+    nodes, _, _ = flatten_graph(graph)
     source = detect_source(nodes, {})
     assert source == "snntorch"
     values, _ = default_choices(source, {}, given)

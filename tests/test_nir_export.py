@@ -2,7 +2,6 @@
 through our importer; what NIR cannot hold (PRF, the soft-reset LIF) refused naming the
 layer, nothing written (docs/nir.md)."""
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
