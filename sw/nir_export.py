@@ -9,9 +9,10 @@ the layer for the rest (docs/nir.md).
 * A **trained** ``mlp`` run: every ``Linear`` (with its BatchNorm folded) becomes an
   ``Affine``; a CPSN layer becomes, per tap ``i``,
   ``Delay((k−1−i)·d·dt) → Scale(Q(W)[:, i])`` into one ``Threshold`` (θ = the largest
-  float below ``−b``, so NIR's ``Σ > θ`` is CPSN's ``Σ + b ≥ 0``) if and only if that is exact: the written file is read back with our own
-  importer under NIR's rules and must give the same spikes as the run's float model (float64)
-  on the data's test split, else the layer is refused. PRF (complex state), the soft-reset LIF
+  float below ``−b``, so NIR's ``Σ > θ`` is CPSN's ``Σ + b ≥ 0``) if and only if that is
+  exact: the written file is read back with our own importer under NIR's rules and must give
+  the same spikes as the run's float model (float64) on the data's test split, else the layer
+  is refused. PRF (complex state), the soft-reset LIF
   (its reset subtracts) and the PSN/PSU family (no NIR node) are refused.
 * The readout ``mean_membrane`` is the time-mean of the output ``Affine`` (recorded as
   ``readout: mean`` in the metadata); ``last_membrane`` is refused.
