@@ -41,6 +41,7 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
     if existing and not force:
         raise ImportRefused(f"{out_dir} already holds a run ({', '.join(existing[:3])}): give "
                             f"--force to replace it, or another --out")
+    writable_dir(out_dir, "run directory")  # before any work: a one-line error at once
     if not (tau_scale > 0 and tau_scale < float("inf")):
         raise ImportRefused(f"--tau-scale must be a finite number > 0, got {tau_scale}")
     # the data first: its sizes check the graph's input and output
@@ -110,7 +111,6 @@ def run_import(graph_path, data_path, out_dir, *, dt=None, discretisation=None, 
                "rates": result["rates"],
                "nodes": [{"node": r.node, "type": r.nir_type, "shape": r.shape,
                           "became": r.became} for r in plan.rows]}
-    writable_dir(out_dir, "run directory")
     write_run(out_dir, checkpoint, graph_path, summary)
     log(f"wrote {out_dir} (evaluate it with `spikeforge evaluate {out_dir}`)")
     return summary

@@ -392,3 +392,32 @@ def test_norse_tau_bug_is_named_and_tau_scale_undoes_it(tmp_path):
     assert summary["source"] == "norse"
     assert summary["choices"] == {"dt": 1e-3, "discretisation": "euler", "reset": "zero",
                                   "spike_when": "gt"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--dt=-1"], "dt must be a finite time step > 0"),
+    (["--dt", "nan"], "dt must be a finite time step > 0"),
+    (["--tau-scale", "0"], "--tau-scale must be a finite number > 0"),
+    (["--data", "missing.yaml"], "missing.yaml: cannot read"),
+])
+def test_bad_options_are_one_line(args, words, tmp_path):
+    path = write(tmp_path / "g.nir", *mlp_graph())
+    out = tmp_path / "run"
+    base = ["import", str(path), "--data", str(DATA), "--out", str(out)]
+    if args[0] == "--data":
+        base[3] = str(tmp_path / args[1])
+        args = []
+    result = CliRunner().invoke(main, base + args)
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and words in error[0], result.output
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
+    path = write(tmp_path / "g.nir", *mlp_graph())
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["import", str(path), "--data", str(DATA), "--out",
+                                       str(tmp_path / "file")])
+    assert result.exit_code == 1 and "it is a file" in result.output
+    assert "node" not in result.output  # refused before the graph was read
