@@ -48,7 +48,8 @@ from ..hw.generate import ROM_MODULE
 from .network_beats import readout_beat, step_beats, unpack_logits
 from .verilator import MissingToolError, verilator_bin_dir, verilator_env
 
-__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "OPTIMISATIONS", "Port", "SimulationError",
+__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "OPTIMISATIONS", "HarnessBuild", "Port",
+           "SimulationError",
            "top_ports", "harness_verilog", "choose_optimisation", "build_harness",
            "run_harness", "write_stimulus", "read_outputs", "compare_outputs",
            "locate_probe_mismatch"]
@@ -57,11 +58,12 @@ __all__ = ["HARNESS_VERSION", "HARNESS_TOP", "OPTIMISATIONS", "Port", "Simulatio
 HARNESS_VERSION = 1
 HARNESS_TOP = "spikeforge_harness"
 _CLOCK_TOP = "spikeforge_harness_clock"
-#: C++ optimisation of the model's code (Verilator's ``OPT_FAST``).
-OPTIMISATIONS = ("-O0", "-O2")
-#: Cycles above which ``-O2`` pays for itself: the -O0 → -O2 compile costs about this many
-#: cycles of -O0 simulation on the demo network (docs/benchmarks.md, "fast harness").
-O2_BREAK_EVEN_CYCLES = 20_000_000
+#: C++ optimisation of the model's code (Verilator's ``OPT_FAST``), least to most.
+OPTIMISATIONS = ("-O0", "-O1", "-O2")
+#: :func:`choose_optimisation`'s thresholds in expected simulated cycles (docs/benchmarks.md,
+#: "fast harness", has the measurements behind them).
+O1_FROM_CYCLES = 100_000
+O2_FROM_CYCLES = 200_000_000
 #: Verilator build arguments (random initial state, as the cocotb builds).
 _VERILATOR_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "unique", "--x-initial", "unique")
 _RUN_ARGS = ("+verilator+rand+reset+2",)
@@ -249,8 +251,14 @@ endmodule
 
 
 def choose_optimisation(expected_cycles: float) -> str:
-    """``-O2`` when the run is long enough to repay the slower compile, else ``-O0``."""
-    return "-O2" if expected_cycles >= O2_BREAK_EVEN_CYCLES else "-O0"
+    """The C++ optimisation that minimises build plus run time for a run of about
+    ``expected_cycles``: ``-O0`` for short runs (unit tests of small designs), ``-O1`` from
+    :data:`O1_FROM_CYCLES` (about 4x fewer instructions per cycle than -O0 for a third more
+    compile time), ``-O2`` from :data:`O2_FROM_CYCLES` (a few per cent faster than -O1, at
+    about twice its compile time)."""
+    if expected_cycles >= O2_FROM_CYCLES:
+        return "-O2"
+    return "-O1" if expected_cycles >= O1_FROM_CYCLES else "-O0"
 
 
 def _main_cpp() -> str:
@@ -285,12 +293,20 @@ def _log_tail(path: Path, lines: int = 8) -> str:
     return " | ".join(line.strip() for line in text[-lines:] if line.strip()) or "(empty log)"
 
 
+@dataclasses.dataclass(frozen=True)
+class HarnessBuild:
+    """A built harness: the program to run, the seconds the build took (about 0 when it was
+    cached) and the C++ optimisation it was built with."""
+
+    executable: Path
+    seconds: float
+    optimisation: str
+
+
 def build_harness(verilog: str, module: str, build_root, *, simulator: str = "verilator",
-                  optimisation: str = "-O0", threads: int = 1, log=None
-                  ) -> tuple[Path, float]:
-    """Build the harness around ``module`` of ``verilog`` once per text and flags; returns
-    ``(executable, seconds)``. An ``-O2`` build of the same design is used when it exists,
-    whatever ``optimisation`` asks for."""
+                  optimisation: str = "-O1", threads: int = 1, log=None) -> HarnessBuild:
+    """Build the harness around ``module`` of ``verilog`` once per text and flags. A cached
+    build of the same design at a higher optimisation is used instead when it exists."""
     if optimisation not in OPTIMISATIONS:
         raise ValueError(f"optimisation must be one of {OPTIMISATIONS}, got {optimisation!r}")
     threads = int(threads)
@@ -304,11 +320,11 @@ def build_harness(verilog: str, module: str, build_root, *, simulator: str = "ve
     rom = _rom()
     start = time.perf_counter()
     if simulator != "verilator":
-        return _build_icarus(bench, verilog, module, rom, build_root, simulator, log), \
-            time.perf_counter() - start
+        executable = _build_icarus(bench, verilog, module, rom, build_root, simulator, log)
+        return HarnessBuild(executable, time.perf_counter() - start, simulator)
     version = importlib.metadata.version("verilator")
-    candidates = [optimisation] if optimisation == "-O2" else ["-O2", "-O0"]
-    for level in candidates:
+    wanted = OPTIMISATIONS.index(optimisation)
+    for level in reversed(OPTIMISATIONS[wanted:]):  # the most optimised cached build first
         key = _key(str(HARNESS_VERSION), bench, verilog, rom, _main_cpp(), level, str(threads),
                    version, *_VERILATOR_ARGS)
         build_dir = build_root / f"harness-{key}"
@@ -318,10 +334,10 @@ def build_harness(verilog: str, module: str, build_root, *, simulator: str = "ve
     handle = _lock(build_dir.with_suffix(".lock"))
     try:
         if not executable.is_file():
-            _verilator_build(build_dir, bench, verilog, module, rom, optimisation, threads, log)
+            _verilator_build(build_dir, bench, verilog, module, rom, level, threads, log)
     finally:
         handle.close()
-    return executable, time.perf_counter() - start
+    return HarnessBuild(executable, time.perf_counter() - start, level)
 
 
 def _verilator_build(build_dir: Path, bench: str, verilog: str, module: str, rom: str,

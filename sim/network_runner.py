@@ -16,6 +16,9 @@ Two testbenches do this, with the same stimulus rules and the same report:
 """
 
 import dataclasses
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from . import harness as fast
 from .network_beats import sample_traces, step_beats
 from .runner import build_verilog, default_build_root, fresh_run_dir, run_job
 
-__all__ = ["HARNESSES", "NetworkCosimResult", "run_network_cosim"]
+__all__ = ["HARNESSES", "NetworkCosimResult", "run_network_cosim", "check_tables"]
 
 HARNESSES = ("fast", "cocotb")
 
@@ -45,6 +48,9 @@ class NetworkCosimResult:
     first_mismatch_sample: int | None
     layer_mismatch: dict | None
     build_dir: str
+    jobs: int = 1
+    harness: str = "cocotb"
+    optimisation: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -61,23 +67,25 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
                       run_dir=None, waves: bool = False,
                       simulator: str = "verilator", harness: str = "fast",
                       optimisation: str | None = None, expected_cycles: float | None = None,
-                      threads: int = 1, log=None) -> NetworkCosimResult:
+                      threads: int = 1, jobs: int = 1, log=None) -> NetworkCosimResult:
     """Run ``samples`` (quantised ``[T, features]`` integers) through the accelerator in
     ``verilog`` (module ``spikeforge_network``; ``tables``: ``.hex`` file name → text) with
     seeded random valid gaps and backpressure, and compare every output beat with the
     integer network. ``targets`` (labels) give the hardware's accuracy. ``harness`` picks the
     testbench (``waves`` needs ``"cocotb"``); for the fast one ``optimisation`` (``-O0`` or
     ``-O2``; by default chosen from ``expected_cycles``, the run's estimated length) and
-    ``threads`` (Verilator threads) set the build."""
+    ``threads`` (Verilator threads) set the build, and ``jobs`` simulator processes share
+    the samples (contiguous shards, shard ``k > 0`` with a seed of its own)."""
     if harness not in HARNESSES:
         raise ValueError(f"harness must be one of {HARNESSES}, got {harness!r}")
+    check_tables(verilog, tables)
     if harness == "fast" and not waves:
         return _run_fast(network, samples, verilog, tables, targets=targets, seed=seed,
                          valid_probability=valid_probability,
                          ready_probability=ready_probability, probes=probes,
                          build_root=build_root, run_dir=run_dir, simulator=simulator,
                          optimisation=optimisation, expected_cycles=expected_cycles,
-                         threads=threads, log=log)
+                         threads=threads, jobs=jobs, log=log)
     public = ("probe_*",) if probes else ()
     build_dir, build_s = build_verilog(NETWORK_MODULE, verilog, "network", build_root,
                                        waves=waves, public=public, simulator=simulator,
@@ -105,48 +113,96 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
     return NetworkCosimResult(build_s=build_s, build_dir=str(build_dir), **result)
 
 
+def check_tables(verilog: str, tables: dict[str, str]) -> None:
+    """Every ``$readmemh`` file the Verilog reads (its ROMs' ``INIT_FILE``) must be among
+    ``tables``: a missing one would leave a ROM undefined and read as a hardware mismatch."""
+    needed = set(re.findall(r'\.INIT_FILE\("([^"]+)"\)', verilog))
+    missing = sorted(needed - set(tables))
+    if missing:
+        raise ValueError(f"the Verilog reads {', '.join(missing)}, which "
+                         f"{'is' if len(missing) == 1 else 'are'} not among its tables (a "
+                         f"description that does not list every .hex file it needs)")
+
+
+def _shard_seed(seed: int, shard: int) -> int:
+    """Shard 0 keeps ``seed`` (one job reproduces a one-job run); the others get their own."""
+    return seed if shard == 0 else (seed * 1_000_003 + shard * 0x9E3779B1) & 0x7FFFFFFF
+
+
 def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probability,
               ready_probability, probes, build_root, run_dir, simulator, optimisation,
-              expected_cycles, threads, log) -> NetworkCosimResult:
+              expected_cycles, threads, jobs, log) -> NetworkCosimResult:
     traces = sample_traces(network, samples)
     logits = np.concatenate([t.logits for t in traces])
-    beats = step_beats(samples, network.in_features, network.input_width)
     if optimisation is None:
         optimisation = fast.choose_optimisation(expected_cycles or 0)
     build_root = Path(build_root or default_build_root())
-    executable, build_s = fast.build_harness(verilog, NETWORK_MODULE, build_root,
-                                             simulator=simulator, optimisation=optimisation,
-                                             threads=threads, log=log)
-    run_dir = fresh_run_dir(executable.parent, seed, run_dir)
-    for name, text in tables.items():
-        (run_dir / name).write_text(text)
-    fast.write_stimulus(run_dir / "stimulus.hex", beats,
-                        network.in_features * network.input_width)
-    run = fast.run_harness(executable, run_dir, beats=len(beats), samples=len(samples),
-                           seed=seed, valid_probability=valid_probability,
-                           ready_probability=ready_probability)
+    build = fast.build_harness(verilog, NETWORK_MODULE, build_root, simulator=simulator,
+                               optimisation=optimisation, threads=threads, log=log)
+    executable = build.executable
     ports = fast.top_ports(verilog, NETWORK_MODULE)
     classes = network.readout.outputs
     width = ports["m_axis__tuser"].width // classes
-    compared = fast.compare_outputs(fast.read_outputs(run_dir), logits, classes, width,
-                                    targets)
-    mismatch = compared["mismatch"]
-    if run["status"] == "stalled" and mismatch is None:
-        mismatch = (f"no transfer for 2000 cycles: {run['sent']} of {len(beats)} input beats "
-                    f"sent, {run['received']} of {len(samples)} samples out")
+    run_dir = fresh_run_dir(executable.parent, seed, run_dir)
+    count = len(samples)
+    jobs = max(1, min(int(jobs), count)) if not probes else 1
+    bounds = [count * k // jobs for k in range(jobs + 1)]
+    shards = []
+    for k in range(jobs):
+        directory = run_dir if jobs == 1 else run_dir / f"shard-{k}"
+        directory.mkdir(exist_ok=True)
+        for name, text in tables.items():
+            (directory / name).write_text(text)
+        beats = step_beats(samples[bounds[k]:bounds[k + 1]], network.in_features,
+                           network.input_width)
+        fast.write_stimulus(directory / "stimulus.hex", beats,
+                            network.in_features * network.input_width)
+        shards.append((directory, len(beats), bounds[k + 1] - bounds[k], _shard_seed(seed, k)))
+
+    def run(shard):
+        directory, beats, shard_samples, shard_seed = shard
+        return fast.run_harness(executable, directory, beats=beats, samples=shard_samples,
+                                seed=shard_seed, valid_probability=valid_probability,
+                                ready_probability=ready_probability)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each run is its own process
+        runs = list(pool.map(run, shards))
+    wall = time.perf_counter() - start
+    merged = {"checked": 0, "same_class": 0, "same_logits": 0, "hardware_correct": 0}
+    mismatch = first = None
+    for k, ((directory, beats, shard_samples, shard_seed), run) in enumerate(zip(shards, runs)):
+        lo, hi = bounds[k], bounds[k + 1]
+        compared = fast.compare_outputs(fast.read_outputs(directory), logits[lo:hi], classes,
+                                        width, None if targets is None else targets[lo:hi])
+        merged["checked"] += compared["checked"]
+        merged["same_class"] += round(compared["class_agreement"] * shard_samples)
+        merged["same_logits"] += round(compared["logit_agreement"] * shard_samples)
+        merged["hardware_correct"] += compared["hardware_correct"]
+        if mismatch is None and compared["mismatch"] is not None:
+            first = None if compared["first_mismatch_sample"] is None else \
+                lo + compared["first_mismatch_sample"]
+            mismatch = compared["mismatch"]
+            if first is not None:
+                mismatch = f"sample {first}:" + mismatch.split(":", 1)[1]
+            mismatch += f" [seed {shard_seed}]"
+        if mismatch is None and run["status"] == "stalled":
+            mismatch = (f"no transfer for 2000 cycles: {run['sent']} of {beats} input beats "
+                        f"sent, {run['received']} of {shard_samples} samples out"
+                        + (f" (samples {lo}-{hi - 1})" if jobs > 1 else "")
+                        + f" [seed {shard_seed}]")
     located = None
     if probes:
         located = fast.locate_probe_mismatch(
             run_dir, [(layer.name, layer.core.lanes) for layer in network.layers],
             {layer.name: [t.spikes[layer.name][:, 0, :] for t in traces]
              for layer in network.layers})
-    if mismatch:
-        mismatch += f" [seed {seed}]"
     return NetworkCosimResult(
-        samples=len(samples), checked=compared["checked"],
-        class_agreement=compared["class_agreement"],
-        logit_agreement=compared["logit_agreement"],
-        hardware_correct=compared["hardware_correct"], cycles=run["cycles"],
-        first_output_cycle=run["first_output_cycle"], wall_s=run["wall_s"], build_s=build_s,
-        mismatch=mismatch, first_mismatch_sample=compared["first_mismatch_sample"],
-        layer_mismatch=located, build_dir=str(executable.parent))
+        samples=count, checked=merged["checked"],
+        class_agreement=merged["same_class"] / count,
+        logit_agreement=merged["same_logits"] / count,
+        hardware_correct=merged["hardware_correct"], cycles=sum(r["cycles"] for r in runs),
+        first_output_cycle=runs[0]["first_output_cycle"], wall_s=wall, build_s=build.seconds,
+        mismatch=mismatch, first_mismatch_sample=first, layer_mismatch=located,
+        build_dir=str(executable.parent), jobs=jobs, harness="fast",
+        optimisation=build.optimisation)

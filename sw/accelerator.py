@@ -3,6 +3,7 @@ synthesise it. The ``spikeforge generate --from``, ``cosim --from`` / ``cosim DI
 ``synth DIR`` commands for whole networks, as functions (``spikeforge demo`` chains them).
 """
 
+import os
 import time
 from pathlib import Path
 
@@ -87,21 +88,28 @@ def _export_of(network_dir) -> Path:
 
 def cosim_network(source, *, samples: int | None = None, seed: int = 0,
                   valid_probability: float = 0.8, ready_probability: float = 0.8,
-                  build_root=None, log=print) -> dict:
-    """Co-simulate a whole accelerator under Verilator on ``samples`` test samples (all with
-    ``None``): ``source`` is an export (generated into the build cache first) or a directory
-    written by ``generate --from`` (its ``network.v`` and ``.hex`` files are verified as they
-    are). Every sample's class and logits are checked against the integer network; on a
-    mismatch the failing sample is rerun in a build with probe ports, which names the first
-    layer and time step whose spikes differ. Returns the report."""
+                  build_root=None, harness: str = "fast", jobs: int | None = None,
+                  optimisation: str | None = None, threads: int = 1, log=print) -> dict:
+    """Co-simulate a whole accelerator on ``samples`` test samples (all with ``None``):
+    ``source`` is an export (generated into the build cache first) or a directory written by
+    ``generate --from`` (its ``network.v`` and ``.hex`` files are verified as they are, even
+    when the directory is the export's own). Every sample's class and logits are checked
+    against the integer network; on a mismatch the failing sample is rerun in a build with
+    probe ports, which names the first layer, time step and channels whose spikes differ.
+
+    ``harness``: ``"fast"`` (the Verilog harness, no Python per cycle; ``jobs`` processes
+    share the samples, default one per CPU) or ``"cocotb"``. ``optimisation`` and
+    ``threads`` set the fast harness's build (default: chosen from the expected cycle
+    count). Returns the report."""
     from ..hw.generate import generate_network, load_network_dir
     from ..sim.network_runner import run_network_cosim
     from ..sim.runner import default_build_root
 
     source = Path(source)
     build_root = Path(build_root or default_build_root())
-    if (source / "network.json").is_file() and not (source / "manifest.json").is_file():
-        export_dir, network_dir = _export_of(source), source
+    if (source / "network.json").is_file():  # a generated directory, verified as it is
+        network_dir = source
+        export_dir = source if (source / "manifest.json").is_file() else _export_of(source)
     else:
         export_dir, network_dir = source, None
     manifest, network, x, targets, data_name = test_split(export_dir, samples)
@@ -116,14 +124,22 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     tables = {name: text for name, text in files.items() if name.endswith(".hex")}
     trace = network.run(x)
     float_predictions = _float_predictions(manifest, x)
+    if jobs is None:
+        jobs = _cpus() if harness == "fast" and count >= 64 else 1
+    worst = description["cycles_per_sample"]["worst"] / description["steps_per_sample"]
+    expected_cycles = worst * sum(len(sample) for sample in inputs) / min(valid_probability,
+                                                                          ready_probability)
     log(f"integer model on {count} test samples of {data_name}: accuracy "
         f"{100 * np.mean(trace.predictions == targets):.2f}%; verifying "
-        f"{network_dir / 'network.v'} under Verilator…")
+        f"{network_dir / 'network.v'} with the {harness} harness"
+        + (f" ({jobs} processes)" if jobs > 1 else "") + "…")
     start = time.perf_counter()
+    settings = dict(seed=seed, valid_probability=valid_probability,
+                    ready_probability=ready_probability, build_root=build_root, log=log,
+                    harness=harness, optimisation=optimisation, threads=threads,
+                    expected_cycles=expected_cycles)
     result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
-                               seed=seed, valid_probability=valid_probability,
-                               ready_probability=ready_probability, build_root=build_root,
-                               log=log)
+                               jobs=jobs, **settings)
     located = None
     if not result.passed and result.first_mismatch_sample is not None:
         from ..hw.generate import network_accelerator, network_verilog
@@ -132,9 +148,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         probed = network_verilog(network_accelerator(
             network, weight_storage="file", probes=True, **options))
         rerun = run_network_cosim(network, inputs[:result.first_mismatch_sample + 1], probed,
-                                  tables, seed=seed, valid_probability=valid_probability,
-                                  ready_probability=ready_probability, probes=True,
-                                  build_root=build_root, log=log)
+                                  tables, probes=True, **settings)
         located = rerun.layer_mismatch or {"layer": "readout",
                                            "note": "every core's spikes match: the logits "
                                                    "differ in the readout"}
@@ -143,6 +157,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         "export": str(export_dir), "network_dir": str(network_dir),
         "verilog_sha256": description["files"]["network.v"], "samples": count, "seed": seed,
         "valid_probability": valid_probability, "ready_probability": ready_probability,
+        "harness": harness, "jobs": result.jobs, "optimisation": result.optimisation,
         "passed": result.passed, "class_agreement": result.class_agreement,
         "logit_agreement": result.logit_agreement,
         "hardware_accuracy": result.hardware_correct / count,
@@ -153,10 +168,18 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         "cycles_per_sample_bound": description["cycles_per_sample"]["typical"],
         "first_output_cycle": result.first_output_cycle,
         "sim_wall_s": round(result.wall_s, 2), "build_s": round(result.build_s, 1),
+        "cycles_per_s": round(result.cycles / result.wall_s) if result.wall_s else None,
         "samples_per_s": round(count / result.wall_s, 1) if result.wall_s else None,
         "wall_s": round(wall, 2), "first_mismatch": result.mismatch,
         "first_mismatch_sample": result.first_mismatch_sample, "mismatch_location": located,
     }
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cosim_network_rows(report: dict) -> list[tuple[str, str]]:
@@ -171,9 +194,13 @@ def cosim_network_rows(report: dict) -> list[tuple[str, str]]:
         rows.append(("float-network accuracy", f"{100 * report['float_accuracy']:.2f}%"))
     rows += [("cycles per sample", f"{report['cycles_per_sample']:.1f} measured (slowest "
                                    f"stage bound {report['cycles_per_sample_bound']})"),
-             ("simulation", f"{report['sim_wall_s']:.1f} s, {report['samples_per_s']} "
-                            f"samples verified per second (Verilator build "
-                            f"{report['build_s']:.1f} s)")]
+             ("simulation", f"{report['harness']} harness"
+                            + (f" ({report['jobs']} processes)" if report["jobs"] > 1 else "")
+                            + f": {report['sim_wall_s']:.1f} s, {report['cycles_per_s']:,} "
+                            f"cycles/s, {report['samples_per_s']} samples verified per second "
+                            f"(build {report['build_s']:.1f} s"
+                            + (f", {report['optimisation']}" if report["optimisation"] else "")
+                            + ")")]
     if report["first_mismatch"]:
         rows.append(("first mismatch", report["first_mismatch"]))
     if report["mismatch_location"]:
