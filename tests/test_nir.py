@@ -425,3 +425,18 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
     assert "Traceback" not in result.output
     with pytest.raises(click.ClickException, match="it is a file"):
         run_import(path, DATA, tmp_path / "file", log=lambda *_: None)
+
+
+def test_hardware_export_of_an_imported_run_is_refused_in_one_line(tmp_path):
+    """Today the quantiser takes trained mlp networks only (docs/nir.md, "Hardware export of
+    an imported run"): `spikeforge export` of an imported run is one line, nothing written.
+    When the quantiser learns imported LIF/CubaLIF graphs, replace this test and the doc."""
+    path = write(tmp_path / "g.nir", *mlp_graph())
+    _, run = import_(tmp_path, path)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "'nir'" in error[0], result.output
+    assert "Traceback" not in result.output
+    assert not (out / "manifest.json").exists()
