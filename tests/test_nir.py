@@ -440,3 +440,60 @@ def test_hardware_export_of_an_imported_run_is_refused_in_one_line(tmp_path):
     assert len(error) == 1 and "'nir'" in error[0], result.output
     assert "Traceback" not in result.output
     assert not (out / "manifest.json").exists()
+
+
+def _chain(kind, params, n, extra=None):
+    return {"nodes": [{"name": "in", "kind": "input", "params": {}, "inputs": []},
+                      {"name": "x", "kind": kind, "params": params, "inputs": ["in"]},
+                      {"name": "out", "kind": "output", "params": {}, "inputs": ["x"]}],
+            "input": "in", "output": "out", "sizes": {"in": n, "x": n, "out": n}}
+
+
+def test_delay_node_per_channel_and_li_readout():
+    """Delay ``x_{t−n}`` with its own n per channel; an LI output gives its mean membrane as
+    the logits."""
+    rng = np.random.default_rng(SEED)
+    x = torch.as_tensor(rng.normal(size=(9, 2, 3)))
+    model = NIRNetwork(_chain("delay", {"delay": np.array([0.0, 1e-3, 3e-3])}, 3),
+                       Choices(dt=1e-3))
+    y = model.simulate(x)["x"]
+    assert torch.equal(y[:, :, 0], x[:, :, 0])
+    assert torch.equal(y[1:, :, 1], x[:-1, :, 1]) and torch.all(y[0, :, 1] == 0)
+    assert torch.equal(y[3:, :, 2], x[:-3, :, 2]) and torch.all(y[:3, :, 2] == 0)
+    n, dt, tau = 3, 1e-3, np.array([2e-3, 5e-3, 1e-2])
+    li = NIRNetwork(_chain("li", dict(tau=tau, r=np.ones(n), v_leak=np.zeros(n)), n),
+                    Choices(dt=dt))
+    v, expected = np.zeros((2, n)), []
+    for xt in x.numpy():
+        v = (1 - dt / tau) * v + dt / tau * xt
+        expected.append(v)
+    assert np.allclose(li(x).numpy(), np.mean(expected, axis=0), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="node 'x': delay .* not a whole number"):
+        NIRNetwork(_chain("delay", {"delay": np.array([0.0, 1.5e-3, 0.0])}, 3),
+                   Choices(dt=1e-3))
+
+
+@pytest.mark.parametrize("discretisation", ["euler", "exact"])
+def test_cubalif_node_follows_the_documented_equations(discretisation):
+    rng = np.random.default_rng(SEED)
+    n, dt = 4, 1e-3
+    tau_syn, tau_mem = np.linspace(2e-3, 5e-3, n), np.linspace(4e-3, 2e-2, n)
+    params = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=np.full(n, 2.0), v_leak=np.zeros(n),
+                  v_threshold=np.full(n, 0.3), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
+    model = NIRNetwork(_chain("cubalif", params, n),
+                       Choices(dt=dt, discretisation=discretisation, reset="zero"))
+    x = rng.integers(0, 3, (30, 2, n)) / 2.0
+    if discretisation == "euler":
+        a_s, g_s = 1 - dt / tau_syn, dt / tau_syn * 1.5
+        a_m, g_m = 1 - dt / tau_mem, dt / tau_mem * 2.0
+    else:
+        a_s, a_m = np.exp(-dt / tau_syn), np.exp(-dt / tau_mem)
+        g_s, g_m = (1 - a_s) * 1.5, (1 - a_m) * 2.0
+    i, v, s, expected = np.zeros((2, n)), np.zeros((2, n)), np.zeros((2, n)), []
+    for xt in x:
+        i = a_s * i + g_s * xt
+        v = a_m * np.where(s > 0, 0.0, v) + g_m * i
+        s = (v > 0.3).astype(float)
+        expected.append(s)
+    got = model.simulate(torch.as_tensor(x))["x"].numpy()
+    assert np.array_equal(got, np.stack(expected)) and got.sum() > 0, f"seed {SEED}"
