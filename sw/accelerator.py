@@ -89,7 +89,8 @@ def _export_of(network_dir) -> Path:
 def cosim_network(source, *, samples: int | None = None, seed: int = 0,
                   valid_probability: float = 0.8, ready_probability: float = 0.8,
                   build_root=None, harness: str = "fast", jobs: int | None = None,
-                  optimisation: str | None = None, threads: int = 1, log=print) -> dict:
+                  optimisation: str | None = None, threads: int = 1,
+                  simulator: str = "verilator", log=print) -> dict:
     """Co-simulate a whole accelerator on ``samples`` test samples (all with ``None``):
     ``source`` is an export (generated into the build cache first) or a directory written by
     ``generate --from`` (its ``network.v`` and ``.hex`` files are verified as they are, even
@@ -100,7 +101,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     ``harness``: ``"fast"`` (the Verilog harness, no Python per cycle; ``jobs`` processes
     share the samples, default one per CPU) or ``"cocotb"``. ``optimisation`` and
     ``threads`` set the fast harness's build (default: chosen from the expected cycle
-    count). Returns the report."""
+    count); ``simulator`` is Verilator or Icarus. Returns the report."""
     from ..hw.generate import generate_network, load_network_dir
     from ..sim.network_runner import run_network_cosim
     from ..sim.runner import default_build_root
@@ -137,7 +138,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     settings = dict(seed=seed, valid_probability=valid_probability,
                     ready_probability=ready_probability, build_root=build_root, log=log,
                     harness=harness, optimisation=optimisation, threads=threads,
-                    expected_cycles=expected_cycles)
+                    expected_cycles=expected_cycles, simulator=simulator)
     result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
                                jobs=jobs, **settings)
     located = None

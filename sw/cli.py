@@ -378,13 +378,31 @@ class _Samples(click.ParamType):
               type=click.FloatRange(0.01, 1.0), help="Chance the monitor accepts a beat.")
 @click.option("--weights", "weight_storage", type=click.Choice(["baked", "file"]),
               default="file", show_default=True, help="Which Verilog form to verify.")
-@click.option("--waves", is_flag=True, help="Dump a VCD of the run.")
+@click.option("--waves", is_flag=True, help="Dump a VCD of the run (whole networks: with the "
+              "cocotb harness).")
+@click.option("--harness", type=click.Choice(["fast", "cocotb"]), default="fast",
+              show_default=True,
+              help="Whole networks: the Verilog harness (no Python per cycle) or the cocotb "
+                   "testbench (Python at every edge; for handshake debugging).")
+@click.option("--jobs", default=None, type=click.IntRange(min=1),
+              help="Whole networks, fast harness: simulator processes sharing the samples "
+                   "(default: one per CPU from 64 samples).")
+@click.option("--opt", "optimisation", type=click.Choice(["auto", "O0", "O1", "O2"]),
+              default="auto", show_default=True,
+              help="Fast harness: C++ optimisation of the model (auto: from the expected "
+                   "cycles; docs/benchmarks.md).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Fast harness: Verilator threads per simulation.")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus-2012", "icarus-2005"]),
+              default="verilator", show_default=True,
+              help="Whole networks, fast harness: the simulator (Icarus from PATH).")
 @click.option("--build-dir", default=None, type=click.Path(file_okay=False),
               help="Verilator build cache (default: build/cosim).")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the summary as JSON.")
 def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_steps, max_steps,
-          valid_probability, ready_probability, weight_storage, waves, build_dir, json_path):
+          valid_probability, ready_probability, weight_storage, waves, harness, jobs,
+          optimisation, threads, simulator, build_dir, json_path):
     """Co-simulate under Verilator against the bit-exact integer model: a core (--config, or
     DIRECTORY written by `generate --config`, random stimulus), a whole exported network as
     one accelerator (--from EXPORT, or DIRECTORY written by `generate --from`) on its test
@@ -409,7 +427,9 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
     elif export_dir is not None or network_dir is not None:
         _cosim_network(export_dir or network_dir, seed, None if samples in (None, "all")
                        else samples, valid_probability, ready_probability, build_dir,
-                       json_path)
+                       json_path, harness="cocotb" if waves else harness, jobs=jobs,
+                       optimisation=None if optimisation == "auto" else f"-{optimisation}",
+                       threads=threads, simulator=simulator)
         return
     if samples == "all":
         _fail("--samples all applies to test data (--from or NETWORK_DIR), not to --config")
@@ -578,25 +598,29 @@ def _core_directory(directory):
 
 
 def _cosim_network(source, seed, samples, valid_probability, ready_probability, build_dir,
-                   json_path):
+                   json_path, **harness_options):
+    from ..sim.harness import SimulationError
     from ..sim.verilator import MissingToolError
     from .accelerator import cosim_network, cosim_network_rows
     from .export import ExportError
 
     click.echo(f"co-simulating the whole network of {source} on "
-               f"{'all' if samples is None else samples} test samples under Verilator "
-               f"(seed {seed})…")
+               f"{'all' if samples is None else samples} test samples under "
+               f"{harness_options.get('simulator', 'verilator')} (seed {seed})…")
     try:
         report = cosim_network(source, samples=samples, seed=seed, build_root=build_dir,
                                valid_probability=valid_probability,
-                               ready_probability=ready_probability, log=click.echo)
-    except (ExportError, MissingToolError, ValueError, FileNotFoundError) as exc:
+                               ready_probability=ready_probability, log=click.echo,
+                               **harness_options)
+    except (ExportError, MissingToolError, SimulationError, ValueError,
+            FileNotFoundError) as exc:
         _fail(str(exc))
     where = report["mismatch_location"] or {}
     _end_cosim(cosim_network_rows(report), report, json_path, report["passed"],
                f"sample {report['first_mismatch_sample']} differs from the integer model; "
                f"first differing layer: {where.get('layer', '?')}"
-               + (f", time step {where['time_step']}" if "time_step" in where else ""),
+               + (f", time step {where['time_step']}" if "time_step" in where else "")
+               + (f", channels {where['channels']}" if where.get("channels") else ""),
                f"the class and logits of all {report['samples']} samples match the integer "
                f"model")
 
