@@ -5,6 +5,15 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_wasm_tools():
+    """The WebAssembly tools compile themselves on first use; parallel workers doing that at
+    once crash (SIGBUS). One worker compiles under a lock, the others wait for it."""
+    from spikeforge.hw.wasm_tools import warm_wasm_tools
+
+    warm_wasm_tools()
+
+
 @pytest.fixture
 def seed(request):
     """A per-test seed: fixed by default, overridable with SPIKEFORGE_SEED; shown on failure."""
