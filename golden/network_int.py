@@ -5,12 +5,15 @@ BatchNorm folded in) feeding a neuron *core* (CPSN or PRF, exactly the hardware'
 model), then an integer readout. Semantics (``docs/network_fixed_point.md``):
 
     input       X = sat_W0(round(x · 2^f0))                      (round half to even)
-    synapse l   A = Wq · a + bq                                   (exact, int64)
+    synapse l   A = Wq · a + Vq · S_{t−1} + bq                    (exact, int64; V: recurrent)
                 U = sat_Wl(round_shift(A, shift_l))               (round half up)
     core l      S = core(U)                                       (cpsn_integer / prf_integer)
     readout     Z = Σ_t (Rq · S_t + rq)   or   Rq · S_{T−1} + rq  (exact), class = argmax Z
 
-``a`` is ``X`` for the first layer and the previous core's spikes after it. The neuron inputs
+``a`` is ``X`` for the first layer and the previous core's spikes after it; a *recurrent*
+layer (``IntegerSynapse.recurrent``, snnTorch's RLeaky/RSynaptic) also adds its own core's
+spikes of the previous time step (none at ``t = 0``), so its core runs step by step (only
+cores with a step model, :attr:`CoreModel.step`: LIF). The neuron inputs
 ``U`` are what the cores receive on their input stream; :class:`NetworkTrace` records them so
 co-simulation can feed each core the integers the model saw.
 """
@@ -22,7 +25,7 @@ import numpy as np
 
 from .cpsn_config import CPSNConfig
 from .lif_config import LIFConfig
-from .lif_int import lif_integer
+from .lif_int import lif_integer, lif_step
 from .prf_config import PRFConfig
 from .cpsn_int import check_inputs, cpsn_integer
 from .fixed import check_int, check_int_array, signed_range
@@ -53,6 +56,8 @@ class CoreModel:
         membrane_width: ``config -> bits of a membrane on the output stream``, None when the
             core has no membrane output.
         check: ``(config, sample) -> sample`` as int64 ``[T, C]``, refusing invalid inputs.
+        step: ``(config, x_t, state) -> (spikes_t, state)`` for ``x_t`` ``[N, C]`` (state
+            None at ``t = 0``), for recurrent layers; None when the kind has no step model.
     """
 
     neuron: str
@@ -60,11 +65,25 @@ class CoreModel:
     steps: Callable
     membrane_width: Callable
     check: Callable
+    step: Callable | None = None
 
 
 def _prf_outputs(config, x):
     spikes, u, _ = prf_integer(config, x)
     return spikes, u
+
+
+def _lif_step(config, x, state):
+    x = np.asarray(x, dtype=np.int64)
+    lo, hi = config.input_range
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"a LIF step input lies outside the signed {config.input_width}-bit "
+                         f"range")
+    if state is None:
+        state = (np.zeros_like(x),) * 3
+    membrane, current, spike = state
+    spike, membrane, current = lif_step(config, x, membrane, current, spike)
+    return spike, (membrane, current, spike)
 
 
 def _int64(config, sample):
@@ -79,7 +98,8 @@ CORE_MODELS = {
     PRFConfig: CoreModel("prf", _prf_outputs, lambda c: c.time_parallelism,
                          lambda c: c.state_width if c.membrane_out else None, _int64),
     LIFConfig: CoreModel("lif", lif_integer, lambda c: 1,
-                         lambda c: c.state_width if c.membrane_out else None, _int64),
+                         lambda c: c.state_width if c.membrane_out else None, _int64,
+                         _lif_step),
 }
 
 
@@ -117,6 +137,8 @@ class IntegerSynapse:
         out_width: signed width the output saturates to (a core's ``input_width``); None keeps
             the exact accumulator (the readout).
         input_bound: largest ``|a|`` the inputs may have (1 for spikes), for the overflow check.
+        recurrent: ``[outputs, outputs]`` weights (same format) from the layer's own spikes of
+            the previous time step, or None (a feed-forward layer).
     """
 
     weight: np.ndarray
@@ -126,6 +148,7 @@ class IntegerSynapse:
     shift: int
     out_width: int | None
     input_bound: int
+    recurrent: np.ndarray | None = None
 
     def __post_init__(self):
         owner = "IntegerSynapse"
@@ -143,8 +166,17 @@ class IntegerSynapse:
                                                            min_value=lo, max_value=hi))
         object.__setattr__(self, "bias", check_int_array(owner, "bias", self.bias,
                                                          (weight.shape[0],)))
+        recurrent_sum = 0
+        if self.recurrent is not None:
+            if self.out_width is None:
+                raise ValueError(f"{owner}: the readout cannot be recurrent")
+            outputs = weight.shape[0]
+            object.__setattr__(self, "recurrent", check_int_array(
+                owner, "recurrent", self.recurrent, (outputs, outputs), min_value=lo,
+                max_value=hi))
+            recurrent_sum = int(np.abs(self.recurrent).sum(axis=1).max())
         largest = (int(np.abs(self.weight).sum(axis=1).max()) * self.input_bound
-                   + int(np.abs(self.bias).max()))
+                   + recurrent_sum + int(np.abs(self.bias).max()))
         if largest.bit_length() >= _ACCUMULATOR_BITS:
             raise ValueError(f"{owner}: the accumulator could reach {largest}, more than "
                              f"{_ACCUMULATOR_BITS} bits; reduce the weight or input widths")
@@ -157,13 +189,18 @@ class IntegerSynapse:
     def outputs(self) -> int:
         return self.weight.shape[0]
 
-    def accumulate(self, a: np.ndarray) -> np.ndarray:
-        """``W · a + b`` exactly, for ``a`` ``[..., inputs]`` integers."""
-        return np.asarray(a, dtype=np.int64) @ self.weight.T + self.bias
+    def accumulate(self, a: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """``W · a + V · s + b`` exactly, for ``a`` ``[..., inputs]`` integers and (recurrent
+        synapses) the layer's spikes ``previous`` ``[..., outputs]`` of the step before."""
+        total = np.asarray(a, dtype=np.int64) @ self.weight.T + self.bias
+        if self.recurrent is not None and previous is not None:
+            total = total + np.asarray(previous, dtype=np.int64) @ self.recurrent.T
+        return total
 
-    def __call__(self, a: np.ndarray) -> tuple[np.ndarray, int]:
+    def __call__(self, a: np.ndarray, previous: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, int]:
         """``(outputs, number saturated)`` on the output grid."""
-        return saturate(round_shift(self.accumulate(a), self.shift), self.out_width)
+        return saturate(round_shift(self.accumulate(a, previous), self.shift), self.out_width)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -184,6 +221,31 @@ class IntegerLayer:
         if self.synapse.outputs != self.core.channels:
             raise ValueError(f"layer {self.name!r}: the synapse has {self.synapse.outputs} "
                              f"outputs but the core has {self.core.channels} channels")
+        if self.recurrent and core_model(self.core).step is None:
+            raise ValueError(f"layer {self.name!r}: a recurrent layer needs a core that runs "
+                             f"step by step (LIF); a {core_model(self.core).neuron} core "
+                             f"has no step model")
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the layer's spikes of step ``t`` feed its synapse at step ``t + 1``."""
+        return self.synapse.recurrent is not None
+
+    def run(self, activity: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(core inputs U, spikes, number saturated)`` for inputs ``[T, N, inputs]``."""
+        if not self.recurrent:
+            drive, clipped = self.synapse(activity)
+            return drive, core_spikes(self.core, drive), clipped
+        step = core_model(self.core).step
+        drives, spikes, clipped, state = [], [], 0, None
+        previous = None
+        for a in np.asarray(activity, dtype=np.int64):
+            drive, count = self.synapse(a, previous)
+            previous, state = step(self.core, drive, state)
+            drives.append(drive)
+            spikes.append(previous.astype(np.int64))
+            clipped += count
+        return np.stack(drives), np.stack(spikes), clipped
 
 
 @dataclasses.dataclass
@@ -263,8 +325,7 @@ class IntegerNetwork:
         activity, clipped = self.quantise_input(x)
         trace = NetworkTrace(logits=None, inputs={}, spikes={}, saturated={"input": clipped})
         for layer in self.layers:
-            drive, clipped = layer.synapse(activity)
-            activity = core_spikes(layer.core, drive)
+            drive, activity, clipped = layer.run(activity)
             trace.inputs[layer.name], trace.spikes[layer.name] = drive, activity
             trace.saturated[layer.name] = clipped
         if self.readout_kind == "mean_membrane":

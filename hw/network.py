@@ -138,7 +138,8 @@ class NetworkAccelerator(wiring.Component):
                     input_width=net.input_width if values else 1, in_lanes=lanes,
                     in_groups=groups, input_bound=synapse.input_bound, out_lanes=core.lanes,
                     parallel=parallel, weight_storage=self.weight_storage,
-                    init_files=self._files(f"synapse_{layer.name}"))
+                    init_files=self._files(f"synapse_{layer.name}"),
+                    recurrent=synapse.recurrent)
             except ValueError as exc:
                 raise NetworkError(f"layer {layer.name!r} synapse: {exc}") from None
             options = {"arith": self.arith} if isinstance(core, CPSNConfig) else {}
@@ -169,6 +170,23 @@ class NetworkAccelerator(wiring.Component):
                      Cat(sink.tdata, sink.tlast).eq(queue.r_data),
                      sink.tvalid.eq(queue.r_rdy), queue.r_en.eq(sink.tready)]
 
+    def _fan_out(self, m, source, sinks, names):
+        """``source`` → one FIFO per sink (a recurrent core feeds the next stage and its own
+        synapse): a beat moves when every FIFO has room, into all of them at once."""
+        depth = max(self.fifo_depth, 2)
+        width = len(source.tdata) + 1
+        queues = []
+        for sink, name in zip(sinks, names):
+            m.submodules[name] = queue = fifo.SyncFIFOBuffered(width=width, depth=depth)
+            m.d.comb += [Cat(sink.tdata, sink.tlast).eq(queue.r_data),
+                         sink.tvalid.eq(queue.r_rdy), queue.r_en.eq(sink.tready),
+                         queue.w_data.eq(Cat(source.tdata, source.tlast))]
+            queues.append(queue)
+        room = Cat(q.w_rdy for q in queues).all()
+        m.d.comb += source.tready.eq(room)
+        for queue in queues:
+            m.d.comb += queue.w_en.eq(source.tvalid & room)
+
     def elaborate(self, platform):
         m = Module()
         for name, stage in self.stages.items():
@@ -178,7 +196,14 @@ class NetworkAccelerator(wiring.Component):
                      first.s_axis.tvalid.eq(self.s_axis.tvalid),
                      first.s_axis.tlast.eq(self.s_axis.tlast),
                      self.s_axis.tready.eq(first.s_axis.tready)]
+        recurrent = {layer.name for layer in self.network.layers if layer.recurrent}
         for source, sink in zip(self.stage_names, self.stage_names[1:]):
+            if source in recurrent:
+                self._fan_out(m, self.stages[source].m_axis,
+                              [self.stages[sink].s_axis,
+                               self.stages[f"synapse_{source}"].f_axis],
+                              [f"fifo_{source}", f"fifo_{source}_recurrent"])
+                continue
             self._link(m, self.stages[source].m_axis, self.stages[sink].s_axis,
                        f"fifo_{source}")
         readout = self.stages["readout"]

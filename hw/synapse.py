@@ -110,7 +110,8 @@ class _AccumulatorEngine(wiring.Component):
 
     def __init__(self, owner: str, weight, bias, *, weight_width: int, input_kind: str,
                  input_width: int, in_lanes: int, in_groups: int, parallel: int,
-                 accumulator_bound: int, weight_storage: str, init_files, output_members):
+                 accumulator_bound: int, weight_storage: str, init_files, output_members,
+                 feedback: tuple[int, int] | None = None):
         weight = np.asarray(weight, dtype=np.int64)
         if weight.ndim != 2 or 0 in weight.shape:
             raise ValueError(f"{owner}: weight must be a non-empty [outputs, inputs] matrix, "
@@ -126,10 +127,15 @@ class _AccumulatorEngine(wiring.Component):
         self.input_kind = input_kind
         self.input_width = 1 if input_kind == "spikes" else operator.index(input_width)
         self.in_lanes, self.in_groups = operator.index(in_lanes), operator.index(in_groups)
+        # feedback: (lanes, beats per step) of the recurrent spike stream, whose inputs follow
+        # the forward inputs (the weight's last columns).
+        self.feedback = None if feedback is None else tuple(operator.index(v) for v in feedback)
+        recurrent = 0 if self.feedback is None else self.feedback[0] * self.feedback[1]
         if self.in_lanes < 1 or self.in_groups < 1 or \
-                self.in_lanes * self.in_groups != self.inputs:
+                self.in_lanes * self.in_groups + recurrent != self.inputs:
             raise ValueError(f"{owner}: {self.in_lanes} lanes x {self.in_groups} beats per "
-                             f"time step do not carry the {self.inputs} inputs")
+                             f"time step (and {recurrent} recurrent inputs) do not carry the "
+                             f"{self.inputs} inputs")
         self.parallel = operator.index(parallel)
         if self.parallel < 1 or self.outputs % self.parallel:
             raise ValueError(f"{owner}: parallel ({self.parallel}) must divide the "
@@ -142,7 +148,10 @@ class _AccumulatorEngine(wiring.Component):
         self.weight_storage = weight_storage
         self.init_files = check_storage(weight_storage, init_files, SYNAPSE_TABLES)
         in_data = self.in_lanes * self.input_width
-        super().__init__({"s_axis": In(AXIStreamSignature(in_data)), **output_members})
+        members = {"s_axis": In(AXIStreamSignature(in_data)), **output_members}
+        if self.feedback is not None:
+            members["f_axis"] = In(AXIStreamSignature(self.feedback[0]))
+        super().__init__(members)
 
     @property
     def tables(self) -> dict[str, tuple[list[int], int]]:
@@ -174,21 +183,53 @@ class _AccumulatorEngine(wiring.Component):
 
     def _gather(self, m, take):
         """The time step's input vector, assembled from ``in_groups`` beats (beat ``g`` at
-        bits ``[g·lanes·w, …)``); ``(vector, full, last)``. ``take`` empties it."""
-        beat_bits = self.in_lanes * self.input_width
-        vector = Signal(self.inputs * self.input_width, reset_less=True)
+        bits ``[g·lanes·w, …)``); ``(vector, full, last)``. ``take`` empties it.
+
+        With ``feedback`` the vector continues with the recurrent spikes of the previous step
+        (as ``input_width``-bit 0/1 values for ``values`` inputs), gathered from ``f_axis``;
+        a step is full when both parts are, and the first step of a sample takes zeros
+        instead (so it waits for no feedback). A feedback step with ``tlast`` (a sample's
+        last step, which no step follows) is dropped when it is complete."""
+        if self.feedback is None:
+            return self._gather_stream(m, take, self.s_axis, self.in_lanes, self.in_groups,
+                                       self.input_width)
+        forward, forward_full, last = self._gather_stream(
+            m, take, self.s_axis, self.in_lanes, self.in_groups, self.input_width)
+        lanes, groups = self.feedback
+        spikes, spikes_full, spikes_last = self._gather_stream(m, take, self.f_axis, lanes,
+                                                               groups, 1)
+        fresh = Signal(init=1)  # the next forward step is the first of its sample
+        with m.If(take):
+            m.d.sync += fresh.eq(last)
+        # a complete step with tlast is dropped: empty the gather again at once
+        with m.If(spikes_full & spikes_last):
+            m.d.sync += spikes_full.eq(0)
+        usable = spikes_full & ~spikes_last
+        pad = self.input_width - 1
+        values = Cat(Cat(spikes[n] & ~fresh, Const(0, pad)) if pad else spikes[n] & ~fresh
+                     for n in range(len(spikes)))
+        full = Signal()
+        m.d.comb += full.eq(forward_full & (fresh | usable))
+        return Cat(forward, values), full, last
+
+    def _gather_stream(self, m, take, stream, lanes, groups, width):
+        """One input stream gathered into a vector of ``groups`` beats; ``take`` empties it
+        (the vector is consumed); ``(vector, full, last)``."""
+        beat_bits = lanes * width
+        in_groups = groups
+        vector = Signal(beat_bits * in_groups, reset_less=True)
         full, last = Signal(), Signal()
-        count = Signal(range(self.in_groups))
-        m.d.comb += self.s_axis.tready.eq(~full)
+        count = Signal(range(in_groups))
+        m.d.comb += stream.tready.eq(~full)
         with m.If(take):
             m.d.sync += full.eq(0)
-        with m.If(self.s_axis.tvalid & ~full):
-            if self.in_groups == 1:
-                m.d.sync += vector.eq(self.s_axis.tdata)
+        with m.If(stream.tvalid & ~full):
+            if in_groups == 1:
+                m.d.sync += vector.eq(stream.tdata)
             else:
-                m.d.sync += vector.eq(Cat(vector[beat_bits:], self.s_axis.tdata))
-            with m.If(count == self.in_groups - 1):
-                m.d.sync += [count.eq(0), full.eq(1), last.eq(self.s_axis.tlast)]
+                m.d.sync += vector.eq(Cat(vector[beat_bits:], stream.tdata))
+            with m.If(count == in_groups - 1):
+                m.d.sync += [count.eq(0), full.eq(1), last.eq(stream.tlast)]
             with m.Else():
                 m.d.sync += count.eq(count + 1)
         return vector, full, last
@@ -387,13 +428,27 @@ class SynapseEngine(_AccumulatorEngine):
             ``tlast`` on the last beat of a sample.
         m_axis: ``out_lanes`` signed ``out_width``-bit outputs per beat, ``outputs/out_lanes``
             beats per time step in output order, ``tlast`` on the sample's last beat.
+        f_axis: (``recurrent`` given) the layer's own spikes, as its core emits them
+            (``out_lanes`` per beat): step ``t`` feeds step ``t + 1``; ``A = W·a + V·s + b``
+            with ``V = recurrent`` (``[outputs, outputs]``), the weight table's columns after
+            the forward inputs.
     """
 
     def __init__(self, weight, bias, *, weight_width: int, shift: int, out_width: int,
                  input_kind: str, input_width: int = 1, in_lanes: int, in_groups: int = 1,
                  input_bound: int = 1, out_lanes: int, parallel: int,
-                 weight_storage: str = "baked", init_files: dict | None = None):
+                 weight_storage: str = "baked", init_files: dict | None = None,
+                 recurrent=None):
         weight = np.asarray(weight, dtype=np.int64)
+        feedback = None
+        if recurrent is not None:
+            recurrent = np.asarray(recurrent, dtype=np.int64)
+            if recurrent.shape != (weight.shape[0], weight.shape[0]):
+                raise ValueError(f"SynapseEngine: recurrent must be [outputs, outputs] = "
+                                 f"{[weight.shape[0]] * 2}, got {list(recurrent.shape)}")
+            weight = np.concatenate([weight, recurrent], axis=1)
+            feedback = (operator.index(out_lanes), weight.shape[0] // operator.index(out_lanes))
+            input_bound = max(operator.index(input_bound), 1)
         self.shift = operator.index(shift)
         self.out_width = operator.index(out_width)
         self.out_lanes = operator.index(out_lanes)
@@ -410,7 +465,7 @@ class SynapseEngine(_AccumulatorEngine):
                          in_groups=in_groups, parallel=parallel, accumulator_bound=bound,
                          weight_storage=weight_storage, init_files=init_files,
                          output_members={"m_axis": Out(AXIStreamSignature(
-                             self.out_lanes * self.out_width))})
+                             self.out_lanes * self.out_width))}, feedback=feedback)
         self.out_groups = self.outputs // self.out_lanes
 
     def _output(self, value):
