@@ -198,12 +198,15 @@ def _export_network(network: IntegerNetwork, out_dir: Path, source, extra) -> di
         [("readout", network.readout)]
     np.savez(out_dir / NETWORK_NPZ, **{f"{name}_{part}": getattr(synapse, part)
                                        for name, synapse in synapses
-                                       for part in ("weight", "bias")})
+                                       for part in ("weight", "bias", "recurrent")
+                                       if getattr(synapse, part, None) is not None})
     description = {
         "input": {"features": network.in_features, "width": network.input_width,
                   "frac_bits": network.input_frac_bits},
         "synapses": {name: {"inputs": synapse.inputs, "outputs": synapse.outputs,
-                            **{f: getattr(synapse, f) for f in _SYNAPSE_FIELDS}}
+                            **{f: getattr(synapse, f) for f in _SYNAPSE_FIELDS},
+                            # recurrent (RLeaky): weights <name>_recurrent in network.npz
+                            **({"recurrent": True} if synapse.recurrent is not None else {})}
                      for name, synapse in synapses},
         "readout_kind": network.readout_kind,
         "npz": {"file": NETWORK_NPZ, "sha256": sha256_file(out_dir / NETWORK_NPZ)},
@@ -373,7 +376,9 @@ def load_network(directory) -> tuple[dict, IntegerNetwork]:
         for name, fields in description["synapses"].items():
             synapses[name] = IntegerSynapse(weight=arrays[f"{name}_weight"],
                                             bias=arrays[f"{name}_bias"],
-                                            **{f: fields[f] for f in _SYNAPSE_FIELDS})
+                                            **{f: fields[f] for f in _SYNAPSE_FIELDS},
+                                            recurrent=arrays[f"{name}_recurrent"]
+                                            if fields.get("recurrent") else None)
             if [synapses[name].outputs, synapses[name].inputs] != [fields["outputs"],
                                                                    fields["inputs"]]:
                 raise ValueError(f"synapse {name!r}: network.npz holds a "
