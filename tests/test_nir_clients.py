@@ -19,6 +19,9 @@ from spikeforge.golden.nir_model import Choices, NIRNetwork  # noqa: E402
 from spikeforge.sw.nir_import import (detect_source, default_choices, plan_import,  # noqa: E402
                                       read_graph, flatten_graph)
 
+# snnTorch 1.0.0's exporter calls nirtorch's deprecated extract_nir_graph
+pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph:DeprecationWarning")
+
 SEED = 20261207
 HIDDEN = 24
 
