@@ -219,7 +219,7 @@ def replaceable(out_dir, kind: str, owned=None) -> set[str]:
     """The names in ``out_dir`` that an output of ``kind`` may replace (see
     :func:`staged_directory`); raises :class:`GenerationError` if it may not be written. A
     command calls it before any work."""
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise GenerationError(f"{out_dir} is a file, not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -230,7 +230,8 @@ def replaceable(out_dir, kind: str, owned=None) -> set[str]:
 @contextlib.contextmanager
 def staged_directory(out_dir, kind, owned=None):
     """Write an output directory whole: yields an empty temporary sibling of ``out_dir`` to
-    write into; when the block ends without error it takes ``out_dir``'s place.
+    write into; when the block ends without error its entries replace those of the previous
+    output in ``out_dir`` (or it becomes ``out_dir``).
 
     ``out_dir`` must be missing, empty, or hold a previous output of the same kind: ``owned``
     (default: a previous generation of ``kind``, ``"core"`` or ``"network"``) returns the
@@ -238,7 +239,7 @@ def staged_directory(out_dir, kind, owned=None):
     replaced; anything else in ``out_dir`` (a user's notes, a nested directory) is kept. On
     any failure or interrupt the sibling is removed and ``out_dir`` is left as it was.
     """
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # its parent holds the temporary sibling
     replaced = replaceable(out_dir, kind, owned)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial",
@@ -251,13 +252,19 @@ def staged_directory(out_dir, kind, owned=None):
     if not out_dir.exists():
         os.rename(stage, out_dir)
         return
+    # Entries move, not the directory (it may be the working directory, hold a user's other
+    # files, or carry its own permissions): the old description goes first and the new one
+    # comes last, so at no moment does a description stand beside files it does not list.
     old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old",
                                 dir=out_dir.parent))
-    os.rename(out_dir, old / "previous")
-    os.rename(stage, out_dir)
-    for entry in (old / "previous").iterdir():  # what the previous output did not write
-        if entry.name not in replaced and not (out_dir / entry.name).exists():
-            os.rename(entry, out_dir / entry.name)
+    for name in sorted(replaced, key=lambda n: not n.endswith(".json")):
+        if (out_dir / name).exists() or (out_dir / name).is_symlink():
+            os.rename(out_dir / name, old / name)
+    for entry in sorted(stage.iterdir(), key=lambda e: e.name.endswith(".json")):
+        if (out_dir / entry.name).is_dir() and not (out_dir / entry.name).is_symlink():
+            os.rename(out_dir / entry.name, old / entry.name)  # an extra of the same name
+        os.replace(entry, out_dir / entry.name)
+    os.rmdir(stage)
     shutil.rmtree(old)
 
 

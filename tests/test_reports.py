@@ -651,3 +651,13 @@ def test_datasheet_reset(rng):
 def test_results_say_which_prf_networks_have_no_hardware():
     text = (DOCS / "results.md").read_text()
     assert "SD-TCM networks, which `spikeforge export` refuses" in text
+
+
+def test_generating_into_the_working_directory_keeps_it(core_dir, monkeypatch):
+    monkeypatch.chdir(core_dir)
+    (core_dir / "notes.txt").write_text("mine\n")
+    description = generate_core(CPSNConfig.load(EXAMPLE), ".")
+    assert Path.cwd() == core_dir and core_dir.is_dir()
+    assert {p.name for p in core_dir.iterdir()} == {*description["files"], "cpsn_core.json",
+                                                     "notes.txt"}
+    synth.load_core_dir(".")
