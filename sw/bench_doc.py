@@ -197,7 +197,9 @@ def _hw_section(hw: dict) -> list[str]:
         lines += ["", "The targets: CPSN at k = 8, L = 16 (any C); every PRF shift-add core "
                   "without DSP; the PRF speed and size targets of issue 13 (the demo core "
                   "C=64 L=4 P=1 in the demo's 10-bit, 3-digit format, C=16 L=4 at P = 1 and "
-                  "P = 4, at P = 4 also in the demo format, the dsp core C=64 L=4 P=1). On the iCE40 every k = 8 CPSN core and "
+                  "P = 4, at P = 4 also in the demo format, the dsp core C=64 L=4 P=1); the "
+                  "LIF core of issue 25 (C=64 L=4, shift decay: no DSP, >= 200 MHz). On the "
+                  "iCE40 every k = 8 CPSN core and "
                   "every PRF core of the sweep is listed, so the largest one that fits is "
                   "there too.", ""]
     for kind in kinds:
@@ -352,7 +354,57 @@ def _cosim_section(cosim: dict) -> list[str]:
                   f"{ratio:.0f}× the Amaranth simulator. Verilator builds (cached per "
                   f"design): " + ", ".join(f"{s:.1f} s" for s in cosim["verilator_build_s"])
               + ".", ""]
+    if cosim.get("networks"):
+        lines += _networks_section(cosim["networks"])
     return lines
+
+
+def _networks_section(networks: dict) -> list[str]:
+    jobs = networks["jobs"]
+    lines = ["### Whole networks: the fast harness against cocotb", "",
+             "`spikeforge cosim DIR` verifies a whole accelerator with the **fast harness** by "
+             "default: a Verilog testbench (stimulus from a file, seeded random valid/ready "
+             "inside the testbench, outputs logged to a file and compared with the integer "
+             "model afterwards) under a C++ Verilator main, with no Python per cycle "
+             "(`sim/harness.py`). The cocotb testbench stays for `--waves` and handshake "
+             "debugging (`--harness cocotb`). Same samples, same stream probability "
+             f"({networks['probability']:g}) in the same run; each fast row is a cold start (a "
+             "fresh build directory: *total* includes the Verilator build); cocotb runs a few "
+             "samples, its rate does not depend on their number. *cycles/s* is simulated "
+             "clock cycles per second of simulation wall time, over all processes.", "",
+             "| network | T | harness | processes | C++ | samples | agreement | cycles/sample "
+             "| cycles/s | samples/s | build s | total s | speed-up |",
+             "|---|--:|---|--:|---|--:|---|--:|--:|--:|--:|--:|--:|"]
+    for name, entry in networks["workloads"].items():
+        for key in [k for k in entry if k.startswith("fast_") and not k.endswith("speedup")] \
+                + ["cocotb"]:
+            r = entry[key]
+            agreement = ("100 %" if r["class_agreement"] == r["logit_agreement"] == 1 else
+                         f"class {100 * r['class_agreement']:.2f} %, logits "
+                         f"{100 * r['logit_agreement']:.2f} %")
+            speedup = entry.get(f"{key}_speedup")
+            lines.append(f"| {name} ({', '.join(entry['layers'])}) | {entry['steps']:,} | "
+                         f"{r['harness']} | {r['jobs']} | {r['optimisation'] or '-O0'} | "
+                         f"{r['samples']} | {agreement} | {r['cycles_per_sample']:,.0f} | "
+                         f"{r['cycles_per_s']:,} | {r['samples_per_s']:,} | {r['build_s']} | "
+                         f"{r['total_s']} | {'' if speedup is None else f'{speedup}×'} |")
+    lines.append("")
+    demo = networks["workloads"].get("demo")
+    if demo:
+        best = max(demo[k]["cycles_per_s"] for k in demo
+                   if k.startswith("fast_") and not k.endswith("speedup"))
+        ratio = max(v for k, v in demo.items() if k.endswith("_speedup"))
+        lines.append(f"Targets (issue 26): demo network ≥ 1,000,000 cycles/s — measured "
+                     f"{best:,} ({'met' if best >= 1e6 else '**not met**'}); ≥ 40× the cocotb "
+                     f"path — {ratio}× ({'met' if ratio >= 40 else '**not met**'}).")
+    prf = networks["workloads"].get("prf_long")
+    if prf:
+        fastest = min(prf[k]["total_s"] for k in prf
+                      if k.startswith("fast_") and not k.endswith("speedup"))
+        lines.append(f"T = {prf['steps']:,} PRF network on {prf['fast_1']['samples']} samples "
+                     f"in < 120 s with its build — {fastest} s "
+                     f"({'met' if fastest < 120 else '**not met**'}).")
+    return lines + [""]
 
 
 def write_plots(hw: dict, directory) -> list[Path]:
