@@ -113,10 +113,10 @@ def test_width_search_meets_the_tolerance(trained):
 
 def test_unsupported_networks_are_refused(tmp_path):
     raw = json.loads(json.dumps(RUN))
-    raw["model"] = {"arch": "mlp", "hidden": [8], "neuron": {"name": "lif"}}
+    raw["model"] = {"arch": "mlp", "hidden": [8], "neuron": {"name": "psu"}}
     raw["train"]["epochs"] = 1
     train_run(parse_config(raw), tmp_path, progress=False, log=lambda *_: None)
-    with pytest.raises(QuantisationError, match="layer sn0: LIF has no hardware core"):
+    with pytest.raises(QuantisationError, match="layer sn0: PSU has no hardware core"):
         export_run(tmp_path, tmp_path / "export", log=lambda *_: None)
 
 
