@@ -94,9 +94,9 @@ class LIFCore(wiring.Component):
     for the subtractive reset, and the comparison references ``θ − x``) is computed before
     it, so the loop holds the reset (a multiplexer, or a subtraction for
     ``subtract_decayed``), the decay (one subtraction for ``shift``, ``decay_digits − 1``
-    additions for ``csd``, a multiplier for ``multiply``), one addition, a saturation
-    multiplexer and a comparison beside the addition (``d >= θ − x``, as the saturated
-    membrane compares like the sum, θ being below the largest state). A decay table shared by
+    additions for ``csd``, a multiplier for ``multiply``), one addition with the comparison
+    beside it (the sign of ``d − (θ − x)``: the saturated membrane compares like the sum, θ
+    being below the largest state), and a saturation multiplexer. A decay table shared by
     all channels (or ``C = L``) with baked weights makes every shift wiring.
 
     Protocol: AXI4-Stream on both sides; ``s_axis.tlast`` goes with the final beat of a
