@@ -13,6 +13,8 @@ and ``model_inputs`` with :func:`spikeforge.golden.networks.build_model`:
     seed          the training seed
     rng           {"torch", "cuda", "numpy", "python"} generator states after ``epoch``
     metrics       one dict per completed epoch;  best: the best epoch's metrics
+    selection     (since issue 28) how best.pt is chosen: {"rule": "val_acc" | "last", "reason"}
+    budget        (since issue 28) batch size, epochs and optimiser steps, and which were chosen
 
 Every value is a tensor, a number, a string, a list, a tuple or a dict, so loading never runs
 pickled code.
@@ -99,3 +101,24 @@ def state_dict_error(exc: Exception) -> str:
     more = len(differences) - 1
     return (f"the saved weights do not fit the network: {differences[0]}"
             + (f" (and {more} more difference{'s' if more > 1 else ''})" if more else ""))
+
+
+def describe_checkpoint(path, checkpoint: dict) -> str:
+    """One line saying which checkpoint ``path`` is, its epoch, and why that epoch: for
+    ``best.pt`` the run's selection rule (best validation accuracy, or the last epoch and
+    why), for ``last.pt`` the end of the run."""
+    path = Path(path)
+    epoch, epochs = checkpoint.get("epoch"), checkpoint.get("epochs")
+    head = f"{path}: epoch {epoch} of {epochs}"
+    if path.name == "last.pt":
+        return f"{head}, the last epoch trained (last.pt)"
+    selection = checkpoint.get("selection")
+    if isinstance(selection, dict) and selection.get("reason"):
+        why = selection["reason"]
+        if selection.get("rule") == "val_acc":
+            accuracy = (checkpoint.get("best") or {}).get("val_acc")
+            if isinstance(accuracy, float):
+                why = f"{why}: {100 * accuracy:.2f}%"
+        return f"{head}, chosen as {why}"
+    return (f"{head}, chosen by the best validation accuracy (or test accuracy without a "
+            f"validation split: this checkpoint predates the recorded selection rule)")

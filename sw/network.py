@@ -14,7 +14,7 @@ import numpy as np
 
 from ..golden.data import load_data
 from ..hw.cores import core_type
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, describe_checkpoint
 from .export import ExportError, export_network, load_network, sha256_file
 from .quantise import (Formats, quantisation_report, quantise_network, smallest_widths,
                        stack_dataset)
@@ -41,10 +41,11 @@ def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float |
     split when there is none), so the test set stays unseen."""
     path = _checkpoint_path(run, checkpoint)
     model, config, checkpoint = load_trained(path)
+    log(f"exporting {describe_checkpoint(path, checkpoint)}")
     data = load_data(config.data)
     calibration_x, _ = stack_dataset(data.train, calibration_samples)
     test_x, test_y = stack_dataset(data.test)
-    log(f"calibrating on {calibration_x.shape[1]} training samples of {config.data.name}")
+    log(f"calibrating on {calibration_x.shape[1]} training samples of {config.data.label}")
     trials = None
     if tolerance is not None:
         tune_x, tune_y = stack_dataset(data.val if data.val is not None else data.train)
@@ -56,7 +57,8 @@ def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float |
     network = quantise_network(model, calibration_x, formats)
     report = quantisation_report(model, network, test_x, test_y)
     source = {"checkpoint": str(path), "sha256": sha256_file(path),
-              "epoch": checkpoint["epoch"], "config": config_to_dict(config),
+              "epoch": checkpoint["epoch"], "selection": checkpoint.get("selection"),
+              "config": config_to_dict(config),
               "model_inputs": checkpoint["model_inputs"]}
     extra = {"formats": dataclasses.asdict(formats), "report": report}
     if trials is not None:

@@ -596,3 +596,31 @@ def test_train_takes_a_bundled_config_by_name(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
     config = load_config("demo_cpsn_prf")
     assert config.model.neurons[1].name == "prf"
+
+
+def test_export_says_which_checkpoint_and_why(tmp_path, rng):
+    from spikeforge.sw.checkpoint import describe_checkpoint
+    from spikeforge.sw.network import export_run
+
+    run(tmp_path, small(epochs=2), "chosen")
+    best = tmp_path / "chosen" / "best.pt"
+    checkpoint = load_checkpoint(best)
+    accuracy = 100 * checkpoint["best"]["val_acc"]
+    assert describe_checkpoint(best, checkpoint) == (
+        f"{best}: epoch {checkpoint['epoch']} of 2, chosen as the best validation accuracy on "
+        f"96 samples (ties go to the later epoch): {accuracy:.2f}%")
+    last = tmp_path / "chosen" / "last.pt"
+    assert describe_checkpoint(last, load_checkpoint(last)) == \
+        f"{last}: epoch 2 of 2, the last epoch trained (last.pt)"
+    older = {k: v for k, v in checkpoint.items() if k != "selection"}
+    assert "predates the recorded selection rule" in describe_checkpoint(best, older)
+    raw = arrays_config(tmp_path, rng, batch_size=16)
+    raw["model"]["neuron"]["exp_max"] = 2
+    run(tmp_path, raw, "small")
+    logged = []
+    manifest = export_run(tmp_path / "small", tmp_path / "export", log=logged.append)
+    assert logged[0] == (f"exporting {tmp_path / 'small' / 'best.pt'}: epoch 2 of 2, chosen as "
+                         f"the last epoch: no validation split: 10% of the 45 training samples "
+                         f"is 4, fewer than the 50 a checkpoint can be chosen on, so every "
+                         f"training sample trains (set data.val_fraction to cut one anyway)")
+    assert manifest["source"]["selection"]["rule"] == "last"

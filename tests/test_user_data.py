@@ -68,6 +68,9 @@ def run_everything(tmp_path, config: dict):
     code, out = cli(tmp_path, "export", "run", "--out", "export", "--checkpoint", "last",
                     "--lanes", "4")
     assert code == 0, out
+    epochs = config["train"]["epochs"]
+    assert f"exporting {Path('run', 'last.pt')}: epoch {epochs} of {epochs}, the last epoch " \
+           f"trained (last.pt)" in out
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert manifest["source"]["checkpoint"].endswith("last.pt")
     code, out = cli(tmp_path, "cosim", "--from", "export", "--samples", "3", "--build-dir",
