@@ -63,9 +63,9 @@ class Target:
             (:mod:`~spikeforge.hw.ecp5_registers`; Yosys does not).
         defines: Verilog macros defined when reading the sources (ECP5:
             ``SPIKEFORGE_ECP5_CARRY``, the carry-cell form of ``hw/verilog/spikeforge_add_sub.v``).
-        capacity: the device's resources per Yosys resource class, ``{class: (available,
-            words)}``: a design whose Yosys counts (core and harness) exceed one of them cannot
-            fit, and synthesis stops before place and route (:func:`yosys_overflow`).
+        capacity: the device's resources per Yosys resource class, ``((class, available,
+            words), ...)``: a design whose Yosys counts (core and harness) exceed one of them
+            cannot fit, and synthesis stops before place and route (:func:`yosys_overflow`).
     """
 
     name: str
