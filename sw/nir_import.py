@@ -704,3 +704,189 @@ def load_imported(checkpoint: dict, path, device: str = "cpu"):
 
 def sha256_file(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# -- toward hardware: the integer network of an imported graph ----------------------------------
+
+def _drives(model, x: np.ndarray, layers: list) -> dict:
+    """Each layer's core input in float (synapse plus recurrent synapses of the previous step,
+    their rest value at the first step), from the float model on ``x`` ``[T, N, F]``."""
+    with torch.no_grad():
+        sequences = model.simulate(torch.as_tensor(x, dtype=torch.float64))
+    drives = {}
+    for layer in layers:
+        if layer.get("readout"):
+            continue
+        a = sequences[layer["source"]].numpy()
+        drive = a @ layer["weight"].T + layer["bias"]
+        s = sequences[layer["name"]].numpy()
+        for weight, bias in layer["recurrent"]:
+            previous = np.concatenate([np.zeros_like(s[:1]), s[:-1]])
+            drive = drive + previous @ weight.T + bias
+        drives[layer["name"]] = drive
+    return drives
+
+
+def quantise_imported(model, calibration_x: np.ndarray, formats=None):
+    """The integer network (``golden.network_int.IntegerNetwork``) of an imported graph, by
+    the rules ``sw/quantise.py`` applies to trained networks (docs/network_fixed_point.md):
+    per layer one weight scale, the core input's scale from the calibration activations
+    (``formats.percentile``), the LIF core from :meth:`NIRNetwork.hardware_layers` (per-channel
+    β and α rounded by ``LIFConfig.quantise_decay``, reset and spike as imported, the membrane
+    ``lif_extra_frac_bits`` finer than the input). Recurrent weights are stored on the
+    accumulator grid (``A = W·a + V·s + b`` adds them unshifted). A spiking output layer is
+    read out by an identity readout (the logits are its spike counts, as the float model's
+    time-mean). Raises ``ValueError`` naming the layer."""
+    import math
+
+    from ..golden.fixed import signed_range
+    from ..golden.lif_config import LIFConfig
+    from ..golden.network_int import IntegerLayer, IntegerNetwork, IntegerSynapse
+    from .quantise import Formats, frac_bits_for
+
+    formats = formats or Formats()
+    layers = model.hardware_layers()
+    x = np.asarray(calibration_x, dtype=np.float64)
+    drives = _drives(model, x, layers)
+    lo, hi = signed_range(formats.weight_width)
+
+    def scale(values):
+        return float(np.percentile(np.abs(values), formats.percentile)) if values.size else 0.0
+
+    def ident(name):
+        return name.replace(".", "_")
+
+    input_frac = frac_bits_for(scale(x), formats.input_width)
+    activity = {model.spec["input"]: (input_frac, -signed_range(formats.input_width)[0])}
+    hidden, readout = [], None
+    for layer in layers:
+        name, weight = layer["name"], layer["weight"]
+        fa, bound = activity[layer["source"]]
+        if layer.get("readout"):
+            wf = frac_bits_for(float(np.abs(weight).max(initial=0.0)), formats.weight_width)
+            readout = IntegerSynapse(
+                weight=np.clip(np.round(np.ldexp(weight, wf)), lo, hi).astype(np.int64),
+                bias=np.round(np.ldexp(layer["bias"], wf + fa)).astype(np.int64),
+                weight_width=formats.weight_width, weight_frac_bits=wf, shift=0,
+                out_width=None, input_bound=bound)
+            continue
+        view = layer["lif"]
+        recurrent = [w for w, _ in layer["recurrent"]]
+        bias = layer["bias"] + sum((b for _, b in layer["recurrent"]), np.zeros(len(weight)))
+        wf = frac_bits_for(float(np.abs(weight).max(initial=0.0)), formats.weight_width)
+        if recurrent:
+            wf = min(wf, frac_bits_for(float(np.abs(sum(recurrent)).max(initial=0.0)),
+                                       formats.weight_width) - fa)
+        accumulator = wf + fa
+        core_frac = frac_bits_for(scale(drives[name]), formats.core_input_width)
+        state_frac = core_frac + formats.lif_extra_frac_bits
+        frac = formats.lif_decay_frac_bits
+
+        def decays(values):
+            return [LIFConfig.quantise_decay(float(v), frac, formats.lif_decay_mode,
+                                             formats.lif_decay_digits) for v in values]
+
+        beta = decays(view["beta"])
+        alpha = decays(view["alpha"]) if view["alpha"] is not None else None
+        theta = None if view["threshold"] is None else \
+            np.round(np.ldexp(view["threshold"], state_frac)).astype(np.int64)
+        slowest = max(beta + (alpha or [0]))
+        leak = max(1.0, 1.0 / max(1.0 - slowest / (1 << frac), 2.0 ** -frac))
+        if alpha:
+            leak *= leak
+        top = int(theta.max()) if theta is not None else 0
+        needed = math.ldexp(1.0, formats.core_input_width - 1 + formats.lif_extra_frac_bits)
+        width = max(int(math.ceil(math.log2((needed + top) * leak + 1))) + 1,
+                    (top + 2).bit_length() + 1)
+        width = min(width, 40, 62 - 3 - frac)
+        try:
+            synapse = IntegerSynapse(
+                weight=np.clip(np.round(np.ldexp(weight, wf)), lo, hi).astype(np.int64),
+                bias=np.round(np.ldexp(bias, accumulator)).astype(np.int64),
+                weight_width=formats.weight_width, weight_frac_bits=wf,
+                shift=accumulator - core_frac, out_width=formats.core_input_width,
+                input_bound=bound,
+                recurrent=None if not recurrent else np.clip(
+                    np.round(np.ldexp(sum(recurrent), accumulator)), lo, hi).astype(np.int64))
+            channels = synapse.outputs
+            lanes = max(d for d in range(1, min(formats.lanes, channels) + 1)
+                        if channels % d == 0)
+            core = LIFConfig(channels=channels, lanes=lanes, variant=view["variant"],
+                             beta=beta, alpha=alpha, threshold=theta,
+                             decay_frac_bits=frac, decay_mode=formats.lif_decay_mode,
+                             decay_digits=formats.lif_decay_digits, reset=view["reset"],
+                             spike=view["spike"], input_width=formats.core_input_width,
+                             input_frac_bits=core_frac, state_width=width,
+                             state_frac_bits=state_frac,
+                             membrane_out=view["variant"] == "li")
+            hidden.append(IntegerLayer(ident(name), synapse, core))
+        except ValueError as exc:
+            raise ValueError(f"layer {name}: {exc}") from None
+        activity[name] = (0, 1)  # spikes
+    if readout is None:  # a spiking output layer: its spike counts are the logits
+        channels = hidden[-1].core.channels
+        readout = IntegerSynapse(weight=np.eye(channels, dtype=np.int64),
+                                 bias=np.zeros(channels, dtype=np.int64),
+                                 weight_width=formats.weight_width, weight_frac_bits=0,
+                                 shift=0, out_width=None, input_bound=1)
+    return IntegerNetwork(input_width=formats.input_width, input_frac_bits=input_frac,
+                          layers=tuple(hidden), readout=readout,
+                          readout_kind="mean_membrane")
+
+
+def export_imported(run, out_dir, formats=None, *, calibration_samples: int = 512,
+                    checkpoint: str = "best", log=print) -> dict:
+    """``spikeforge export`` for an imported run: :func:`quantise_imported` calibrated on the
+    run's training data, written by ``sw/export.export_network`` with the same ``source`` and
+    a report of the same keys as ``sw/network.export_run`` writes, so that ``generate --from``
+    and ``cosim`` take the directory like a trained run's export. Returns the manifest."""
+    import dataclasses as _dataclasses
+
+    from ..golden.data import load_data
+    from .export import export_network
+    from .export import sha256_file as file_hash
+    from .quantise import Formats, stack_dataset
+    from .train import load_trained
+
+    formats = formats or Formats()
+    run = Path(run)
+    path = run / f"{checkpoint}.pt" if run.is_dir() else run
+    model, config, saved = load_trained(path)
+    if "nir" not in saved:
+        raise ValueError(f"{path}: not an imported run (spikeforge import)")
+    data = load_data(config.data)
+    calibration_x, _ = stack_dataset(data.train, calibration_samples)
+    test_x, test_y = stack_dataset(data.test)
+    log(f"calibrating on {calibration_x.shape[1]} training samples")
+    network = quantise_imported(model, calibration_x, formats)
+    trace = network.run(test_x)
+    with torch.no_grad():
+        sequences = model.simulate(torch.as_tensor(test_x))
+        logits = sequences[model.spec["output"]].mean(0).numpy()
+    layers = {}
+    for layer, spec_layer in zip(network.layers, model.hardware_layers()):
+        spikes = trace.spikes[layer.name]
+        floats = sequences[spec_layer["name"]].numpy()
+        layers[layer.name] = {
+            "neuron": "lif", "channels": layer.core.channels,
+            "spike_agreement": float(np.mean(spikes == (floats > 0.5))),
+            "firing_rate_integer": float(spikes.mean()),
+            "firing_rate_float": float(floats.mean()),
+            "saturated": trace.saturated[layer.name],
+            "saturated_fraction": trace.saturated[layer.name] / trace.inputs[layer.name].size}
+    report = {"samples": len(test_y),
+              "float_accuracy": float(np.mean(logits.argmax(axis=1) == test_y)),
+              "integer_accuracy": float(np.mean(trace.predictions == test_y)),
+              "prediction_agreement": float(np.mean(logits.argmax(axis=1) ==
+                                                    trace.predictions)),
+              "input_saturated": trace.saturated["input"], "layers": layers}
+    # generate/cosim read the data through parse_config, which needs a model section: a
+    # stand-in of the same widths (the network itself is the imported graph, source.nir)
+    stand_in = {"neuron": {"name": "lif"}, "arch": "mlp", "norm": "none",
+                "hidden": [layer.core.channels for layer in network.layers]}
+    source = {"checkpoint": str(path), "sha256": file_hash(path), "epoch": saved["epoch"],
+              "selection": None,
+              "config": {"data": saved["config"]["data"], "model": stand_in},
+              "model_inputs": saved["model_inputs"], "nir": saved["nir"]["file"]}
+    extra = {"formats": _dataclasses.asdict(formats), "report": report}
+    return export_network(network, out_dir, source=source, extra=extra)

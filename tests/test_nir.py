@@ -497,3 +497,21 @@ def test_cubalif_node_follows_the_documented_equations(discretisation):
         expected.append(s)
     got = model.simulate(torch.as_tensor(x))["x"].numpy()
     assert np.array_equal(got, np.stack(expected)) and got.sum() > 0, f"seed {SEED}"
+
+
+def test_export_imported_writes_an_export_that_generate_reads(tmp_path):
+    """``export_imported``: an imported run's integer network written like a trained run's
+    export (manifest, report, data config that generate/cosim read); checked by
+    ``load_network`` and by the accelerator's test split."""
+    from spikeforge.sw.accelerator import test_split
+    from spikeforge.sw.nir_import import export_imported
+
+    path = write(tmp_path / "g.nir", *mlp_graph())
+    _, run = import_(tmp_path, path)
+    manifest = export_imported(run, tmp_path / "export", log=lambda *_: None)
+    report = manifest["report"]
+    assert report["samples"] == 449 and set(report["layers"]) == {"lif1", "lif2"}
+    assert manifest["source"]["nir"] == "g.nir"
+    _, network, x, targets, name = test_split(tmp_path / "export", 5)
+    assert name == "digits" and x.shape[1] == 5
+    assert [layer.core.spike for layer in network.layers] == ["gt", "gt"]

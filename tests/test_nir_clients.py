@@ -389,3 +389,38 @@ def test_a_wrong_choice_is_seen_by_the_comparison(given, digits, tmp_path):
     model, _ = export_and_import(net, tmp_path, "wrong", **given)
     flips, _, _ = _compare(net, model, test[0], ["lif1", "lif2", "lif3"])
     assert sum(flips.values()) > 0, f"seed {SEED}: {given} gave the same spikes"
+
+
+@pytest.mark.parametrize("kind, weight_width, floor", [("leaky", 8, 0.8),
+                                                       ("rsynaptic", 16, 0.8)])
+def test_quantise_imported_gives_an_exportable_integer_network(kind, weight_width, floor,
+                                                                digits, tmp_path):
+    """``quantise_imported``: the exporter's integer network (golden.network_int) of an
+    imported graph, by the trained networks' rules; written by ``sw/export.export_network``
+    and read back by its checks; class agreement with the float import measured (docs/nir.md:
+    a recurrent first layer needs wide weights, its recurrent weights share the accumulator
+    grid with the input's fraction bits)."""
+    from spikeforge.sw.export import export_network, load_network
+    from spikeforge.sw.nir_import import quantise_imported
+    from spikeforge.sw.quantise import Formats
+
+    torch.manual_seed(SEED)
+    train, test = digits
+    net = {"leaky": LeakyMLP, "rsynaptic": RSynapticNet}[kind]()
+    train_a_little(net, train, steps=200)
+    model, _ = export_and_import(net, tmp_path, kind)
+    network = quantise_imported(model, train[0][:, :512].numpy(),
+                                Formats(weight_width=weight_width))
+    assert [layer.core.reset for layer in network.layers] == ["subtract"] * len(network.layers)
+    assert network.layers[0].synapse.recurrent is not None if kind == "rsynaptic" else True
+    trace = network.run(test[0].double().numpy())
+    with torch.no_grad():
+        classes = model(test[0].double()).argmax(1).numpy()
+    agreement = float((trace.predictions == classes).mean())
+    print(f"\n{kind}, {weight_width}-bit weights, 8-bit core inputs: class agreement "
+          f"{agreement:.4f} (seed {SEED})")
+    assert agreement >= floor, f"seed {SEED}: {agreement}"
+    export_network(network, tmp_path / "export")
+    _, back = load_network(tmp_path / "export")
+    assert np.array_equal(back.run(test[0][:, :20].double().numpy()).predictions,
+                          trace.predictions[:20])
