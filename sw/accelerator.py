@@ -15,7 +15,8 @@ from .network import _float_predictions
 from .quantise import stack_dataset
 from .train import parse_config
 
-__all__ = ["generate_network_from", "test_split", "cosim_network", "network_rows",
+__all__ = ["generate_network_from", "test_split", "cosim_network", "expected_cycles",
+           "network_rows",
            "cosim_network_rows", "synth_network_rows"]
 
 
@@ -127,9 +128,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     float_predictions = _float_predictions(manifest, x)
     if jobs is None:
         jobs = _cpus() if harness == "fast" and count >= 64 else 1
-    worst = description["cycles_per_sample"]["worst"] / description["steps_per_sample"]
-    expected_cycles = worst * sum(len(sample) for sample in inputs) / min(valid_probability,
-                                                                          ready_probability)
+    expected = expected_cycles(description, inputs, min(valid_probability, ready_probability))
     log(f"integer model on {count} test samples of {data_name}: accuracy "
         f"{100 * np.mean(trace.predictions == targets):.2f}%; verifying "
         f"{network_dir / 'network.v'} with the {harness} harness"
@@ -138,7 +137,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     settings = dict(seed=seed, valid_probability=valid_probability,
                     ready_probability=ready_probability, build_root=build_root, log=log,
                     harness=harness, optimisation=optimisation, threads=threads,
-                    expected_cycles=expected_cycles, simulator=simulator)
+                    expected_cycles=expected, simulator=simulator)
     result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
                                jobs=jobs, **settings)
     located = None
@@ -174,6 +173,13 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         "wall_s": round(wall, 2), "first_mismatch": result.mismatch,
         "first_mismatch_sample": result.first_mismatch_sample, "mismatch_location": located,
     }
+
+
+def expected_cycles(description: dict, inputs, probability: float) -> float:
+    """Cycles a run of ``inputs`` (``[T, F]`` samples) should take at most: the slowest
+    stage's worst cycles per step for every step, slowed by the stream probability."""
+    worst = description["cycles_per_sample"]["worst"] / description["steps_per_sample"]
+    return worst * sum(len(sample) for sample in inputs) / probability
 
 
 def _cpus() -> int:

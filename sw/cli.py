@@ -906,8 +906,16 @@ def bench_hw(plan, jobs, docs_dir, keep_dir, seeds, kinds, keep_before):
               type=click.Path(file_okay=False))
 @click.option("--build-dir", default=None, type=click.Path(file_okay=False),
               help="Verilator build cache (default: build/cosim).")
-def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
-    """Verification throughput under Verilator and the Amaranth simulator."""
+@click.option("--networks/--no-networks", default=True, show_default=True,
+              help="Also whole networks under the fast harness and cocotb (the demo network "
+                   "and T = 1,024 PRF and CPSN networks).")
+@click.option("--demo-export", default="build/demo/export", show_default=True,
+              type=click.Path(file_okay=False),
+              help="The demo network's export (`make demo` writes it); skipped when missing.")
+def bench_cosim(samples, steps, jobs, docs_dir, build_dir, networks, demo_export):
+    """Verification throughput: cores under Verilator and the Amaranth simulator, whole
+    networks under the fast harness and cocotb."""
+    from ..sim.harness import SimulationError
     from ..sim.verilator import MissingToolError
     from .bench_cosim import run_bench
     from .bench_doc import write_document
@@ -915,7 +923,16 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
 
     try:
         result = run_bench(samples=samples, steps=steps, jobs=jobs, build_root=build_dir)
-    except MissingToolError as exc:
+        if networks:
+            from .bench_networks import run_network_bench
+
+            demo = demo_export if (Path(demo_export) / "manifest.json").is_file() else None
+            if demo is None:
+                click.echo(f"no export at {demo_export} (run `make demo` first): the demo "
+                           f"network is left out")
+            result["networks"] = run_network_bench(demo_export=demo, jobs=jobs,
+                                                   build_root=build_dir, log=click.echo)
+    except (MissingToolError, SimulationError) as exc:
         _fail(str(exc))
     result.update(command=_command_line(), date=time.strftime("%Y-%m-%d"))
     rows = []
@@ -929,7 +946,9 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir):
     write_json(result, Path(docs_dir, "benchmarks", "cosim.json"))
     click.echo(f"wrote {write_document(docs_dir)} and {Path(docs_dir, 'benchmarks')}/cosim.json")
     if not all(result[mode][s]["passed"] for mode in ("single", "parallel")
-               for s in result[mode]):
+               for s in result[mode]) or not all(
+            run["passed"] for entry in result.get("networks", {}).get("workloads", {}).values()
+            for key, run in entry.items() if isinstance(run, dict)):
         sys.exit(1)
 
 

@@ -336,7 +336,8 @@ def test_bench_hw_smoke_plan(tmp_path):
 
 @pytest.mark.slow
 def test_bench_cosim_small(tmp_path):
-    result = invoke("bench", "cosim", "--samples", "1", "--steps", "4", "--docs", tmp_path)
+    result = invoke("bench", "cosim", "--samples", "1", "--steps", "4", "--no-networks",
+                    "--docs", tmp_path)
     assert result.exit_code == 0, result.output
     cosim = json.loads((tmp_path / "benchmarks" / "cosim.json").read_text())
     assert cosim["single"]["verilator"]["passed"] and cosim["single"]["amaranth"]["passed"]
