@@ -5,8 +5,6 @@ tools are stand-ins where a test needs them to fail), tiny designs."""
 
 import json
 import os
-import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from spikeforge.hw.generate import generate_core, generate_network, load_network
 from spikeforge.sim.regression import random_network
 from spikeforge.sw import export as export_module
 from spikeforge.sw.cli import main
-from spikeforge.sw.export import MANIFEST, ExportError, export_network, load_export
+from spikeforge.sw.export import MANIFEST, export_network
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "cpsn.json"
