@@ -51,6 +51,9 @@ class NetworkCosimResult:
     jobs: int = 1
     harness: str = "cocotb"
     optimisation: str | None = None
+    #: the longest gap between two consecutive output beats (fast harness): the slowest
+    #: sample's cycles in the steady stream
+    max_output_interval: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -171,10 +174,13 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
     wall = time.perf_counter() - start
     merged = {"checked": 0, "same_class": 0, "same_logits": 0, "hardware_correct": 0}
     mismatch = first = None
+    intervals = []
     for k, ((directory, beats, shard_samples, shard_seed), run) in enumerate(zip(shards, runs)):
         lo, hi = bounds[k], bounds[k + 1]
-        compared = fast.compare_outputs(fast.read_outputs(directory), logits[lo:hi], classes,
-                                        width, None if targets is None else targets[lo:hi])
+        rows = fast.read_outputs(directory)
+        intervals += [b[0] - a[0] for a, b in zip(rows, rows[1:])]
+        compared = fast.compare_outputs(rows, logits[lo:hi], classes, width,
+                                        None if targets is None else targets[lo:hi])
         merged["checked"] += compared["checked"]
         merged["same_class"] += round(compared["class_agreement"] * shard_samples)
         merged["same_logits"] += round(compared["logit_agreement"] * shard_samples)
@@ -205,4 +211,4 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
         first_output_cycle=runs[0]["first_output_cycle"], wall_s=wall, build_s=build.seconds,
         mismatch=mismatch, first_mismatch_sample=first, layer_mismatch=located,
         build_dir=str(executable.parent), jobs=jobs, harness="fast",
-        optimisation=build.optimisation)
+        optimisation=build.optimisation, max_output_interval=max(intervals, default=None))
