@@ -348,6 +348,7 @@ def _verilator_build(build_dir: Path, bench: str, verilog: str, module: str, rom
              "main.cpp": _main_cpp()}
     for name, text in files.items():
         (sources / name).write_text(text)
+    (sources / "clock.v").write_text(_CLOCK_WRAPPER)  # for other simulators; not built here
     env = verilator_env(build_dir.parent / "verilator-runtime", opt_fast=optimisation)
     command = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j",
                str(max(1, min(2, os.cpu_count() or 1))), "--prefix", "Vharness",
