@@ -28,11 +28,12 @@ from .lif_config import LIFConfig
 from .lif_int import lif_integer, lif_step
 from .prf_config import PRFConfig
 from .cpsn_int import check_inputs, cpsn_integer
-from .fixed import check_int, check_int_array, signed_range
+from .fixed import check_int, check_int_array, signed_range, signed_width
 from .prf_int import prf_integer, round_shift
 
 __all__ = ["IntegerSynapse", "IntegerLayer", "IntegerNetwork", "NetworkTrace", "READOUTS",
-           "CoreModel", "core_model", "core_outputs", "core_spikes", "saturate"]
+           "CoreModel", "core_model", "core_outputs", "core_spikes", "saturate",
+           "readout_step_bound", "readout_logit_width", "saturating_sum"]
 
 READOUTS = ("mean_membrane", "last_membrane")
 _ACCUMULATOR_BITS = 62  # every sum must fit int64 with margin
@@ -43,6 +44,56 @@ def saturate(values: np.ndarray, width: int) -> tuple[np.ndarray, int]:
     lo, hi = signed_range(width)
     clipped = int(np.count_nonzero((values < lo) | (values > hi)))
     return np.clip(values, lo, hi), clipped
+
+
+def readout_step_bound(weight, bias) -> int:
+    """Largest ``|R·s + r|`` of one readout step over all spike vectors ``s``: the largest
+    row sum of ``|R|`` plus the largest ``|r|``."""
+    return int(np.abs(np.asarray(weight, dtype=np.int64)).sum(axis=1).max()) + \
+        int(np.abs(np.asarray(bias, dtype=np.int64)).max())
+
+
+def readout_logit_width(weight, bias, kind: str, max_steps: int) -> int:
+    """``Wz``, the width of the logits of a readout sized for samples of up to
+    ``max_steps`` steps.
+
+    ``last_membrane`` keeps one step: ``signed_width(B)`` for ``B`` the step bound, whatever
+    the sample's length. ``mean_membrane`` sums the steps: ``signed_width(B_z + 1)`` with
+    ``B_z = max_steps · B``, one more than the largest sum, so that neither end of the
+    signed range (``−2^(Wz−1)``, ``2^(Wz−1) − 1``) can be reached by a sample of up to
+    ``max_steps`` steps: a logit at a range end is a saturated one (see
+    :func:`saturating_sum`)."""
+    if kind not in READOUTS:
+        raise ValueError(f"readout kind must be one of {READOUTS}, got {kind!r}")
+    check_int("readout_logit_width", "max_steps", max_steps, min_value=1)
+    bound = readout_step_bound(weight, bias)
+    if kind == "last_membrane":
+        return signed_width(-bound, bound)
+    total = max_steps * bound + 1
+    return signed_width(-total, total)
+
+
+def saturating_sum(steps: np.ndarray, width: int) -> np.ndarray:
+    """The ``mean_membrane`` logits of the hardware: the sum over axis 0 of ``steps``
+    (``[T, ..., K]`` per-step readouts ``R·S_t + r``), kept in the signed ``width``-bit range
+    by a *sticky* saturation: after each step a logit outside the range is clipped to the
+    range end it passed, and a logit at a range end stays there for the rest of the sample.
+
+        Z_0 = 0;  Z_t = Z_{t−1}                         if Z_{t−1} ∈ {lo, hi} (t ≥ 1)
+                  Z_t = sat(Z_{t−1} + R·S_t + r)        otherwise
+
+    Exact (the plain sum) while every partial sum stays inside ``(lo, hi)``, which
+    :func:`readout_logit_width` guarantees for samples up to ``max_steps`` steps. A longer
+    sample either stays exact or ends with a logit at ``lo`` or ``hi`` (never a wrapped
+    value, never a value that went out of range and came back)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    lo, hi = signed_range(width)
+    total = np.zeros(steps.shape[1:], dtype=np.int64)
+    stuck = np.zeros(steps.shape[1:], dtype=bool)
+    for step in steps:
+        total = np.where(stuck, total, np.clip(total + step, lo, hi))
+        stuck = (total == lo) | (total == hi)
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +307,9 @@ class NetworkTrace:
         logits: ``[N, outputs]`` int64 readout ``Z``.
         inputs: layer name → ``[T, N, C]`` integer core inputs ``U``.
         spikes: layer name → ``[T, N, C]`` core spikes.
-        saturated: ``"input"`` and each layer name → number of values clipped.
+        saturated: ``"input"`` and each layer name → number of values clipped;
+            ``"readout"`` → number of logits at a range end (saturated; always 0 without
+            ``IntegerNetwork.max_steps``).
     """
 
     logits: np.ndarray
@@ -278,6 +331,11 @@ class IntegerNetwork:
         layers: the hidden layers, input to output.
         readout: the output synapse (``out_width=None``).
         readout_kind: ``mean_membrane`` (sum over time) or ``last_membrane`` (last step).
+        max_steps: None: exact int64 logits, whatever the sample's length. A number: the
+            logits of an accelerator sized for samples of up to ``max_steps`` steps
+            (``generate --max-steps``): ``logit_width`` bits, ``mean_membrane`` summed with
+            :func:`saturating_sum` (identical for samples up to ``max_steps`` steps; a
+            longer one that overflows ends with that logit at a range end).
     """
 
     input_width: int
@@ -285,9 +343,12 @@ class IntegerNetwork:
     layers: tuple
     readout: IntegerSynapse
     readout_kind: str
+    max_steps: int | None = None
 
     def __post_init__(self):
         check_int("IntegerNetwork", "input_width", self.input_width, min_value=2, max_value=32)
+        if self.max_steps is not None:
+            check_int("IntegerNetwork", "max_steps", self.max_steps, min_value=1)
         if self.readout_kind not in READOUTS:
             raise ValueError(f"IntegerNetwork.readout_kind must be one of {READOUTS}, got "
                              f"{self.readout_kind!r}")
@@ -309,6 +370,14 @@ class IntegerNetwork:
     def in_features(self) -> int:
         return self.layers[0].synapse.inputs
 
+    @property
+    def logit_width(self) -> int | None:
+        """Bits of each logit of the accelerator sized for ``max_steps`` (None: unsized)."""
+        if self.max_steps is None:
+            return None
+        return readout_logit_width(self.readout.weight, self.readout.bias, self.readout_kind,
+                                   self.max_steps)
+
     def quantise_input(self, x) -> tuple[np.ndarray, int]:
         """``(X, number saturated)`` for a float input ``[T, N, in_features]``."""
         x = np.asarray(x, dtype=np.float64)
@@ -329,7 +398,16 @@ class IntegerNetwork:
             trace.inputs[layer.name], trace.spikes[layer.name] = drive, activity
             trace.saturated[layer.name] = clipped
         if self.readout_kind == "mean_membrane":
-            trace.logits = self.readout.accumulate(activity).sum(axis=0)
+            steps = self.readout.accumulate(activity)
+            if self.max_steps is None:
+                trace.logits = steps.sum(axis=0)
+            else:
+                trace.logits = saturating_sum(steps, self.logit_width)
         else:
             trace.logits = self.readout.accumulate(activity[-1])
+        trace.saturated["readout"] = 0
+        if self.max_steps is not None and self.readout_kind == "mean_membrane":
+            lo, hi = signed_range(self.logit_width)
+            trace.saturated["readout"] = int(np.count_nonzero(
+                (trace.logits == lo) | (trace.logits == hi)))
         return trace

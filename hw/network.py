@@ -257,7 +257,10 @@ def describe_network(accelerator: "NetworkAccelerator", *, steps: int,
                          cycles_per_step=per_step)
             if isinstance(stage, Readout):
                 entry.update(readout=stage.kind, argmax_cycles_per_sample=stage.argmax_cycles,
-                             logit_width=stage.logit_width, max_steps=stage.max_steps)
+                             logit_width=stage.logit_width, max_steps=stage.max_steps,
+                             # longer samples: sticky saturation at the range ends (mean),
+                             # or nothing to overflow (last_membrane keeps one step)
+                             overflow="saturate" if stage.kind == "mean_membrane" else "none")
             else:
                 entry.update(out_width=stage.out_width, shift=stage.shift)
         else:

@@ -37,6 +37,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.fixed import signed_range, signed_width
+from ..golden.network_int import readout_logit_width, readout_step_bound
 from .stream import AXIStreamSignature
 from .tables import TableROM, check_storage
 
@@ -285,10 +286,11 @@ class _AccumulatorEngine(wiring.Component):
         more = Mux(bias_op, first_any, word_many | pending_any)
         return index, more
 
-    def _engine(self, m, free, base_zero):
+    def _engine(self, m, free, base_zero, carry=None):
         """Gather, sequencer and accumulators. ``free``: the results of a finished step can be
         stored (the step may start); ``base_zero(first_step)``: whether a block's bias
-        operation starts from zero (else it adds to the accumulators). Returns
+        operation starts from zero (else it adds to the accumulators, or with ``carry``, one
+        signal per accumulator, to those signals: the readout's saturated logits). Returns
         ``(done, accumulators, done_block, step_last)``: ``done`` is set for one cycle when
         block ``done_block``'s results sit in ``accumulators`` (its last operation has been
         added); ``step_last`` is the step's tlast."""
@@ -400,8 +402,9 @@ class _AccumulatorEngine(wiring.Component):
         accumulators = [Signal(acc_shape, name=f"acc{p}") for p in range(self.parallel)]
         for p, (acc, term) in enumerate(zip(accumulators, terms)):
             addend = Mux(is_bias, biases.word_select(p, self.bias_width).as_signed(), term)
+            base = acc if carry is None else Mux(is_bias, carry[p], acc)
             with m.If(valid):
-                m.d.sync += acc.eq(Mux(zero, 0, acc) + addend)
+                m.d.sync += acc.eq(Mux(zero, 0, base) + addend)
         done, done_block = Signal(), Signal(range(self.blocks))
         m.d.sync += [done.eq(valid & last), done_block.eq(op_block)]
         with m.If(done & (done_block == self.blocks - 1)):
@@ -521,8 +524,15 @@ class Readout(_AccumulatorEngine):
     """The readout: logits ``Z`` from the last core's spikes, then the class (first maximal
     index, as ``numpy.argmax``). No multiplier: spikes select weight rows.
 
-    ``max_steps`` sizes ``Z`` for ``mean_membrane`` (the sum of up to ``max_steps`` steps;
-    longer samples could overflow and are the user's responsibility to avoid).
+    ``max_steps`` sizes ``Z`` for ``mean_membrane`` (the sum of up to ``max_steps`` steps):
+    ``logit_width`` = :func:`~spikeforge.golden.network_int.readout_logit_width`, one more
+    than the largest sum, so no sample of up to ``max_steps`` steps reaches either end of the
+    range. A longer sample never wraps: after every step a logit is saturated to the range
+    end it passed and then stays there for the rest of the sample (sticky), exactly as
+    :func:`~spikeforge.golden.network_int.saturating_sum`; a logit at ``−2^(w−1)`` or
+    ``2^(w−1) − 1`` therefore says "this sample overflowed the readout". The accumulators
+    are one step's bound wider than the logits, and each step starts from the saturated
+    logits (``carry``), so they cannot overflow whatever the sample's length.
     The argmax (:attr:`argmax_cycles` per sample, a pipelined tree of comparisons) runs while
     the next sample is accumulated.
 
@@ -542,18 +552,31 @@ class Readout(_AccumulatorEngine):
         if self.max_steps < 1:
             raise ValueError(f"Readout: max_steps must be >= 1, got {self.max_steps}")
         weight = np.asarray(weight, dtype=np.int64)
-        step_bound = int(np.abs(weight).sum(axis=1).max()) + int(np.abs(bias).max())
-        steps = self.max_steps if kind == "mean_membrane" else 1
+        step_bound = readout_step_bound(weight, bias)
         classes = weight.shape[0]
         self.class_width = max(1, (classes - 1).bit_length())
-        self.logit_width = signed_width(-steps * step_bound, steps * step_bound)
+        self.logit_width = readout_logit_width(weight, bias, kind, self.max_steps)
+        # mean_membrane: a step starts from saturated logits and adds at most one step's bound
+        bound = step_bound if kind == "last_membrane" else \
+            (1 << (self.logit_width - 1)) + step_bound
         super().__init__("Readout", weight, bias, weight_width=weight_width,
                          input_kind="spikes", input_width=1, in_lanes=in_lanes,
                          in_groups=in_groups, parallel=classes,
-                         accumulator_bound=steps * step_bound, weight_storage=weight_storage,
+                         accumulator_bound=bound, weight_storage=weight_storage,
                          init_files=init_files,
                          output_members={"m_axis": Out(AXIStreamSignature(
                              self.class_width, user_width=classes * self.logit_width))})
+
+    @staticmethod
+    def _saturate(value, width):
+        """``value`` clipped to the signed ``width``-bit range: in range when every bit from
+        the result's sign bit up is equal (a reduction, not two comparisons)."""
+        if len(value) <= width:
+            return value.as_signed()
+        head = value[width - 1:]
+        lo, hi = signed_range(width)
+        return Mux(head.all() | ~head.any(), value[:width].as_signed(),
+                   Mux(value[-1], lo, hi))
 
     @property
     def argmax_cycles(self) -> int:
@@ -568,11 +591,30 @@ class Readout(_AccumulatorEngine):
         logits_full = Signal()  # a sample's logits wait for the argmax
         out_full = Signal()
         mean = self.kind == "mean_membrane"
-        done, accumulators, _, step_last = self._engine(
-            m, ~logits_full, lambda first_step: first_step if mean else Const(1, 1))
+        if mean:
+            # Sticky saturation (golden.network_int.saturating_sum): the logits after each
+            # step, saturated; a logit at a range end stays. The next step starts from them.
+            held = [Signal(signed(width), reset_less=True, name=f"held{k}")
+                    for k in range(classes)]
+            fresh = Signal(init=1)  # the step that ends is the first of its sample
+            done, accumulators, _, step_last = self._engine(
+                m, ~logits_full, lambda first_step: first_step, carry=held)
+            lo, hi = signed_range(width)
+            ended = []
+            for k, (acc, keep) in enumerate(zip(accumulators, held)):
+                stuck = ~fresh & ((keep == lo) | (keep == hi))
+                value = Signal(signed(width), name=f"ended{k}")
+                m.d.comb += value.eq(Mux(stuck, keep, self._saturate(acc, width)))
+                ended.append(value)
+            with m.If(done):
+                m.d.sync += [keep.eq(value) for keep, value in zip(held, ended)]
+                m.d.sync += fresh.eq(step_last)
+        else:
+            done, accumulators, _, step_last = self._engine(
+                m, ~logits_full, lambda first_step: Const(1, 1))
+            ended = [acc[:width] for acc in accumulators]
         with m.If(done & step_last):
-            m.d.sync += [logits.eq(Cat(acc[:width] for acc in accumulators)),
-                         logits_full.eq(1)]
+            m.d.sync += [logits.eq(Cat(ended)), logits_full.eq(1)]
 
         # Argmax over the held logits: a tree of comparisons, two cycles per level, with no
         # loop (Fmax). A right-hand node (higher classes) wins only when strictly greater, so
