@@ -18,18 +18,19 @@ __all__ = ["LIFCore", "WEIGHT_STORAGES", "lif_latency", "lif_buffer_depth", "loo
            "current_stages", "lif_specifics"]
 
 #: Register boundaries of a state loop, most useful first. The membrane loop of a spiking
-#: variant has five segments, R (read the state), A (reset), B (decay), C (add the drive and
-#: compare), S (saturate, write back): boundary ``n`` is the register after segment ``n``.
-#: The current loop and the leaky integrator have four (R, B, C, S).
-_SPIKING_BOUNDARIES = (3, 2, 0, 1)
-_PLAIN_BOUNDARIES = (2, 1, 0)
+#: variant has six segments, R (read the state), A (reset), B1 (the decay's terms: shifts,
+#: or the product), B2 (their sum, rounded), C (add the drive and compare), S (saturate,
+#: write back): boundary ``n`` is the register after segment ``n``. The current loop and the
+#: leaky integrator have five (R, B1, B2, C, S).
+_SPIKING_BOUNDARIES = (4, 3, 0, 2, 1)
+_PLAIN_BOUNDARIES = (3, 2, 0, 1)
 
 
 def loop_stages(config: LIFConfig) -> int:
     """Clock cycles of the membrane loop: from reading a group's state to writing it back.
     At most ``G`` (a group's state is read again ``G`` beats later), so a core with few
     groups has fewer registers in the loop (``G = 1``: the whole update in one cycle); at
-    most 5 (4 without spikes)."""
+    most 6 (5 without spikes)."""
     return min(config.groups, 1 + len(_SPIKING_BOUNDARIES if config.spiking
                                       else _PLAIN_BOUNDARIES))
 
@@ -106,7 +107,7 @@ class LIFCore(wiring.Component):
     backpressure neither drops nor duplicates beats.
 
     Latency: :func:`lif_latency` cycles from an input transfer to its output beat (C = 64,
-    L = 4 LIF: 9) when the output is not stalled. Throughput: one beat per clock for every
+    L = 4 LIF: 10) when the output is not stalled. Throughput: one beat per clock for every
     ``C/L``, no bubbles.
 
     Members:
@@ -182,18 +183,29 @@ class LIFCore(wiring.Component):
         values = [int(v) for v in cfg.per_channel(table)]
         return values[codes.index(code.value)]
 
-    def _decay(self, table: str, code, v):
-        """``(c·v + 2^(F−1)) >> F`` for the decay element ``code`` (constant or from a ROM)."""
+    def _decay(self, table: str, code, v, cut):
+        """``(c·v + 2^(F−1)) >> F`` for the decay element ``code`` (constant or from a ROM),
+        as ``len(v) + 1`` bits (``|c·v| <= 2^F·|v|``, so the rounded product fits). ``cut``
+        registers (or passes) a list of values between the two halves: the terms (shifted
+        copies, or the product), then their sum."""
         cfg = self.config
         frac = cfg.decay_frac_bits
         half = 1 << (frac - 1)
-        rounded = Cat(Const(half, frac), v).as_signed()  # (v << F) + 2^(F−1), no adder
+        width = len(v) + 1
+
+        def narrow(value):
+            return _shr(value, frac)[:width].as_signed()
+
         coefficient = self._constant_coefficient(table, code)
         if coefficient is not None:
             if coefficient == 1 << frac:
+                (v,) = cut([v])
                 return v
             if cfg.decay_mode == "multiply":
-                return _shr(v * Const(coefficient, unsigned(frac + 1)) + half, frac)
+                (product,) = cut([v * Const(coefficient, unsigned(frac + 1))])
+                return narrow(product + half)
+            (v,) = cut([v])  # constant shifts are wiring: nothing to register but v
+            rounded = Cat(Const(half, frac), v).as_signed()  # (v << F) + 2^(F−1), no adder
             digits = csd_digits(coefficient, frac)
             positive = [v << (frac - e) for sign, e in digits if sign > 0 and e]
             negative = [v << (frac - e) for sign, e in digits if sign < 0]
@@ -204,19 +216,21 @@ class LIFCore(wiring.Component):
             total = _tree(positive)
             if negative:
                 total = total - _tree(negative)
-            return _shr(total, frac)
+            return narrow(total)
         if cfg.decay_mode == "multiply":
-            return _shr(v * code + half, frac)
+            (product,) = cut([v * code])
+            return narrow(product + half)
         pw = position_width(cfg)
         if cfg.decay_mode == "shift":
             enable, position = code[pw], code[:pw]
-            return _shr(rounded - Mux(enable, v << position, 0), frac)
-        terms = [Const(half, frac + 1)]
+            v, subtracted = cut([v, Mux(enable, v << position, 0)])
+            return narrow(Cat(Const(half, frac), v).as_signed() - subtracted)
+        terms = []
         for n in range(cfg.decay_digits):
             digit = code.word_select(n, 2 + pw)
             shifted = (v << digit[:pw]).as_signed()
             terms.append(Mux(digit[pw], Mux(digit[pw + 1], -shifted, shifted), 0))
-        return _shr(_tree(terms), frac)
+        return narrow(_tree([Const(half, frac + 1)] + cut(terms)))
 
     def _saturate(self, value):
         """``value`` clamped to the signed ``state_width`` range, from its top bits alone."""
@@ -353,7 +367,7 @@ class LIFCore(wiring.Component):
         ``2 + current_stages``)."""
         cfg = self.config
         stages = current_stages(cfg)
-        cut = _boundaries(4, stages, _PLAIN_BOUNDARIES)
+        cut = _boundaries(5, stages, _PLAIN_BOUNDARIES)
         start = 2
         write_stage = start + stages - 1
         _, _, read_group, read_first = at(start)
@@ -365,11 +379,21 @@ class LIFCore(wiring.Component):
         value = stored
         if 0 in cut:
             value, stage = self._delay(m, value, 1, f"current_r_l{lane}"), stage + 1
-        value = self._decay("alpha", self._delay(m, alpha, stage - 2, f"alpha_l{lane}"), value)
-        if 1 in cut:
+
+        def between(values):  # the boundary after B1
+            nonlocal stage
+            if 1 in cut:
+                values = [self._delay(m, v, 1, f"current_t{n}_l{lane}")
+                          for n, v in enumerate(values)]
+                stage += 1
+            return values
+
+        value = self._decay("alpha", self._delay(m, alpha, stage - 2, f"alpha_l{lane}"), value,
+                            between)
+        if 2 in cut:
             value, stage = self._delay(m, value, 1, f"current_b_l{lane}"), stage + 1
         value = value + self._delay(m, drive, stage - 2, f"x_l{lane}")
-        if 2 in cut:
+        if 3 in cut:
             value, stage = self._delay(m, value, 1, f"current_c_l{lane}"), stage + 1
         m.d.comb += feedback.eq(self._saturate(value))
         return self._delay(m, feedback, 1, f"current_l{lane}")
@@ -380,7 +404,7 @@ class LIFCore(wiring.Component):
         cfg = self.config
         stages = loop_stages(cfg)
         spiking = cfg.spiking
-        segments = 5 if spiking else 4
+        segments = 6 if spiking else 5
         cut = _boundaries(segments, stages, _SPIKING_BOUNDARIES if spiking
                           else _PLAIN_BOUNDARIES)
         write_stage = start + stages - 1
@@ -423,8 +447,18 @@ class LIFCore(wiring.Component):
             v, s, drive, ref = cut_here([v, s, drive, ref], "held")
         else:
             v = u
-        # B: the decay.
-        d = self._decay("beta", self._delay(m, beta, stage - start, f"beta_b_l{lane}"), v)
+        # B1 and B2: the decay (its terms, then their sum).
+        carried = [s, drive, ref]
+
+        def between(values):
+            nonlocal carried
+            values = cut_here(list(values) + carried, "terms")
+            carried = values[len(values) - 3:]
+            return values[:len(values) - 3]
+
+        d = self._decay("beta", self._delay(m, beta, stage - start, f"beta_b_l{lane}"), v,
+                        between)
+        s, drive, ref = carried
         d, s, drive, ref = cut_here([d, s, drive, ref], "decayed")
         # C: the drive and the spike (two carry chains side by side).
         total = d + drive
