@@ -276,6 +276,11 @@ def test_cli_whole_network_generate_cosim_and_refusals(exported, tmp_path):
         assert key in report
     assert report["samples"] == 24 and report["class_agreement"] == 1.0
     assert report["logit_agreement"] == 1.0 and report["cycles_per_sample"] > 0
+    # the fast harness by default: no Python per cycle, its speed and build reported
+    assert report["harness"] == "fast" and report["cycles_per_s"] > 0
+    assert report["optimisation"] in ("-O0", "-O1", "-O2")
+    assert report["cycles_per_sample_max"] >= report["cycles_per_sample"] * 0.5
+    assert "fast harness" in result.output
     result = runner.invoke(main, ["cosim", str(network), "--json",
                                   str(network / "network.v" / "report.json")])  # under a file
     assert result.exit_code == 1 and "cannot write" in result.output, result.output
