@@ -397,7 +397,9 @@ def test_a_typo_in_one_of_several_neurons_is_named_at_its_own_key():
 
 def test_a_damaged_checkpoint_points_to_the_other_one(tmp_path):
     (tmp_path / "best.pt").write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(CheckpointError, match=r"try the run's last\.pt") as info:
+    with pytest.raises(CheckpointError, match=r"the run's last\.pt may be intact \(`spikeforge "
+                                              r"export` and `evaluate` read it with "
+                                              r"--checkpoint last\)") as info:
         load_checkpoint(tmp_path / "best.pt")
     assert "weights_only" not in str(info.value)
 
