@@ -48,18 +48,51 @@ def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
     from ..hw.generate import generate_network
     from ..hw.network import NetworkError
 
+    from ..hw.fit import FitError, balance, fit, relane
+
     export_dir = Path(export_dir)
     manifest, network, x, _, _ = test_split(export_dir, 1)
     steps = int(x.shape[0])
     activity = {name: layer.get("firing_rate_integer")
                 for name, layer in manifest.get("report", {}).get("layers", {}).items()}
+    activity = {k: v for k, v in activity.items() if v is not None}
+    max_steps = options.pop("max_steps", None) or steps
+    target = options.pop("fit", None)
+    margin = options.pop("fit_margin", 0.1)
+    balanced = options.pop("balanced", True)
+    log = options.pop("log", None)
+    folding_record = None
     try:
+        if target is not None:
+            chosen = fit(network, target, max_steps=max_steps, margin=margin,
+                         activity=activity, log=log)
+            folding = chosen["folding"]
+            folding_record = {"rule": f"fit {target}", "margin": margin,
+                              "estimate": chosen["estimate"], "capacity": chosen["capacity"],
+                              "candidates": chosen["candidates"],
+                              "calibrated_at": chosen["calibration"]}
+        elif balanced:
+            folding = balance(network, macs=options.get("macs", 16),
+                              spike_parallel=options.get("spike_parallel", 64),
+                              activity=activity)
+            folding_record = {"rule": "balanced",
+                              "requested": {"macs": options.get("macs", 16),
+                                            "spike_parallel": options.get("spike_parallel",
+                                                                          64),
+                                            "lanes": {layer.name: layer.core.lanes
+                                                      for layer in network.layers}}}
+        if folding_record is not None:
+            network = relane(network, folding.lanes)
+            options.update(folding.options())
+            folding_record.update(lanes=folding.lanes, macs=folding.macs,
+                                  spike_parallel=folding.spike_parallel)
         description = generate_network(
-            network, out_dir, max_steps=options.pop("max_steps", steps), steps=steps,
-            activity={k: v for k, v in activity.items() if v is not None},
+            network, out_dir, max_steps=max_steps, steps=steps, activity=activity,
             weight_storage=weight_storage, **options)
-    except NetworkError as exc:
+    except (NetworkError, FitError) as exc:
         raise ExportError(str(exc)) from None
+    if folding_record is not None:
+        description["folding"] = folding_record
     _record_export(out_dir, description, export_dir)
     return description
 
@@ -67,8 +100,12 @@ def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
 def _record_export(out_dir, description: dict, export_dir: Path) -> None:
     from ..hw.generate import NETWORK_DESCRIPTION, write_json_atomically
 
+    from ..hw.generate import seal
+
     description["export"] = {"path": str(export_dir.resolve()),
                              "manifest_sha256": sha256_file(export_dir / "manifest.json")}
+    if "folding" in description:  # added after generation: sealed again with it
+        seal(description)
     write_json_atomically(Path(out_dir, NETWORK_DESCRIPTION), description)
 
 
@@ -123,6 +160,9 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         generate_network(network, network_dir, max_steps=x.shape[0])
     description, files = load_network_dir(network_dir)
     options = description["options"]
+    # the integer model of this hardware: its readout sized for max_steps (longer samples
+    # saturate), its cores with the lanes it was generated with
+    network = _as_generated(network, description)
     tables = {name: text for name, text in files.items() if name.endswith(".hex")}
     trace = network.run(x)
     float_predictions = _float_predictions(manifest, x)
@@ -166,7 +206,10 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         float(np.mean(float_predictions == targets)),
         "cycles": result.cycles, "cycles_per_sample": round(result.cycles_per_sample, 1),
         "cycles_per_sample_max": result.max_output_interval,
-        "cycles_per_sample_bound": description["cycles_per_sample"]["typical"],
+        # estimates from network.json: at the export's mean firing rates, and with every
+        # input active (neither bounds a real sample's cycles from above except "worst")
+        "cycles_per_sample_typical": description["cycles_per_sample"]["typical"],
+        "cycles_per_sample_worst": description["cycles_per_sample"]["worst"],
         "first_output_cycle": result.first_output_cycle,
         "sim_wall_s": round(result.wall_s, 2), "build_s": round(result.build_s, 1),
         "cycles_per_s": round(result.cycles / result.wall_s) if result.wall_s else None,
@@ -174,6 +217,19 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         "wall_s": round(wall, 2), "first_mismatch": result.mismatch,
         "first_mismatch_sample": result.first_mismatch_sample, "mismatch_location": located,
     }
+
+
+def _as_generated(network, description: dict):
+    """``network`` as the accelerator of ``description`` computes it: ``max_steps`` from its
+    options, each core's lanes from its stage entry (a folding chosen at generation)."""
+    import dataclasses
+
+    from ..hw.fit import relane
+
+    lanes = {stage["name"]: stage["lanes"] for stage in description["stages"]
+             if "lanes" in stage}
+    network = relane(network, lanes)
+    return dataclasses.replace(network, max_steps=int(description["options"]["max_steps"]))
 
 
 def expected_cycles(description: dict, inputs, probability: float) -> float:
@@ -204,8 +260,11 @@ def cosim_network_rows(report: dict) -> list[tuple[str, str]]:
     rows += [("cycles per sample", f"{report['cycles_per_sample']:.1f} measured mean"
                                    + (f", {longest} the longest between two outputs"
                                       if longest else "")
-                                   + f" (slowest stage at typical rates "
-                                   f"{report['cycles_per_sample_bound']})"),
+                                   + f" (estimated: typical "
+                                   f"{report['cycles_per_sample_typical']} at the export's "
+                                   f"mean firing rates, worst "
+                                   f"{report['cycles_per_sample_worst']} with every input "
+                                   f"active)"),
              ("simulation", f"{report['harness']} harness"
                             + (f" ({report['jobs']} processes)" if report["jobs"] > 1 else "")
                             + f": {report['sim_wall_s']:.1f} s, {report['cycles_per_s']:,} "
@@ -230,10 +289,30 @@ def network_rows(description: dict) -> list[tuple[str, str]]:
         rows.append((stage["name"], f"{stage['kind']}, {cycles['typical']} cycles/step "
                                     f"(worst {cycles['worst']}), {memory} memory bits"))
     per_sample = description["cycles_per_sample"]
-    rows.append(("cycles per sample", f"{per_sample['typical']} at the export's firing rates "
-                                      f"(worst {per_sample['worst']}), T = "
+    rows.append(("cycles per sample", f"typical {per_sample['typical']} (the export's mean "
+                                      f"firing rates), worst {per_sample['worst']} (every "
+                                      f"input active), T = "
                                       f"{description['steps_per_sample']}; slowest stage "
                                       f"{description['slowest_stage']}"))
+    readout = next((s for s in description["stages"] if s["name"] == "readout"), None)
+    if readout is not None:
+        rows.append(("readout", f"{readout['logit_width']}-bit logits for samples of up to "
+                                f"{readout['max_steps']} steps"
+                                + ("; longer ones saturate (a logit at a range end)"
+                                   if readout.get("overflow") == "saturate" else "")))
+    folding = description.get("folding")
+    if folding is not None:
+        lanes = ", ".join(f"{k} {v}" for k, v in folding["lanes"].items())
+        rows.append(("folding", f"{folding['rule']}: lanes {lanes}; macs {folding['macs']}; "
+                                f"spike_parallel {folding['spike_parallel']}"))
+        if "estimate" in folding:
+            used, cap = folding["estimate"], folding["capacity"]
+            rows.append(("estimate", f"{used['logic']:,} of {cap['logic_luts']:,} LUT4 "
+                                     f"({100 * used['logic'] / cap['logic_luts']:.0f} %), "
+                                     f"{used['ffs']:,} FFs, {used['bram']} of {cap['bram']} "
+                                     f"block RAMs, {used['dsp']} of {cap['dsp']} multipliers "
+                                     f"(Yosys-calibrated per-stage model, FIFOs excluded; "
+                                     f"check with `spikeforge synth`)"))
     return rows
 
 

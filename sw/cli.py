@@ -281,8 +281,23 @@ def main():
               help="With --from: accumulators of each spike-input synapse engine.")
 @click.option("--fifo-depth", default=4, show_default=True, type=click.IntRange(min=0),
               help="With --from: places of each FIFO between two stages.")
+@click.option("--balance/--no-balance", "balanced", default=True, show_default=True,
+              help="With --from: give each stage the least parallelism (lanes, MACs, spike "
+                   "accumulators, at most the export's lanes, --macs, --spike-parallel) that "
+                   "keeps the slowest stage's throughput.")
+@click.option("--max-steps", default=None, type=click.IntRange(min=1),
+              help="With --from: the longest sample (time steps) the readout's logits are "
+                   "sized for [default: the training data's T]; longer samples saturate.")
+@click.option("--fit", "fit_target", default=None, type=click.Choice(["ecp5-25k", "ecp5-85k"]),
+              help="With --from: choose lanes, MACs and spike parallelism for the highest "
+                   "throughput whose estimated resources fit this device (Yosys-calibrated "
+                   "per-stage model); overrides --macs and --spike-parallel.")
+@click.option("--fit-margin", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True),
+              help="With --fit: fraction of the device's logic, flip-flops and block RAMs "
+                   "left free by the estimate.")
 def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_core, macs,
-             spike_parallel, fifo_depth):
+             spike_parallel, fifo_depth, balanced, max_steps, fit_target, fit_margin):
     """Write a core's Verilog, weight tables and JSON description (CPSN or PRF), or with
     --from the whole network as one accelerator (OUT/network.v, module spikeforge_network)."""
     from ..hw.generate import generate_core
@@ -318,10 +333,15 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
         from .accelerator import generate_network_from, network_rows
 
         click.echo(f"generating the accelerator of {export_dir}:")
+        if fit_target is not None:
+            click.echo(f"choosing the folding for {fit_target} (margin "
+                       f"{100 * fit_margin:.0f} %):")
         try:
             description = generate_network_from(
                 export_dir, out_dir, weight_storage=weight_storage or "file", arith=arith,
-                macs=macs, spike_parallel=spike_parallel, fifo_depth=fifo_depth)
+                macs=macs, spike_parallel=spike_parallel, fifo_depth=fifo_depth,
+                balanced=balanced, max_steps=max_steps, fit=fit_target,
+                fit_margin=fit_margin, log=click.echo)
         except (ExportError, ValueError) as exc:
             _fail(str(exc))
         click.echo(table(network_rows(description)))

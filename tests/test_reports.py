@@ -488,7 +488,7 @@ def test_demo_summary_labels_every_accuracy_with_its_sample_count():
 
     run = {"samples": 10, "integer_accuracy": 0.9, "hardware_accuracy": 0.9,
            "class_agreement": 1.0, "logit_agreement": 1.0, "cycles_per_sample": 300.0,
-           "cycles_per_sample_bound": 288}
+           "cycles_per_sample_typical": 288, "cycles_per_sample_worst": 400}
     rows = dict(summary_rows({"samples": 449, "float_accuracy": 0.9599,
                               "integer_accuracy": 0.9532},
                              {"random handshakes": run, "full rate": run}, None, "ecp5-25k"))
