@@ -59,6 +59,10 @@ def check_installed(venv: Path, work: Path) -> str:
                 "print(spikeforge.__file__); print(d.DEMO_CONFIG.is_file())"], work, env=env)
     location, found = out.split()[:2]
     assert Path(location).is_relative_to(venv) and found == "True", out
+    out = _run([python, "-c", "from spikeforge.sw.configs import bundled_configs as b\n"
+                "from spikeforge.sw.train import load_config\n"
+                "print(' '.join(n for n in b() if load_config(n)))"], work, env=env)
+    assert out.split() == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
     out = _run([script, "train", "--config", "digits_cpsn", "--epochs", "1", "--out", "run",
                 "--threads", "1", "--no-progress"], work, env=env)
     assert out.startswith("data: digits: T 8 steps x C 8 channels, 10 classes"), out
