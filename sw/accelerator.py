@@ -320,8 +320,9 @@ def synth_network_rows(report: dict) -> list[tuple[str, str]]:
     network = report.get("network", {})
     rows = []
     if network.get("cycles_per_sample"):
-        rows.append(("cycles per sample", str(network["cycles_per_sample"])))
+        rows.append(("cycles per sample", f"{network['cycles_per_sample']} (typical: the "
+                                          f"export's mean firing rates; cosim measures)"))
     if network.get("us_per_sample"):
-        rows.append(("µs per sample", f"{network['us_per_sample']:.2f} at Fmax"))
-        rows.append(("samples/s", f"{network['samples_per_s']:,.0f} at Fmax"))
+        rows.append(("µs per sample", f"{network['us_per_sample']:.2f} at Fmax, typical"))
+        rows.append(("samples/s", f"{network['samples_per_s']:,.0f} at Fmax, typical"))
     return rows
