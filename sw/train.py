@@ -785,7 +785,7 @@ def evaluate(run, which, device):
         raise click.ClickException(str(exc)) from None
     result = evaluate_model(model, data.test, data.task, device)
     click.echo(f"{path}: {config.model.neuron_label} ({config.model.arch}) on "
-               f"{config.data.name}, epoch {checkpoint['epoch']}/{checkpoint['epochs']}, "
+               f"{config.data.label}, epoch {checkpoint['epoch']}/{checkpoint['epochs']}, "
                f"seed {checkpoint['seed']}")
     click.echo(f"test accuracy  {100 * result['acc']:.2f}% ({len(data.test)} samples, "
                f"loss {result['loss']:.4f})")
