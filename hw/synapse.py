@@ -100,6 +100,12 @@ def _lowest_set(bits) -> tuple:
     return nodes[0]
 
 
+def _less(a, b):
+    """``a < b`` for signed values, as the sign bit of ``a − b`` (exact width: one carry
+    chain and nothing after it)."""
+    return (a - b)[-1]
+
+
 def index_bits(count: int) -> int:
     """Address bits of one of ``count`` inputs (the weight table's layout)."""
     return max(1, (count - 1).bit_length())
@@ -644,12 +650,16 @@ class Readout(_AccumulatorEngine):
                                             self.class_width)))
                     continue
                 right_value, right_index = nodes[n + 1]
-                # the comparison split at half width: two short carry chains in parallel
+                # the comparison split at half width: two short carry chains in parallel,
+                # each the sign of one subtraction (Yosys maps its own ">" to a carry chain
+                # followed by a LUT carry tree, the network's critical path on ECP5)
                 half = width // 2
-                high_greater = register(right_value[half:].as_signed() >
-                                        value[half:].as_signed(), 1)
+                high_greater = register(_less(value[half:].as_signed(),
+                                              right_value[half:].as_signed()), 1)
                 high_equal = register(right_value[half:] == value[half:], 1)
-                low_greater = register(right_value[:half] > value[:half], 1)
+                low_greater = register(_less(Cat(value[:half], Const(0, 1)).as_signed(),
+                                             Cat(right_value[:half], Const(0, 1)).as_signed()),
+                                       1)
                 right = high_greater | (high_equal & low_greater)
                 value, index, right_value, right_index = (
                     register(value, signed(width)), register(index, self.class_width),
