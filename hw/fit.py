@@ -215,10 +215,37 @@ def calibrate(network: IntegerNetwork, low: Folding, high: Folding, *, max_steps
     return points
 
 
+#: ECP5 DP16KD shapes (words, bits per word).
+DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+
+
+def block_rams(words: int, width: int) -> int:
+    """DP16KD blocks of a ``words`` × ``width`` ROM in its cheapest shape."""
+    return min(-(-words // depth) * -(-width // bits) for depth, bits in DP16KD_SHAPES)
+
+
+def _weight_rams(name: str, network, parallel: int) -> int | None:
+    """Block RAMs of a synapse engine's weight table at ``parallel`` accumulators (its word
+    holds ``parallel`` weights, its depth is blocks × inputs rounded up to a power of two)."""
+    from .synapse import index_bits
+
+    if not name.startswith("synapse_"):
+        return None
+    layer = next(l for l in network.layers if f"synapse_{l.name}" == name)
+    outputs = layer.core.channels
+    inputs = layer.synapse.inputs + (outputs if layer.recurrent else 0)
+    parallel = max(divisors(outputs, parallel))
+    return block_rams(outputs // parallel << index_bits(inputs),
+                      parallel * layer.synapse.weight_width)
+
+
 def estimate(points: dict, network, folding: Folding) -> dict:
     """Estimated resources of the accelerator in ``folding``: per stage, linear in its
     parallelism between the two calibration points; summed (FIFOs are not counted: the
-    margin covers them)."""
+    margin covers them). A synapse engine's block RAMs, which are not linear in its
+    parallelism (the weight word's width and depth change together), follow the DP16KD
+    count of its weight table (:func:`block_rams`) where that count is what Yosys mapped at
+    both calibration points, else the line between them."""
     total = {"logic_luts": 0.0, "ffs": 0.0, "bram": 0.0, "dsp": 0.0, "lutram": 0.0}
     for name, ((p0, r0), (p1, r1)) in points.items():
         p = _parallel_of(name, folding, network)
@@ -227,6 +254,9 @@ def estimate(points: dict, network, folding: Folding) -> dict:
                 value = r1[key]
             else:
                 value = r0[key] + (r1[key] - r0[key]) * (p - p0) / (p1 - p0)
+            if key == "bram" and _weight_rams(name, network, p0) == r0[key] and \
+                    _weight_rams(name, network, p1) == r1[key]:
+                value = _weight_rams(name, network, p)
             total[key] += max(0.0, value)
     total["dsp"] = float(folding.macs)
     return {k: math.ceil(v) for k, v in total.items()}

@@ -123,3 +123,32 @@ def test_fit_takes_the_fastest_folding_that_fits(monkeypatch):
         fitting.fit(network, "ecp5-25k", max_steps=8, activity=ACTIVITY)
     with pytest.raises(FitError, match="targets"):
         fitting.fit(network, "ice40-up5k", max_steps=8)
+
+
+def test_block_rams_of_a_weight_table():
+    """DP16KD count in the cheapest shape: the digits-pixels engines (128 × 128, 8-bit
+    weights) need 8 blocks at 1 accumulator (16,384 × 8: 16k × 1 shape), 15 at 64
+    (256 × 512) and 29 at 128 (128 × 1,024: 512 × 36 shape), as Yosys maps them."""
+    assert fitting.block_rams(16384, 8) == 8
+    assert fitting.block_rams(256, 512) == 15
+    assert fitting.block_rams(128, 1024) == 29
+    assert fitting.block_rams(1, 1) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_estimate_interpolates_and_follows_the_weight_table_rams():
+    network = network_of(6, hidden=(16, 16), lanes=(8, 8))
+    low = Folding({"sn0": 1, "sn1": 1}, 1, 1)
+    high = Folding({"sn0": 16, "sn1": 16}, 16, 16)
+    ram = {p: fitting._weight_rams("synapse_sn1", network, p) for p in (1, 4, 16)}
+    points = {
+        "synapse_sn1": [(1, {"logic_luts": 100, "ffs": 10, "bram": ram[1], "dsp": 0,
+                             "lutram": 0}),
+                        (16, {"logic_luts": 1600, "ffs": 160, "bram": ram[16], "dsp": 0,
+                              "lutram": 0})],
+        "sn0": [(1, {"logic_luts": 50, "ffs": 0, "bram": 4, "dsp": 0, "lutram": 0}),
+                (16, {"logic_luts": 800, "ffs": 0, "bram": 0, "dsp": 0, "lutram": 0})]}
+    used = fitting.estimate(points, network, Folding({"sn0": 4, "sn1": 4}, 1, 4))
+    assert used["logic_luts"] == 100 + 1500 * 3 // 15 + 50 + 750 * 3 // 15
+    assert used["bram"] == ram[4] + 4 - 4 * 3 // 15  # table rule for the engine, line for sn0
+    assert used["dsp"] == 1
