@@ -36,7 +36,7 @@ def test_split(export_dir, samples: int | None):
     config = _data_config(manifest, export_dir)
     data = load_data(config.data)
     x, targets = stack_dataset(data.test, samples)
-    return manifest, network, x, targets, config.data.name
+    return manifest, network, x, targets, config.data.label
 
 
 def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",

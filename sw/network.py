@@ -140,7 +140,7 @@ def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
     trace = network.run(x)
     float_predictions = _float_predictions(manifest, x)
     count = x.shape[1]
-    log(f"integer model on {count} test samples of {config.data.name}: accuracy "
+    log(f"integer model on {count} test samples of {config.data.label}: accuracy "
         f"{100 * np.mean(trace.predictions == targets):.2f}%")
     jobs_args = []
     for entry, layer in zip(manifest["layers"], network.layers):
