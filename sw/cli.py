@@ -552,9 +552,12 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
                    "within this many percentage points of the float network's.")
 @click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best",
               show_default=True, help="Which checkpoint of a run directory to export.")
+@click.option("--nir", "nir_path", default=None, type=click.Path(dir_okay=False),
+              help="Instead of tables, write RUN as this NIR graph, proven exact by a round "
+                   "trip (docs/nir.md); refused, writing nothing, where NIR cannot hold it.")
 def export(run, out_dir, check_dir, input_width, core_input_width, weight_width, percentile,
            calibration_samples, lanes, prf_coef_mode, prf_csd_terms, prf_coef_width,
-           prf_state_frac_bits, prf_parallelism, tolerance, which):
+           prf_state_frac_bits, prf_parallelism, tolerance, which, nir_path):
     """Quantise a trained run (RUN: its directory or a checkpoint) to integer weight tables:
     .hex/.coe/.mif per core table, weights.npz and a hashed manifest.json."""
     from ..golden.data import DatasetNotFoundError
@@ -568,6 +571,9 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
 
     if (run is None) == (check_dir is None):
         _fail("give either RUN (to export) or --check DIR (to verify an export)")
+    if nir_path is not None:
+        _export_nir(run, nir_path, out_dir, which)
+        return
     if check_dir is not None:
         try:
             manifest, layers = load_export(check_dir)
@@ -613,6 +619,26 @@ def export(run, out_dir, check_dir, input_width, core_input_width, weight_width,
                        f"largest divisor not above {lanes})", err=True)
     click.echo(f"wrote {out_dir}/{'manifest.json'} and the tables of "
                f"{len(manifest['layers'])} core(s)")
+
+
+def _export_nir(run, nir_path, out_dir, which):
+    """``export RUN --nir FILE``: the run as a NIR graph (sw/nir_export.py)."""
+    from ..golden.data import DataError, DatasetNotFoundError
+    from .checkpoint import CheckpointError
+    from .nir_export import NIRExportError, export_nir
+    from .nir_import import ImportRefused
+    from .outputs import writable_file
+
+    if run is None:
+        _fail("--nir writes RUN as a NIR file, --check verifies an export: give one of them")
+    if out_dir is not None:
+        _fail("--nir writes a NIR file, --out an export directory: give one of them")
+    writable_file(nir_path, "NIR file")
+    try:
+        export_nir(run, nir_path, checkpoint=which, log=click.echo)
+    except (NIRExportError, ImportRefused, CheckpointError, DataError,
+            DatasetNotFoundError) as exc:
+        _fail(f"cannot export {run} as NIR: {exc}")
 
 
 def _core_directory(directory):

@@ -6,6 +6,9 @@ the readout), co-simulates it under Verilator on the entire test set (every clas
 checked against the integer model, with random handshakes and at full rate) and synthesises
 it for an FPGA, then prints one summary table (and writes it as ``summary.json``). Any stage
 that fails, or a design that does not fit, makes the command exit non-zero.
+
+``--nir GRAPH.nir --data CONFIG.yaml`` replaces training by ``spikeforge import`` of a NIR
+graph (docs/nir.md); the rest of the chain is the same.
 """
 
 import json
@@ -98,35 +101,69 @@ def summary_rows(report: dict, cosim: dict, synth: dict | None, target: str) -> 
               help="Synthesise and place-and-route the network (yowasp).")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1),
               help="nextpnr placement seeds (the fastest is reported).")
-def demo(out_dir, epochs, samples, target, run_synth, seeds):
-    """Train a CPSN + PRF network on digits, export it, generate it as one accelerator,
-    co-simulate it on the test set under Verilator and synthesise it: one summary table."""
+@click.option("--nir", "nir_graph", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Import this NIR graph (`spikeforge import`) instead of training.")
+@click.option("--data", "data_path", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="With --nir: the configuration whose data: block the graph runs on, e.g. "
+                   "configs/digits_lif.yaml.")
+@click.option("--weight-width", default=None, type=click.IntRange(2, 24),
+              help="Bits of the synapse and readout weights [default: 8].")
+def demo(out_dir, epochs, samples, target, run_synth, seeds, nir_graph, data_path,
+         weight_width):
+    """Train a CPSN + PRF network on digits (or import a NIR graph: --nir, --data), export
+    it, generate it as one accelerator, co-simulate it on the test set under Verilator and
+    synthesise it: one summary table."""
     import torch
 
     from ..hw.synth import TARGETS, misfit
     from .accelerator import cosim_network, generate_network_from, network_rows
     from .network import core_rows, export_run, report_rows
-    from .quantise import Formats
+    from .export import ExportError
+    from .quantise import Formats, QuantisationError
     from .train import _run_files, replace_train, load_config, train_run
 
     if target not in TARGETS:
         raise click.BadParameter(f"unknown target {target!r}; choose one of {sorted(TARGETS)}",
                                  param_hint="--target")
+    if (nir_graph is None) != (data_path is None):
+        raise click.UsageError("--nir GRAPH.nir and --data CONFIG.yaml go together (the graph "
+                               "and the data it runs on)")
+    if nir_graph is not None and epochs is not None:
+        raise click.UsageError("--epochs sets the training of the demo network; an imported "
+                               "NIR graph (--nir) is not trained")
+    formats = Formats(**DEMO_FORMATS)
+    if weight_width is not None:
+        formats = formats.replace(weight_width=weight_width)
     out_dir = Path(out_dir)
     started = time.perf_counter()
     times = {}
 
-    begin = _stage(1, f"train {DEMO_CONFIG.name} (CPSN layer + PRF layer on 8x8 digits)")
-    torch.set_num_threads(1)  # fastest for this small network, even on an idle machine
-    config = replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
-    for path in _run_files(out_dir / "run"):  # the demo's own run: always a fresh one
-        path.unlink()
-    train_run(config, out_dir / "run", progress=sys.stderr.isatty(), log=click.echo)
-    times["train"] = time.perf_counter() - begin
+    torch.set_num_threads(1)  # fastest for these small networks, even on an idle machine
+    if nir_graph is not None:
+        from .nir_cli import run_import
+        from .nir_import import ImportRefused
 
-    begin = _stage(2, "export: fold BatchNorm, calibrate, quantise, write tables")
-    manifest = export_run(out_dir / "run", out_dir / "export", Formats(**DEMO_FORMATS),
-                          log=click.echo)
+        begin = _stage(1, f"import {nir_graph} (NIR) on the data of {data_path}")
+        try:  # the demo's own run: always a fresh one
+            run_import(nir_graph, data_path, out_dir / "run", force=True, log=click.echo)
+        except ImportRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        times["import"] = time.perf_counter() - begin
+    else:
+        begin = _stage(1, f"train {DEMO_CONFIG.name} (CPSN layer + PRF layer on 8x8 digits)")
+        config = replace_train(load_config(DEMO_CONFIG), epochs=epochs, seed=None)
+        for path in _run_files(out_dir / "run"):  # the demo's own run: always a fresh one
+            path.unlink()
+        train_run(config, out_dir / "run", progress=sys.stderr.isatty(), log=click.echo)
+        times["train"] = time.perf_counter() - begin
+
+    begin = _stage(2, "export: " + ("" if nir_graph else "fold BatchNorm, ")
+                   + "calibrate, quantise, write tables")
+    try:
+        manifest = export_run(out_dir / "run", out_dir / "export", formats, log=click.echo)
+    except (ExportError, QuantisationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(table(report_rows(manifest["report"]) + core_rows(manifest)))
     times["export"] = time.perf_counter() - begin
 
@@ -168,7 +205,9 @@ def demo(out_dir, epochs, samples, target, run_synth, seeds):
     rows.append(("time", ", ".join(f"{k} {v:.0f} s" for k, v in times.items())))
     click.secho("\nspikeforge demo summary", bold=sys.stdout.isatty())
     click.echo(table(rows))
-    summary = {"report": report, "cosim": cosim, "network": description, "times_s": times,
+    summary = {"source": {"nir": str(nir_graph), "data": str(data_path)} if nir_graph
+               else {"config": str(DEMO_CONFIG)},
+               "report": report, "cosim": cosim, "network": description, "times_s": times,
                "synth": None if synth is None else
                {k: synth.get(k) for k in ("resources", "fmax_mhz", "fmax_by_seed", "fits",
                                           "device", "network", "error")}}
@@ -178,7 +217,8 @@ def demo(out_dir, epochs, samples, target, run_synth, seeds):
                     f"beside it, description network.json)"),
         ("reports", f"{out_dir / 'summary.json'}"
                     + (f", {out_dir / 'synth' / 'synth_report.json'}" if synth else "")),
-        ("training", f"{out_dir / 'run'} (metrics and plots)"),
+        ("run", f"{out_dir / 'run'} (imported from {nir_graph}: summary.json, graph.nir)")
+        if nir_graph else ("training", f"{out_dir / 'run'} (metrics and plots)"),
         ("next", f"spikeforge cosim {network_dir} --samples all --seed 1 ; "
                  f"spikeforge synth {network_dir} --target ecp5-85k"),
     ]))

@@ -40,7 +40,19 @@ def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float |
     :func:`~spikeforge.sw.quantise.smallest_widths` on the validation split (the training
     split when there is none), so the test set stays unseen."""
     path = _checkpoint_path(run, checkpoint)
-    model, config, checkpoint = load_trained(path)
+    model, config, saved = load_trained(path)
+    if "nir" in saved:  # an imported NIR run (`spikeforge import`): its own quantiser
+        from .nir_import import export_imported
+
+        log(f"exporting {path}: imported from the NIR file {saved['nir'].get('file')} "
+            f"(spikeforge import), no training epochs")
+        if tolerance is not None:
+            raise ValueError(f"{path}: --tolerance (the width search) is for trained 'mlp' "
+                             f"runs; an imported NIR run takes explicit --weight-width, "
+                             f"--core-input-width and --input-width")
+        return export_imported(path, out_dir, formats,
+                               calibration_samples=calibration_samples, log=log)
+    checkpoint = saved
     log(f"exporting {describe_checkpoint(path, checkpoint)}")
     data = load_data(config.data)
     calibration_x, _ = stack_dataset(data.train, calibration_samples)

@@ -753,8 +753,9 @@ def quantise_imported(model, calibration_x: np.ndarray, formats=None):
     def scale(values):
         return float(np.percentile(np.abs(values), formats.percentile)) if values.size else 0.0
 
-    def ident(name):
-        return name.replace(".", "_")
+    def ident(name):  # a Verilog/Python identifier: nn.Sequential's nodes are '0', '1', …
+        name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+        return name if name.isidentifier() else f"layer_{name}"
 
     input_frac = frac_bits_for(scale(x), formats.input_width)
     activity = {model.spec["input"]: (input_frac, -signed_range(formats.input_width)[0])}

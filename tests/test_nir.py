@@ -427,19 +427,32 @@ def test_out_that_is_a_file_is_refused_before_any_work(tmp_path):
         run_import(path, DATA, tmp_path / "file", log=lambda *_: None)
 
 
-def test_hardware_export_of_an_imported_run_is_refused_in_one_line(tmp_path):
-    """Today the quantiser takes trained mlp networks only (docs/nir.md, "Hardware export of
-    an imported run"): `spikeforge export` of an imported run is one line, nothing written.
-    When the quantiser learns imported LIF/CubaLIF graphs, replace this test and the doc."""
+def test_hardware_export_of_an_imported_run(tmp_path):
+    """`spikeforge export` of an imported run goes through ``export_imported`` (docs/nir.md,
+    "Hardware export of an imported run") with the command's formats; the export checks;
+    the width search (--tolerance) is refused in one line, nothing written."""
+    import json
+
     path = write(tmp_path / "g.nir", *mlp_graph())
     _, run = import_(tmp_path, path)
     out = tmp_path / "export"
-    result = CliRunner().invoke(main, ["export", str(run), "--out", str(out)])
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(out),
+                                       "--weight-width", "10"])
+    assert result.exit_code == 0, result.output
+    assert "integer accuracy" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["formats"]["weight_width"] == 10
+    assert manifest["source"]["nir"] == "g.nir"
+    assert {layer["neuron"] for layer in manifest["layers"]} == {"lif"}
+    assert CliRunner().invoke(main, ["export", "--check", str(out)]).exit_code == 0
+    refused = tmp_path / "refused"
+    result = CliRunner().invoke(main, ["export", str(run), "--out", str(refused),
+                                       "--tolerance", "1"])
     assert result.exit_code == 1, result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(error) == 1 and "'nir'" in error[0], result.output
+    assert len(error) == 1 and "--tolerance" in error[0], result.output
     assert "Traceback" not in result.output
-    assert not (out / "manifest.json").exists()
+    assert not refused.exists()
 
 
 def _chain(kind, params, n, extra=None):
