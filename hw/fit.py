@@ -37,6 +37,11 @@ __all__ = ["relane", "divisors", "stage_cycles", "balance", "Folding", "fit", "F
 FIT_TARGETS = ("ecp5-25k", "ecp5-85k")
 #: Most lanes a core is given by the search (a core's logic grows with its lanes).
 MAX_LANES = 32
+#: nextpnr's TRELLIS_COMB over the per-stage Yosys logic estimate (LUT4 + carry + 2 per
+#: LUT-RAM cell), measured on two whole designs (docs/results.md, "Fitted to a device":
+#: 16,240 / 14,091 = 1.15 and 22,825 / 19,196 = 1.19): the FIFOs, the synthesis harness's
+#: registered ports, LUT-RAM and nextpnr's packing. The larger one is used.
+NEXTPNR_LOGIC_FACTOR = 1.19
 #: Spike engines' pipeline drain, MAC engine's (``_AccumulatorEngine.step_overhead``).
 _DRAIN = {"spikes": 6, "values": 9}
 
@@ -273,7 +278,7 @@ def _capacity(target: str) -> dict:
 def fit(network: IntegerNetwork, target: str, *, max_steps: int, margin: float = 0.1,
         activity: dict | None = None, max_lanes: int = MAX_LANES, log=None) -> dict:
     """The highest-throughput balanced folding whose estimated logic (LUT4 + carry, and
-    LUT-RAM counted as 2 LUT4 each), flip-flops and block RAMs stay within ``1 − margin`` of
+    LUT-RAM counted as 2 LUT4 each, times :data:`NEXTPNR_LOGIC_FACTOR`), flip-flops and block RAMs stay within ``1 − margin`` of
     ``target``'s and whose multipliers fit. Returns ``{"folding", "estimate", "capacity",
     "cycles_per_step", "candidates"}``; raises :class:`FitError` when nothing fits."""
     if not 0 <= margin < 1:
@@ -304,7 +309,8 @@ def fit(network: IntegerNetwork, target: str, *, max_steps: int, margin: float =
                 seen.add(key)
                 candidates += 1
                 used = estimate(points, network, folding)
-                logic = used["logic_luts"] + 2 * used["lutram"]
+                logic = math.ceil((used["logic_luts"] + 2 * used["lutram"]) *
+                                  NEXTPNR_LOGIC_FACTOR)
                 if logic > (1 - margin) * capacity["logic_luts"] or \
                         used["ffs"] > (1 - margin) * capacity["ffs"] or \
                         used["bram"] > (1 - margin) * capacity["bram"] or \
