@@ -541,8 +541,9 @@ DOCS = ROOT / "docs"
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_datasheet_logit_width_follows_the_readout_kind(rng):
-    """docs: Wz = signed_width(B_z), B_z = T_z · (max row sum of |R| + max |r|), T_z =
-    max_steps for mean_membrane and 1 for last_membrane (no T_max for last_membrane)."""
+    """docs: Wz = signed_width(B_z + 1) (mean_membrane) or signed_width(B_z)
+    (last_membrane), B_z = T_z · (max row sum of |R| + max |r|), T_z = max_steps for
+    mean_membrane and 1 for last_membrane (no T_max for last_membrane)."""
     from spikeforge.golden.fixed import signed_width
     from spikeforge.hw.synapse import Readout
 
@@ -552,7 +553,8 @@ def test_datasheet_logit_width_follows_the_readout_kind(rng):
     for kind, steps in (("mean_membrane", 8), ("last_membrane", 1)):
         readout = Readout(weight, bias, weight_width=6, kind=kind, in_lanes=4, in_groups=3,
                           max_steps=8)
-        assert readout.logit_width == signed_width(-steps * bound, steps * bound), kind
+        largest = steps * bound + (kind == "mean_membrane")  # mean: range ends unreachable
+        assert readout.logit_width == signed_width(-largest, largest), kind
     text = (DOCS / "network_fixed_point.md").read_text()
     assert "T_max · (Σ|Rq| + |rq|)" not in text
     assert "`T_z = 1` for `last_membrane`" in text
