@@ -304,6 +304,9 @@ def generate(config_path, export_dir, out_dir, name, weight_storage, arith, per_
 
     if (config_path is None) == (export_dir is None):
         _fail("give either --config (one core) or --from (an export directory)")
+    if (export_dir is None or per_core) and (fit_target or max_steps or not balanced):
+        _fail("--fit, --max-steps and --no-balance shape a whole-network accelerator: use "
+              "them with --from (without --cores)")
     writable_dir(out_dir, "--out directory")
     _staging_writable(out_dir)
     if not per_core:  # a previous generation of the same kind is replaced, nothing else

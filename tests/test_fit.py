@@ -152,3 +152,19 @@ def test_estimate_interpolates_and_follows_the_weight_table_rams():
     assert used["logic_luts"] == 100 + 1500 * 3 // 15 + 50 + 750 * 3 // 15
     assert used["bram"] == ram[4] + 4 - 4 * 3 // 15  # table rule for the engine, line for sn0
     assert used["dsp"] == 1
+
+
+def test_generate_refuses_folding_options_without_an_export(tmp_path):
+    from click.testing import CliRunner
+
+    from spikeforge.sw.cli import main
+
+    for extra in (["--fit", "ecp5-25k"], ["--max-steps", "100"], ["--no-balance"]):
+        result = CliRunner().invoke(main, ["generate", "--config", "examples/cpsn.json",
+                                           "--out", str(tmp_path / "x"), *extra])
+        assert result.exit_code != 0
+        assert "use them with --from" in result.output, result.output
+        assert not (tmp_path / "x").exists()
+    result = CliRunner().invoke(main, ["generate", "--from", str(tmp_path), "--out",
+                                       str(tmp_path / "y"), "--fit", "ice40-up5k"])
+    assert result.exit_code != 0 and "ice40-up5k" in result.output
