@@ -264,13 +264,20 @@ exit 1
 
 
 def test_an_interrupted_synthesis_leaves_its_log(core_dir, tmp_path, monkeypatch):
+    import signal
+
+    # pytest-xdist workers ignore SIGINT; Ctrl-C at a terminal raises KeyboardInterrupt
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     tool = stand_in_tool(tmp_path, f"""\
 echo "started placing"
 kill -INT {os.getpid()}
 sleep 20
 """)
     monkeypatch.setattr(synth, "tool_executable", lambda _name: str(tool))
-    result = CliRunner().invoke(main, ["synth", str(core_dir), "--target", "xc7"])
+    try:
+        result = CliRunner().invoke(main, ["synth", str(core_dir), "--target", "xc7"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 130, result.output
     assert (f"interrupted. The tools' logs so far are in {core_dir / 'synth-xc7'} "
             f"(yosys.log, nextpnr*.log)") in result.output
