@@ -285,7 +285,7 @@ def _lock(path: Path):
     return handle
 
 
-def _log_tail(path: Path, lines: int = 8) -> str:
+def log_tail(path: Path, lines: int = 8) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -366,7 +366,7 @@ def _verilator_build(build_dir: Path, bench: str, verilog: str, module: str, rom
                                  cwd=build_dir)
     if status != 0 or not (build_dir / "obj" / "Vharness").is_file():
         raise SimulationError(f"the Verilator build failed (exit {status}): "
-                              f"{_log_tail(log_file)}; log: {log_file}")
+                              f"{log_tail(log_file)}; log: {log_file}")
     if log:
         log(f"  built in {time.perf_counter() - start:.0f} s")
 
@@ -396,7 +396,7 @@ def _build_icarus(bench: str, verilog: str, module: str, rom: str, build_root: P
                     stdout=output, stderr=subprocess.STDOUT)
             if status != 0:
                 raise SimulationError(f"the Icarus build failed (exit {status}): "
-                                      f"{_log_tail(log_file)}; log: {log_file}")
+                                      f"{log_tail(log_file)}; log: {log_file}")
     finally:
         handle.close()
     return executable
@@ -440,11 +440,11 @@ def run_harness(executable: Path, run_dir: Path, *, beats: int, samples: int, se
         words = []
     if status != 0 or not words or words[0] not in ("done", "stalled"):
         raise SimulationError(f"the simulation ended without a result (exit {status}): "
-                              f"{_log_tail(log_file)}; log: {log_file}")
+                              f"{log_tail(log_file)}; log: {log_file}")
     if "Unable to open" in log_file.read_text(errors="replace") or \
             "could not be opened" in log_file.read_text(errors="replace"):
         raise SimulationError(f"the simulator could not read a table file: "
-                              f"{_log_tail(log_file)}; log: {log_file}")
+                              f"{log_tail(log_file)}; log: {log_file}")
     result = {"status": words[0], "cycles": int(words[1]), "wall_s": wall}
     if words[0] == "done":
         result.update(first_output_cycle=int(words[2]) or None, sent=beats, received=samples)

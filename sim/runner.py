@@ -190,7 +190,10 @@ def run_job(simulator: str, test_module: str, top: str, build_dir: Path, run_dir
         if not result_file.exists():
             raise
     if not result_file.exists():
-        raise RuntimeError(f"the simulation wrote no result; see {run_dir / 'sim.log'}")
+        from .harness import SimulationError, log_tail
+
+        raise SimulationError(f"the simulation wrote no result: "
+                              f"{log_tail(run_dir / 'sim.log')}; log: {run_dir / 'sim.log'}")
     return json.loads(result_file.read_text())
 
 

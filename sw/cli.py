@@ -441,6 +441,7 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
     one accelerator (--from EXPORT, or DIRECTORY written by `generate --from`) on its test
     set, or with --from --cores every core on its own. A DIRECTORY is verified as it is:
     its Verilog and tables, after checking their sha256s."""
+    from ..sim.harness import SimulationError
     from ..sim.runner import run_cosim
     from ..sim.verilator import MissingToolError
 
@@ -494,7 +495,7 @@ def cosim(network_dir, config_path, export_dir, per_core, seed, samples, min_ste
                              for t, info in description["tables"].items()}
                 if description["weight_storage"] == "file" else None,
                 **({"arith": description["arith"]} if "arith" in description else {}))
-    except MissingToolError as exc:
+    except (MissingToolError, SimulationError) as exc:
         _fail(str(exc))
     total = time.perf_counter() - start
     summary = {
@@ -687,6 +688,7 @@ def _cosim_network(source, seed, samples, valid_probability, ready_probability, 
 
 def _cosim_export(export_dir, seed, samples, valid_probability, ready_probability, build_dir,
                   json_path):
+    from ..sim.harness import SimulationError
     from ..sim.verilator import MissingToolError
     from .export import ExportError
     from .network import cosim_from, cosim_rows
@@ -697,7 +699,7 @@ def _cosim_export(export_dir, seed, samples, valid_probability, ready_probabilit
         report = cosim_from(export_dir, samples=samples, seed=seed, build_root=build_dir,
                             valid_probability=valid_probability,
                             ready_probability=ready_probability, log=click.echo)
-    except (ExportError, MissingToolError) as exc:
+    except (ExportError, MissingToolError, SimulationError) as exc:
         _fail(str(exc))
     _end_cosim(cosim_rows(report), report, json_path, report["passed"],
                "the hardware differs from the integer model",

@@ -204,3 +204,16 @@ def test_the_optimisation_follows_the_expected_cycles():
     assert fast.choose_optimisation(fast.O2_FROM_CYCLES) == "-O2"
     with pytest.raises(ValueError, match="optimisation"):
         fast.build_harness("", NETWORK_MODULE, "unused", optimisation="-O3")
+
+
+def test_a_cocotb_run_without_a_result_is_one_line_naming_its_log(tmp_path, monkeypatch):
+    """The cocotb path too: a simulation that wrote no result (its directory cleaned while
+    it ran, a crash) is a SimulationError with the log's last lines, not a bare traceback."""
+    from spikeforge.sim import runner
+
+    monkeypatch.setattr(runner, "run_test", lambda simulator, **arguments: None)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "sim.log").write_text("starting\nsegmentation fault\n")
+    with pytest.raises(fast.SimulationError, match="segmentation fault.*sim.log"):
+        runner.run_job("verilator", "module", "top", tmp_path, run_dir, {})
