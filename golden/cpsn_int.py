@@ -13,27 +13,17 @@ is exact for every table the format can hold.
 import numpy as np
 
 from .cpsn_config import CPSNConfig
+from .fixed import core_inputs
 
 __all__ = ["cpsn_integer", "check_inputs"]
 
 
 def check_inputs(config: CPSNConfig, x) -> np.ndarray:
     """Return ``x`` as int64 ``[T, N, C]`` (a ``[T, C]`` input gets ``N = 1``) or raise."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"CPSN integer inputs must be integers, got dtype {x.dtype}")
-    if x.ndim == 2:
-        x = x[:, None, :]
-    if x.ndim != 3 or x.shape[2] != config.channels:
-        raise ValueError(f"CPSN integer inputs must be [T, N, {config.channels}] or "
-                         f"[T, {config.channels}], got {list(x.shape)}")
+    x, _ = core_inputs(config, x, "CPSN integer model")
     if x.shape[0] < 1:
         raise ValueError("CPSN integer inputs need at least one time step")
-    lo, hi = config.input_range
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"CPSN integer inputs must lie in the signed {config.input_width}-bit "
-                         f"range [{lo}, {hi}], got [{x.min()}, {x.max()}]")
-    return x.astype(np.int64)
+    return x
 
 
 def cpsn_integer(config: CPSNConfig, x) -> tuple[np.ndarray, np.ndarray]:

@@ -102,3 +102,24 @@ def from_twos_complement(codes, width: int) -> np.ndarray:
     """Inverse of :func:`to_twos_complement`."""
     codes = np.asarray(codes, dtype=np.int64) & ((1 << width) - 1)
     return np.where(codes >= (1 << (width - 1)), codes - (1 << width), codes)
+
+
+def core_inputs(config, x, model: str) -> tuple[np.ndarray, bool]:
+    """A core's integer inputs as int64 ``[T, N, C]`` and whether they came as one ``[T, C]``
+    sample; raises (naming ``model``) on a non-integer dtype, a wrong shape or a value outside
+    the signed ``config.input_width``-bit range. Every integer core model checks through here."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{model}: inputs must be integers, got dtype {x.dtype}")
+    single = x.ndim == 2
+    if single:
+        x = x[:, None, :]
+    if x.ndim != 3 or x.shape[2] != config.channels:
+        raise ValueError(f"{model}: inputs must have shape [T, N, {config.channels}] or "
+                         f"[T, {config.channels}], got {list(np.shape(x))}")
+    lo, hi = config.input_range
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"{model}: inputs outside the input range, the signed "
+                         f"{config.input_width}-bit range [{lo}, {hi}]: got "
+                         f"[{x.min()}, {x.max()}]")
+    return x.astype(np.int64), single

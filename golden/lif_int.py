@@ -8,6 +8,7 @@ configuration names. Imports numpy only.
 
 import numpy as np
 
+from .fixed import core_inputs
 from .prf_int import round_shift
 
 __all__ = ["decay", "lif_integer", "lif_step"]
@@ -19,20 +20,7 @@ def decay(coefficient, values, frac_bits: int):
 
 
 def _check(config, x_int) -> tuple[np.ndarray, bool]:
-    x = np.asarray(x_int)
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"lif_integer: x_int must hold integers, got dtype {x.dtype}")
-    single = x.ndim == 2
-    if single:
-        x = x[:, None, :]
-    if x.ndim != 3 or x.shape[2] != config.channels:
-        raise ValueError(f"lif_integer: x_int must have shape [T, N, {config.channels}] or "
-                         f"[T, {config.channels}], got {np.shape(x_int)}")
-    lo, hi = config.input_range
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"lif_integer: x_int outside the signed {config.input_width}-bit "
-                         f"input range [{lo}, {hi}]")
-    return x.astype(np.int64), single
+    return core_inputs(config, x_int, "lif_integer")
 
 
 def lif_step(config, x, membrane, current, spike):

@@ -20,6 +20,8 @@ import operator
 
 import numpy as np
 
+from .fixed import core_inputs
+
 __all__ = ["round_shift", "csd_digits", "csd_value", "csd_quantise", "prf_integer"]
 
 
@@ -127,20 +129,7 @@ def prf_integer(config, x_int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     multiples of ``P``; a last partial tile is padded with zero inputs whose outputs are dropped
     (they cannot affect earlier outputs: the model is causal).
     """
-    x = np.asarray(x_int)
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"prf_integer: x_int must hold integers, got dtype {x.dtype}")
-    single_sample = x.ndim == 2
-    if single_sample:
-        x = x[:, None, :]
-    if x.ndim != 3 or x.shape[2] != config.channels:
-        raise ValueError(f"prf_integer: x_int must have shape [T, N, {config.channels}] or "
-                         f"[T, {config.channels}], got {np.shape(x_int)}")
-    lo, hi = config.input_range
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"prf_integer: x_int outside the signed {config.input_width}-bit "
-                         f"input range [{lo}, {hi}]")
-    x = x.astype(np.int64)
+    x, single_sample = core_inputs(config, x_int, "prf_integer")
     steps, batch, channels = x.shape
     parallel = config.time_parallelism
     frac = config.coef_frac_bits
