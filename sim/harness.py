@@ -48,7 +48,7 @@ from ..hw.generate import ROM_MODULE
 from .network_beats import readout_beat, step_beats, unpack_logits
 from .verilator import MissingToolError, verilator_bin_dir, verilator_env
 
-__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "OPTIMISATIONS", "HarnessBuild", "Port",
+__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "IDLE_LIMIT", "OPTIMISATIONS", "HarnessBuild", "Port",
            "SimulationError",
            "top_ports", "harness_verilog", "choose_optimisation", "build_harness",
            "run_harness", "write_stimulus", "read_outputs", "compare_outputs",
@@ -69,6 +69,8 @@ _VERILATOR_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "unique", "--x-initial", "
 _RUN_ARGS = ("+verilator+rand+reset+2",)
 _ICARUS = {"icarus-2012": "-g2012", "icarus-2005": "-g2005"}
 _STIMULUS, _OUTPUT, _PROBES, _STATUS = "stimulus.hex", "output.txt", "probes.txt", "status.txt"
+#: Cycles without any transfer after which the harness calls a run stalled.
+IDLE_LIMIT = 2000
 
 
 class SimulationError(RuntimeError):
@@ -416,7 +418,7 @@ def _threshold(probability: float) -> int:
 
 def run_harness(executable: Path, run_dir: Path, *, beats: int, samples: int, seed: int,
                 valid_probability: float, ready_probability: float,
-                idle_limit: int = 2000) -> dict:
+                idle_limit: int = IDLE_LIMIT) -> dict:
     """Run a built harness in ``run_dir`` (which holds ``stimulus.hex`` and the tables);
     returns ``{"status", "cycles", "first_output_cycle", "sent", "received", "wall_s"}``
     and leaves ``output.txt`` and ``probes.txt`` there."""
@@ -441,8 +443,8 @@ def run_harness(executable: Path, run_dir: Path, *, beats: int, samples: int, se
     if status != 0 or not words or words[0] not in ("done", "stalled"):
         raise SimulationError(f"the simulation ended without a result (exit {status}): "
                               f"{log_tail(log_file)}; log: {log_file}")
-    if "Unable to open" in log_file.read_text(errors="replace") or \
-            "could not be opened" in log_file.read_text(errors="replace"):
+    log = log_file.read_text(errors="replace")
+    if "Unable to open" in log or "could not be opened" in log:
         raise SimulationError(f"the simulator could not read a table file: "
                               f"{log_tail(log_file)}; log: {log_file}")
     result = {"status": words[0], "cycles": int(words[1]), "wall_s": wall}
@@ -484,7 +486,8 @@ def compare_outputs(rows, logits: np.ndarray, classes: int, width: int,
                         + ("" if last else "; tlast low"))
     if mismatch is None and len(rows) > count:
         mismatch = f"{len(rows) - count} output beats more than the {count} samples"
-    return {"checked": min(len(rows), count), "class_agreement": same_class / count,
+    return {"checked": min(len(rows), count), "same_class": same_class,
+            "same_logits": same_logits, "class_agreement": same_class / count,
             "logit_agreement": same_logits / count, "hardware_correct": correct,
             "mismatch": mismatch, "first_mismatch_sample": first}
 

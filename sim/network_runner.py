@@ -182,8 +182,8 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
         compared = fast.compare_outputs(rows, logits[lo:hi], classes, width,
                                         None if targets is None else targets[lo:hi])
         merged["checked"] += compared["checked"]
-        merged["same_class"] += round(compared["class_agreement"] * shard_samples)
-        merged["same_logits"] += round(compared["logit_agreement"] * shard_samples)
+        merged["same_class"] += compared["same_class"]
+        merged["same_logits"] += compared["same_logits"]
         merged["hardware_correct"] += compared["hardware_correct"]
         if mismatch is None and compared["mismatch"] is not None:
             first = None if compared["first_mismatch_sample"] is None else \
@@ -193,8 +193,8 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
                 mismatch = f"sample {first}:" + mismatch.split(":", 1)[1]
             mismatch += f" [seed {shard_seed}]"
         if mismatch is None and run["status"] == "stalled":
-            mismatch = (f"no transfer for 2000 cycles: {run['sent']} of {beats} input beats "
-                        f"sent, {run['received']} of {shard_samples} samples out"
+            mismatch = (f"no transfer for {fast.IDLE_LIMIT} cycles: {run['sent']} of {beats} "
+                        f"input beats sent, {run['received']} of {shard_samples} samples out"
                         + (f" (samples {lo}-{hi - 1})" if jobs > 1 else "")
                         + f" [seed {shard_seed}]")
     located = None
