@@ -80,12 +80,14 @@ class CPSNBN(nn.Module):
         scale = self.bn_weight / torch.sqrt(var + self.eps)
         return self.weight * scale[:, None], self.bn_bias - mean * scale
 
-    def _statistics(self, x: torch.Tensor):
-        """Batch statistics of ``conv(X, W)`` in training (updating the running ones), else
-        the running statistics."""
+    def _statistics(self, x: torch.Tensor, valid: torch.Tensor | None = None):
+        """Batch statistics of ``conv(X, W)`` in training (updating the running ones), over
+        the ``valid`` steps only when given (``[T, N]`` booleans: samples padded at the end),
+        else the running statistics."""
         if not self.training:
             return self.running_mean, self.running_var
-        h = _causal_conv(x, self.weight, None, self.dilation).reshape(-1, self.channels)
+        h = _causal_conv(x, self.weight, None, self.dilation)
+        h = h.reshape(-1, self.channels) if valid is None else h[valid].reshape(-1, self.channels)
         mean, var = h.mean(0), h.var(0, unbiased=False)
         with torch.no_grad():
             count = h.shape[0]
@@ -94,20 +96,20 @@ class CPSNBN(nn.Module):
             self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
         return mean, var
 
-    def membrane(self, x: torch.Tensor) -> torch.Tensor:
-        """H for a time-first input ``[T, ..., C]``."""
+    def membrane(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """H for a time-first input ``[T, ..., C]`` (``valid``: see :meth:`_statistics`)."""
         if x.ndim < 2 or x.shape[-1] != self.channels:
             raise ValueError(f"CPSNBN expects a time-first input [T, ..., {self.channels}], "
                              f"got {list(x.shape)}")
         if torch.isnan(x).any():
             raise ValueError("CPSNBN input contains NaN")
-        weight, bias = self.folded(*self._statistics(x))
+        weight, bias = self.folded(*self._statistics(x, valid))
         if self.quantize:
             weight = quantize_power_of_two(weight, self.exp_min, self.exp_max)
         return _causal_conv(x, weight, bias, self.dilation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.surrogate_function(self.membrane(x))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.surrogate_function(self.membrane(x, valid))
 
     @torch.no_grad()
     def to_cpsn(self, input_frac_bits: int | None = None) -> CPSN:

@@ -11,7 +11,13 @@ aeon's loaders, the ``data`` extra), ``arrays`` (an ``.npz`` or HDF5 file with `
 ``y_train``, ``x_test``, ``y_test``) and a Python entry point ``module:function`` (or
 ``file.py:function``) returning the same four arrays. All three go through
 :func:`prepare_arrays`: checks that name the key and the problem, per-channel standardisation
-from the training samples alone (validation excluded) and padding to one length.
+from the training samples alone (validation excluded) and, by default, no padding: every
+sample keeps its own length (``data.pad: none``).
+
+Every item is ``(x [T_i, C], target)`` with ``T_i`` the sample's own length (``T`` for the
+fixed-length sources). :func:`collate_samples` pads a batch at the end to its longest sample
+and returns the lengths alongside, so a network masks the padded steps
+(``SpikingNetwork(x, lengths)``) and pays only for its batch's longest sample.
 
 Splits are fixed by ``split_seed``: the same seed gives the same train/val/test samples on
 every machine, whatever the training seed.
@@ -29,7 +35,8 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 __all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DataError", "DATASETS",
-           "ENTRY_POINT_OPTIONS", "load_data", "prepare_arrays", "validation_split",
+           "ENTRY_POINT_OPTIONS", "PAD_MODES", "Samples", "collate_samples", "step_mask",
+           "load_data", "prepare_arrays", "validation_split",
            "SHD_FILES", "ADDING_TOLERANCE", "ARRAY_KEYS", "VAL_FRACTION", "VAL_MIN"]
 
 #: An adding-problem prediction counts as correct within this distance of the target.
@@ -46,6 +53,10 @@ VAL_FRACTION = 0.1
 #: last epoch. A set fraction is always cut, but a split smaller than this only reports.
 VAL_MIN = 50
 
+#: ``data.pad``: ``none`` keeps every sample's own length (the default); ``end`` and ``start``
+#: pad every sample with zeros to ``steps`` in the dataset (fixed-length mode: the padded steps
+#: are data, the network and the hardware run them).
+PAD_MODES = ("none", "end", "start")
 #: The arrays a user's dataset provides (``arrays`` files and entry points).
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 #: ``module.sub:function`` or ``path/to/file.py:function``.
@@ -104,7 +115,7 @@ class DataConfig:
     extract_path: str | None = None      # uea: directory holding <dataset>/<dataset>_TRAIN.ts
     path: str | None = None              # arrays: .npz, .h5 or .hdf5 file
     standardize: bool | None = None      # uea, arrays, entry points: per-channel, train stats
-    pad: str | None = None               # uea, arrays, entry points: end | start
+    pad: str | None = None               # uea, arrays, entry points: none | end | start
     options: dict | None = None          # entry points: keyword arguments of the function
 
     @property
@@ -136,8 +147,9 @@ class DataConfig:
         for key, value in self.resolved().items():
             if value is None:
                 continue
-            if key == "pad" and value not in ("end", "start"):
-                raise ValueError(f"data.pad: expected 'end' or 'start', got {value!r}")
+            if key == "pad" and value not in PAD_MODES:
+                raise ValueError(f"data.pad: expected one of {list(PAD_MODES)}, got "
+                                 f"{value!r}")
             if key == "test_fraction" and not 0 < value < 1:
                 raise ValueError(f"data.test_fraction must lie in (0, 1), got {value}")
             if key in ("steps", "unit_pool", "train_samples", "test_samples") and value < 1:
@@ -165,19 +177,51 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SequenceData:
-    """Train/val/test splits of ``(x [T, C], target)`` samples and what a network needs."""
+    """Train/val/test splits of ``(x [T_i, C], target)`` samples and what a network needs."""
 
     train: Dataset
     val: Dataset | None
     test: Dataset
     in_features: int
     num_outputs: int
+    #: ``data.length`` or the longest sample of either split: the network's ``T``, the
+    #: hardware's ``max_steps``.
     steps: int
     #: ``classification`` (int64 labels, cross-entropy) or ``regression`` (float targets, MSE).
     task: str
     #: Why there is no validation split, or why it is too small to choose a checkpoint on
     #: (``None``: a validation split of at least ``VAL_MIN`` samples).
     val_note: str | None = None
+    #: ``(shortest, longest)`` sample of either split when the samples keep lengths of their
+    #: own that differ (``data.pad: none``), else ``None`` (every sample has ``steps`` steps).
+    lengths: tuple[int, int] | None = None
+
+
+class Samples(Dataset):
+    """``(x [T_i, C], target)`` samples of their own lengths (``data.pad: none``)."""
+
+    def __init__(self, series: list[torch.Tensor], targets: torch.Tensor):
+        self.series, self.targets = series, targets
+
+    def __len__(self):
+        return len(self.series)
+
+    def __getitem__(self, index):
+        return self.series[index], self.targets[index]
+
+
+def collate_samples(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A ``DataLoader`` batch of ``(x [T_i, C], target)`` items: ``(x [N, T, C], targets,
+    lengths [N])``, ``x`` padded with zeros at the end to the batch's longest sample ``T``."""
+    series = [x for x, _ in items]
+    lengths = torch.tensor([len(x) for x in series], dtype=torch.int64)
+    x = torch.nn.utils.rnn.pad_sequence(series, batch_first=True)
+    return x, torch.stack([torch.as_tensor(y) for _, y in items]), lengths
+
+
+def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[steps, N]`` booleans, true at the valid steps ``t < lengths[n]`` of each sample."""
+    return torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]
 
 
 def _split(count: int, fraction: float, seed: int, stream: int):
@@ -460,10 +504,12 @@ def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceDat
     indices in ``[0, classes)`` (``data.num_classes``, default the largest label + 1). The
     validation split is cut from the training samples (``val_fraction``, ``split_seed``).
     With ``standardize`` every channel is shifted and scaled by the mean and standard
-    deviation of the training samples' steps (validation and padding excluded). Series are
-    then padded with zeros to ``length`` (default: the longest series of either split) at the
-    end (``pad: end``) or the start (``pad: start``); longer series are cut to their first
-    (end) or last (start) ``length`` steps. Raises :class:`DataError` naming the key.
+    deviation of the training samples' steps (validation excluded). Series longer than
+    ``length`` (default: the longest series of either split) are cut to their first (``pad:
+    none`` or ``end``) or last (``start``) ``length`` steps. With ``pad: none`` (the default)
+    every sample keeps its own length (:class:`Samples`); ``end`` and ``start`` pad every
+    series with zeros at that end to ``length`` steps (fixed-length mode: the padded steps
+    become data). Raises :class:`DataError` naming the key.
     """
     missing = [key for key in ARRAY_KEYS if key not in arrays]
     if missing:
@@ -502,6 +548,16 @@ def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceDat
         x_test = [(s - mean) / std for s in x_test]
     length = options.get("length") or max(len(s) for s in x_train + x_test)
     at_start = options.get("pad") == "start"
+    if options.get("pad") == "none":
+        def own_length(series):
+            return [torch.from_numpy(s[:length].astype(np.float32)) for s in series]
+
+        train = Samples(own_length(x_train), torch.from_numpy(y_train))
+        test = Samples(own_length(x_test), torch.from_numpy(y_test))
+        sizes = [len(s) for s in train.series + test.series]
+        return _finish(config, train, test, split=split, in_features=x_train[0].shape[1],
+                       num_outputs=classes, steps=length, task="classification",
+                       lengths=None if set(sizes) == {length} else (min(sizes), max(sizes)))
 
     def stack(series):
         out = np.zeros((len(series), length, series[0].shape[1]), dtype=np.float32)
@@ -648,7 +704,7 @@ def _entry_point(config: DataConfig) -> SequenceData:
     return prepare_arrays(config, result, source)
 
 
-_USER = {"standardize": False, "pad": "end", "length": None, "num_classes": None}
+_USER = {"standardize": False, "pad": "none", "length": None, "num_classes": None}
 #: The options of a ``module:function`` dataset, with their defaults.
 ENTRY_POINT_OPTIONS = {**_USER, "options": None}
 _ENTRY_POINT_SPEC = DatasetSpec(_entry_point, ENTRY_POINT_OPTIONS)

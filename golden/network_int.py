@@ -13,7 +13,10 @@ model), then an integer readout. Semantics (``docs/network_fixed_point.md``):
 ``a`` is ``X`` for the first layer and the previous core's spikes after it; a *recurrent*
 layer (``IntegerSynapse.recurrent``, snnTorch's RLeaky/RSynaptic) also adds its own core's
 spikes of the previous time step (none at ``t = 0``), so its core runs step by step (only
-cores with a step model, :attr:`CoreModel.step`: LIF). The neuron inputs
+cores with a step model, :attr:`CoreModel.step`: LIF). Samples of their own lengths (the
+hardware's ``tlast`` ends each) run as a batch padded at the end with their ``lengths``:
+each runs on its own steps only, so ``mean_membrane`` sums its own steps and
+``last_membrane`` reads its own last one. The neuron inputs
 ``U`` are what the cores receive on their input stream; :class:`NetworkTrace` records them so
 co-simulation can feed each core the integers the model saw.
 """
@@ -32,11 +35,25 @@ from .fixed import check_int, check_int_array, signed_range, signed_width
 from .prf_int import prf_integer, round_shift
 
 __all__ = ["IntegerSynapse", "IntegerLayer", "IntegerNetwork", "NetworkTrace", "READOUTS",
+           "pad_samples",
            "CoreModel", "core_model", "core_outputs", "core_spikes", "saturate",
            "readout_step_bound", "readout_logit_width", "saturating_sum"]
 
 READOUTS = ("mean_membrane", "last_membrane")
 _ACCUMULATOR_BITS = 62  # every sum must fit int64 with margin
+
+
+def pad_samples(samples) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [T, N, F], lengths [N])`` of ``[T_i, F]`` samples, zero-padded at the end to the
+    longest; :meth:`IntegerNetwork.run` takes both."""
+    lengths = np.array([len(sample) for sample in samples], dtype=np.int64)
+    if not len(lengths) or lengths.min() < 1:
+        raise ValueError("pad_samples needs one or more samples of one or more steps")
+    first = np.asarray(samples[0])
+    x = np.zeros((int(lengths.max()), len(samples), first.shape[1]), dtype=first.dtype)
+    for index, sample in enumerate(samples):
+        x[:len(sample), index] = sample
+    return x, lengths
 
 
 def saturate(values: np.ndarray, width: int) -> tuple[np.ndarray, int]:
@@ -310,12 +327,21 @@ class NetworkTrace:
         saturated: ``"input"`` and each layer name → number of values clipped;
             ``"readout"`` → number of logits at a range end (saturated; always 0 without
             ``IntegerNetwork.max_steps``).
+        lengths: ``[N]`` steps of each sample; ``inputs`` and ``spikes`` are zero after them
+            (not run).
     """
 
     logits: np.ndarray
     inputs: dict
     spikes: dict
     saturated: dict
+    lengths: np.ndarray | None = None
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``[T, N]`` booleans: the steps each sample ran."""
+        steps = next(iter(self.spikes.values())).shape[0]
+        return np.arange(steps)[:, None] < self.lengths[None, :]
 
     @property
     def predictions(self) -> np.ndarray:
@@ -389,8 +415,39 @@ class IntegerNetwork:
         return saturate(np.round(np.ldexp(x, self.input_frac_bits)).astype(np.int64),
                         self.input_width)
 
-    def run(self, x) -> NetworkTrace:
-        """Run on a float input ``[T, N, in_features]`` (quantised by :meth:`quantise_input`)."""
+    def run(self, x, lengths=None) -> NetworkTrace:
+        """Run on a float input ``[T, N, in_features]`` (quantised by :meth:`quantise_input`);
+        ``lengths`` ``[N]`` (default: ``T`` each): each sample's own steps, ``x`` padded after
+        them. Samples of one length run as one batch, exactly as each would alone."""
+        if lengths is None:
+            trace = self._run(x)
+            steps, count = next(iter(trace.spikes.values())).shape[:2]
+            trace.lengths = np.full(count, steps, dtype=np.int64)
+            return trace
+        x = np.asarray(x, dtype=np.float64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if x.ndim != 3 or lengths.shape != (x.shape[1],) or not (
+                lengths.size and 1 <= lengths.min() and lengths.max() <= x.shape[0]):
+            raise ValueError(f"lengths must be one value in [1, T] per sample of a [T, N, F] "
+                             f"input; got {lengths.tolist()} for {list(x.shape)}")
+        steps = x.shape[0]
+        trace = NetworkTrace(logits=np.zeros((x.shape[1], self.readout.outputs), np.int64),
+                             inputs={}, spikes={}, saturated={}, lengths=lengths)
+        for length in np.unique(lengths):
+            group = np.flatnonzero(lengths == length)
+            part = self._run(x[:length, group])
+            trace.logits[group] = part.logits
+            for name, values in part.saturated.items():
+                trace.saturated[name] = trace.saturated.get(name, 0) + values
+            for store, values in ((trace.inputs, part.inputs), (trace.spikes, part.spikes)):
+                for name, array in values.items():
+                    if name not in store:
+                        store[name] = np.zeros((steps, x.shape[1], array.shape[2]), array.dtype)
+                    store[name][:length, group] = array
+        return trace
+
+    def _run(self, x) -> NetworkTrace:
+        """:meth:`run` on samples of one length."""
         activity, clipped = self.quantise_input(x)
         trace = NetworkTrace(logits=None, inputs={}, spikes={}, saturated={"input": clipped})
         for layer in self.layers:

@@ -14,15 +14,26 @@ defaults. Two architectures, both time-first ``[T, N, C]`` in and ``[N, outputs]
 Readouts: ``mean_membrane`` (time-mean of the output ``Linear``: an integrator that never
 fires), ``last_membrane`` (its value at the last step, for long-range tasks) or
 ``mean_spikes`` (firing rate of a spiking output layer).
+
+Samples of their own lengths: ``forward(x, lengths)`` takes a batch padded at the end to its
+longest sample and each sample's length. Padded steps then change no sample's output: the
+readouts average over (or take the last of) each sample's own steps, BatchNorm statistics
+(``SeqBatchNorm``, ``cpsn_bn``) come from valid steps only, and a causal neuron's valid steps
+never see the padding after them. Non-causal neurons (``psn``; ``masked_psn`` while λ < 1)
+mix every step into every other, so they refuse samples shorter than ``T``: train them with
+``data.pad: end`` (fixed-length mode). Neurons built for ``T`` steps (``psn``,
+``masked_psn``, ``ipsu``, ``rpsu``) get the batch padded on to ``T``.
 """
 
 import dataclasses
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import BACKENDS
+from .data import step_mask
 from .cpsn import CPSN
 from .cpsn_bn import CPSNBN
 from .lif import LIF, DecoupledResetLIF
@@ -218,10 +229,18 @@ class ModelConfig:
 
 
 class SeqBatchNorm(nn.BatchNorm1d):
-    """BatchNorm over the channels of ``[T, N, C]``, time folded into the batch."""
+    """BatchNorm over the channels of ``[T, N, C]``, time folded into the batch. With
+    ``valid`` (``[T, N]`` booleans) only the valid steps are normalised and enter the batch
+    statistics; padded steps come out as zeros."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if valid is None:
+            return super().forward(flat).reshape(x.shape)
+        keep = valid.reshape(-1)
+        out = flat.new_zeros(flat.shape)
+        out[keep] = super().forward(flat[keep])
+        return out.reshape(x.shape)
 
 
 class Heaviside(nn.Module):
@@ -249,6 +268,13 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return SeqBatchNorm(channels) if kind == "batchnorm" else nn.Identity()
 
 
+def _masked(module: nn.Module, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``module(x)``, with the valid steps for the modules whose statistics need them."""
+    if valid is not None and isinstance(module, (SeqBatchNorm, CPSNBN, SDTCMBlock)):
+        return module(x, valid)
+    return module(x)
+
+
 class Readout(nn.Module):
     """``[T, N, C]`` → ``[N, outputs]`` (see the module docstring for the kinds)."""
 
@@ -261,13 +287,21 @@ class Readout(nn.Module):
             self.norm = _norm(config.norm, outputs)
             self.neuron = make_neuron(config.neuron, outputs, steps, layer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid`` (``[T, N]`` booleans, a prefix of each column): average over, or take
+        the last of, each sample's valid steps only."""
         if self.kind == "last_membrane":
-            return self.linear(x[-1])
+            if valid is None:
+                return self.linear(x[-1])
+            last = valid.sum(0) - 1
+            return self.linear(x[last, torch.arange(x.shape[1], device=x.device)])
         h = self.linear(x)
         if self.kind == "mean_spikes":
-            h = self.neuron(self.norm(h))
-        return h.mean(0)
+            h = _masked(self.neuron, _masked(self.norm, h, valid), valid)
+        if valid is None:
+            return h.mean(0)
+        weights = valid.to(h.dtype)[..., None]
+        return (h * weights).sum(0) / weights.sum(0)
 
 
 class SDTCMBlock(nn.Module):
@@ -285,8 +319,9 @@ class SDTCMBlock(nn.Module):
         self.linear2 = nn.Linear(width, width)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        r = u + self.linear1(self.dropout(self.neuron(self.norm(u))))
+    def forward(self, u: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        r = u + self.linear1(self.dropout(_masked(self.neuron, _masked(self.norm, u, valid),
+                                                  valid)))
         return r + self.linear2(self.dropout(self.fire(r)))
 
 
@@ -318,6 +353,8 @@ class SpikingNetwork(nn.Module):
         self.layers = nn.Sequential(OrderedDict(layers))
         depth = sum(not isinstance(m, Heaviside) for _, m in self._neurons(self.layers))
         self.readout = Readout(width, outputs, config.readout, config, steps, depth)
+        self._fixed_steps = any(getattr(module, "T", None) is not None
+                                for _, module in self.neuron_layers())
 
     @staticmethod
     def _neurons(module: nn.Module):
@@ -338,11 +375,37 @@ class SpikingNetwork(nn.Module):
             if type(module) in schedules:
                 schedules[type(module)](module, epoch, epochs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def causal(self) -> bool:
+        """Whether every neuron is causal now (a padded step never changes an earlier one)."""
+        return all(getattr(module, "causal", True) for _, module in self.neuron_layers())
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [T, N, in_features]`` → ``[N, outputs]``; ``lengths`` ``[N]``: each sample's
+        own steps, ``x`` padded after them (see the module docstring)."""
         if x.ndim != 3 or x.shape[2] != self.in_features:
             raise ValueError(f"network expects time-first [T, N, {self.in_features}], "
                              f"got {list(x.shape)}")
-        return self.readout(self.layers(x))
+        steps = x.shape[0]
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=x.device)
+            if lengths.shape != (x.shape[1],) or lengths.min() < 1 or lengths.max() > steps:
+                raise ValueError(f"lengths must be [{x.shape[1]}] values in [1, {steps}], got "
+                                 f"{lengths.tolist()}")
+        if self._fixed_steps and steps < self.steps:  # neurons built for T steps
+            lengths = torch.full((x.shape[1],), steps, device=x.device) \
+                if lengths is None else lengths
+            x = F.pad(x, (0, 0, 0, 0, 0, self.steps - steps))
+        valid = None if lengths is None or bool((lengths == x.shape[0]).all()) else \
+            step_mask(lengths, x.shape[0])
+        if valid is not None and not self.causal:
+            raise ValueError(f"{self.config.neuron_label} is not causal (every step reads "
+                             f"every other), so samples shorter than T = {self.steps} would "
+                             f"see their padding: train it on fixed-length samples "
+                             f"(data.pad: end)")
+        for module in self.layers:
+            x = _masked(module, x, valid)
+        return self.readout(x, valid)
 
 
 def build_model(config: ModelConfig, in_features: int, outputs: int, steps: int

@@ -54,6 +54,9 @@ class NetworkCosimResult:
     #: the longest gap between two consecutive output beats (fast harness): the slowest
     #: sample's cycles in the steady stream
     max_output_interval: int | None = None
+    #: the cycles between consecutive output beats (fast harness): in a steady stream, each
+    #: is about the next sample's cycles, so they follow the samples' lengths
+    output_intervals: list | None = None
 
     @property
     def passed(self) -> bool:
@@ -211,4 +214,5 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
         first_output_cycle=runs[0]["first_output_cycle"], wall_s=wall, build_s=build.seconds,
         mismatch=mismatch, first_mismatch_sample=first, layer_mismatch=located,
         build_dir=str(executable.parent), jobs=jobs, harness="fast",
-        optimisation=build.optimisation, max_output_interval=max(intervals, default=None))
+        optimisation=build.optimisation, max_output_interval=max(intervals, default=None),
+        output_intervals=intervals)

@@ -1,6 +1,10 @@
 """An exported network as one accelerator: generate it, co-simulate it on the test set,
 synthesise it. The ``spikeforge generate --from``, ``cosim --from`` / ``cosim DIR`` and
 ``synth DIR`` commands for whole networks, as functions (``spikeforge demo`` chains them).
+
+Test samples keep their own lengths (``data.pad: none``): each is streamed with ``tlast`` on
+its own last step, so the cycles follow its length; the readout is sized for the data's
+longest sample (``SequenceData.steps``).
 """
 
 import os
@@ -28,15 +32,21 @@ def _data_config(manifest: dict, export_dir: Path):
                           f"was trained on ({exc})") from None
 
 
-def test_split(export_dir, samples: int | None):
-    """``(manifest, network, x [T, N, F] float, targets, data name)`` of the first
-    ``samples`` test samples (all with ``None``) of the data the export was trained on."""
-    export_dir = Path(export_dir)
+def _export_data(export_dir: Path):
+    """``(manifest, network, run configuration, SequenceData)`` of an export."""
     manifest, network = load_network(export_dir)
     config = _data_config(manifest, export_dir)
-    data = load_data(config.data)
-    x, targets = stack_dataset(data.test, samples)
-    return manifest, network, x, targets, config.data.label
+    return manifest, network, config, load_data(config.data)
+
+
+def test_split(export_dir, samples: int | None):
+    """``(manifest, network, samples, targets, data name)``: the first ``samples`` test
+    samples (all with ``None``) of the data the export was trained on, as a list of float
+    ``[T_i, F]`` arrays of their own lengths."""
+    manifest, network, config, data = _export_data(Path(export_dir))
+    x, targets, lengths = stack_dataset(data.test, samples)
+    return (manifest, network, [x[:length, n] for n, length in enumerate(lengths)], targets,
+            config.data.label)
 
 
 def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
@@ -51,8 +61,8 @@ def generate_network_from(export_dir, out_dir, *, weight_storage: str = "file",
     from ..hw.fit import FitError, balance, fit, relane
 
     export_dir = Path(export_dir)
-    manifest, network, x, _, _ = test_split(export_dir, 1)
-    steps = int(x.shape[0])
+    manifest, network, _, data = _export_data(export_dir)
+    steps = data.steps
     activity = {name: layer.get("firing_rate_integer")
                 for name, layer in manifest.get("report", {}).get("layers", {}).items()}
     activity = {k: v for k, v in activity.items() if v is not None}
@@ -151,26 +161,29 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         export_dir = source if (source / "manifest.json").is_file() else _export_of(source)
     else:
         export_dir, network_dir = source, None
-    manifest, network, x, targets, data_name = test_split(export_dir, samples)
+    manifest, network, config, data = _export_data(export_dir)
+    x, targets, lengths = stack_dataset(data.test, samples)
     quantised, _ = network.quantise_input(x)
-    inputs = [quantised[:, n, :] for n in range(quantised.shape[1])]
-    count = len(inputs)
+    inputs = [quantised[:length, n, :] for n, length in enumerate(lengths)]
+    count, data_name = len(inputs), config.data.label
     if network_dir is None:
         network_dir = build_root / "networks" / sha256_file(export_dir / "manifest.json")[:16]
-        generate_network(network, network_dir, max_steps=x.shape[0])
+        generate_network(network, network_dir, max_steps=data.steps)
     description, files = load_network_dir(network_dir)
     options = description["options"]
     # the integer model of this hardware: its readout sized for max_steps (longer samples
     # saturate), its cores with the lanes it was generated with
     network = _as_generated(network, description)
     tables = {name: text for name, text in files.items() if name.endswith(".hex")}
-    trace = network.run(x)
-    float_predictions = _float_predictions(manifest, x)
+    trace = network.run(x, lengths)
+    float_predictions = _float_predictions(manifest, x, lengths)
     if jobs is None:
         jobs = _cpus() if harness == "fast" and count >= 64 else 1
     expected = expected_cycles(description, inputs, min(valid_probability, ready_probability))
-    log(f"integer model on {count} test samples of {data_name}: accuracy "
-        f"{100 * np.mean(trace.predictions == targets):.2f}%; verifying "
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    log(f"integer model on {count} test samples of {data_name} ("
+        + (f"{shortest}..{longest} steps each" if shortest < longest else f"{longest} steps")
+        + f"): accuracy {100 * np.mean(trace.predictions == targets):.2f}%; verifying "
         f"{network_dir / 'network.v'} with the {harness} harness"
         + (f" ({jobs} processes)" if jobs > 1 else "") + "…")
     start = time.perf_counter()
@@ -196,6 +209,8 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     return {
         "export": str(export_dir), "network_dir": str(network_dir),
         "verilog_sha256": description["files"]["network.v"], "samples": count, "seed": seed,
+        "sample_steps": {"min": shortest, "median": float(np.median(lengths)),
+                         "max": longest, "total": int(lengths.sum())},
         "valid_probability": valid_probability, "ready_probability": ready_probability,
         "harness": harness, "jobs": result.jobs, "optimisation": result.optimisation,
         "passed": result.passed, "class_agreement": result.class_agreement,
@@ -206,6 +221,10 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
         float(np.mean(float_predictions == targets)),
         "cycles": result.cycles, "cycles_per_sample": round(result.cycles_per_sample, 1),
         "cycles_per_sample_max": result.max_output_interval,
+        "cycles_between_outputs": None if not result.output_intervals else {
+            "min": min(result.output_intervals),
+            "median": float(np.median(result.output_intervals)),
+            "max": max(result.output_intervals)},
         # estimates from network.json: at the export's mean firing rates, and with every
         # input active (neither bounds a real sample's cycles from above except "worst")
         "cycles_per_sample_typical": description["cycles_per_sample"]["typical"],
@@ -233,8 +252,9 @@ def _as_generated(network, description: dict):
 
 
 def expected_cycles(description: dict, inputs, probability: float) -> float:
-    """Cycles a run of ``inputs`` (``[T, F]`` samples) should take at most: the slowest
-    stage's worst cycles per step for every step, slowed by the stream probability."""
+    """Cycles a run of ``inputs`` (``[T_i, F]`` samples of their own lengths) should take at
+    most: the slowest stage's worst cycles per step for every step of every sample, slowed by
+    the stream probability."""
     worst = description["cycles_per_sample"]["worst"] / description["steps_per_sample"]
     return worst * sum(len(sample) for sample in inputs) / probability
 
@@ -272,6 +292,12 @@ def cosim_network_rows(report: dict) -> list[tuple[str, str]]:
                             f"(build {report['build_s']:.1f} s"
                             + (f", {report['optimisation']}" if report["optimisation"] else "")
                             + ")")]
+    between, steps = report.get("cycles_between_outputs"), report["sample_steps"]
+    if between:  # a steady stream's output gaps: each sample's cycles
+        rows.insert(-1, ("sample lengths", f"{steps['min']}..{steps['max']} steps (median "
+                                           f"{steps['median']:g}); cycles between outputs "
+                                           f"{between['min']}..{between['max']} (median "
+                                           f"{between['median']:g})"))
     if report["first_mismatch"]:
         rows.append(("first mismatch", report["first_mismatch"]))
     if report["mismatch_location"]:

@@ -55,19 +55,21 @@ def export_run(run, out_dir, formats: Formats = Formats(), *, tolerance: float |
     checkpoint = saved
     log(f"exporting {describe_checkpoint(path, checkpoint)}")
     data = load_data(config.data)
-    calibration_x, _ = stack_dataset(data.train, calibration_samples)
-    test_x, test_y = stack_dataset(data.test)
+    calibration_x, _, calibration_lengths = stack_dataset(data.train, calibration_samples)
+    test_x, test_y, test_lengths = stack_dataset(data.test)
     log(f"calibrating on {calibration_x.shape[1]} training samples of {config.data.label}")
     trials = None
     if tolerance is not None:
-        tune_x, tune_y = stack_dataset(data.val if data.val is not None else data.train)
+        tune_x, tune_y, tune_lengths = stack_dataset(data.val if data.val is not None
+                                                     else data.train)
         formats, trials = smallest_widths(model, calibration_x, tune_x, tune_y, formats,
-                                          tolerance)
+                                          tolerance, calibration_lengths=calibration_lengths,
+                                          lengths=tune_lengths)
         log(f"smallest widths within {100 * tolerance:.2f} points: core input "
             f"{formats.core_input_width}, weights {formats.weight_width}, input "
             f"{formats.input_width} ({len(trials)} trials)")
-    network = quantise_network(model, calibration_x, formats)
-    report = quantisation_report(model, network, test_x, test_y)
+    network = quantise_network(model, calibration_x, formats, calibration_lengths)
+    report = quantisation_report(model, network, test_x, test_y, test_lengths)
     source = {"checkpoint": str(path), "sha256": sha256_file(path),
               "epoch": checkpoint["epoch"], "selection": checkpoint.get("selection"),
               "config": config_to_dict(config),
@@ -109,8 +111,10 @@ def generate_from(export_dir, out_dir, *, arith: str = "shift_add",
     return descriptions
 
 
-def _float_predictions(manifest: dict, x: np.ndarray) -> np.ndarray | None:
-    """The source network's predictions on ``x`` if its checkpoint is still there, unchanged."""
+def _float_predictions(manifest: dict, x: np.ndarray, lengths: np.ndarray
+                       ) -> np.ndarray | None:
+    """The source network's predictions on ``x`` (each sample ``lengths`` steps) if its
+    checkpoint is still there, unchanged."""
     import torch
 
     source = manifest.get("source", {})
@@ -122,7 +126,8 @@ def _float_predictions(manifest: dict, x: np.ndarray) -> np.ndarray | None:
     except CheckpointError:
         return None
     with torch.no_grad():
-        return model(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy()
+        return model(torch.as_tensor(x, dtype=torch.float32),
+                     torch.as_tensor(lengths)).argmax(1).numpy()
 
 
 def _cosim_layer(config, arrays, table_files, seed, build_root, valid_probability,
@@ -148,16 +153,16 @@ def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
         raise ExportError(f"{export_dir}: the manifest does not say which data the network "
                           f"was trained on ({exc})") from None
     data = load_data(config.data)
-    x, targets = stack_dataset(data.test, samples)
-    trace = network.run(x)
-    float_predictions = _float_predictions(manifest, x)
+    x, targets, lengths = stack_dataset(data.test, samples)
+    trace = network.run(x, lengths)
+    float_predictions = _float_predictions(manifest, x, lengths)
     count = x.shape[1]
     log(f"integer model on {count} test samples of {config.data.label}: accuracy "
         f"{100 * np.mean(trace.predictions == targets):.2f}%")
     jobs_args = []
     for entry, layer in zip(manifest["layers"], network.layers):
         tables = {t: export_dir / info["files"]["hex"] for t, info in entry["tables"].items()}
-        arrays = [trace.inputs[layer.name][:, n, :] for n in range(count)]
+        arrays = [trace.inputs[layer.name][:lengths[n], n, :] for n in range(count)]
         jobs_args.append((layer.core, arrays, tables, seed, build_root, valid_probability,
                           ready_probability))
     start = time.perf_counter()
@@ -179,7 +184,8 @@ def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
             # the scoreboard stops at the first mismatch: beats matched before it
             "agreement": (result.checked - (not result.passed)) / result.beats,
             "first_mismatch": result.mismatch, "beats": result.beats, "cycles": result.cycles,
-            "spikes_checked": int(spikes.size), "sim_wall_s": round(result.wall_s, 3),
+            "spikes_checked": int(lengths.sum()) * spikes.shape[2],
+            "sim_wall_s": round(result.wall_s, 3),
             "build_s": round(result.build_s, 2),
             "neuron_steps_per_s": round(result.neuron_steps_per_s),
         }

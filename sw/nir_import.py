@@ -856,8 +856,12 @@ def export_imported(run, out_dir, formats=None, *, calibration_samples: int = 51
     if "nir" not in saved:
         raise ValueError(f"{path}: not an imported run (spikeforge import)")
     data = load_data(config.data)
-    calibration_x, _ = stack_dataset(data.train, calibration_samples)
-    test_x, test_y = stack_dataset(data.test)
+    if data.lengths is not None:
+        raise ValueError(f"{path}: an imported NIR run takes samples of one length; "
+                         f"{config.data.label} keeps each sample's own ({data.lengths[0]}.."
+                         f"{data.lengths[1]} steps): set data.pad: end")
+    calibration_x, _, _ = stack_dataset(data.train, calibration_samples)
+    test_x, test_y, _ = stack_dataset(data.test)
     log(f"calibrating on {calibration_x.shape[1]} training samples")
     network = quantise_imported(model, calibration_x, formats)
     trace = network.run(test_x)

@@ -6,6 +6,10 @@ on training samples) and quantises every neuron layer to its core's format (CPSN
 BatchNorm folding, PRF through :meth:`~spikeforge.golden.prf.PRF.hardware_config`). The rules
 are written down in ``docs/network_fixed_point.md``; :func:`quantisation_report` measures the
 result and :func:`smallest_widths` searches the narrowest widths within an accuracy tolerance.
+
+Samples of their own lengths travel as a batch padded at the end plus their ``lengths``
+(:func:`stack_dataset`): calibration scales, spike agreement, firing rates and saturation
+counts then come from each sample's own steps only.
 """
 
 import dataclasses
@@ -20,7 +24,7 @@ from ..golden.fixed import check_int, signed_range
 from ..golden.lif import LIF, DecoupledResetLIF
 from ..golden.lif_config import DECAY_MODES, LIFConfig
 from ..golden.network_int import (IntegerLayer, IntegerNetwork, IntegerSynapse, READOUTS,
-                                  core_model)
+                                  core_model, pad_samples)
 from ..golden.networks import SeqBatchNorm, SpikingNetwork
 from ..golden.prf import PRF
 from ..golden.prf_config import COEF_MODES
@@ -91,14 +95,23 @@ class Formats:
         return dataclasses.replace(self, **changes)
 
 
-def stack_dataset(dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(x [T, N, F] float64, targets [N])`` of the first ``limit`` samples of a dataset."""
+def stack_dataset(dataset, limit: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x [T, N, F] float64, targets [N], lengths [N])`` of the first ``limit`` samples of a
+    dataset, padded with zeros at the end to the longest (``T``)."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise QuantisationError("the dataset split is empty")
     samples = [dataset[i] for i in range(count)]
-    x = torch.stack([s[0] for s in samples]).transpose(0, 1).double().numpy()
-    return x, torch.stack([torch.as_tensor(s[1]) for s in samples]).numpy()
+    x, lengths = pad_samples([s[0].double().numpy() for s in samples])
+    return x, torch.stack([torch.as_tensor(s[1]) for s in samples]).numpy(), lengths
+
+
+def _valid(values: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+    """The values ``[T, N, ...]`` of each sample's own steps (all with ``lengths`` None)."""
+    if lengths is None:
+        return values
+    return values[np.arange(values.shape[0])[:, None] < np.asarray(lengths)[None, :]]
 
 
 def frac_bits_for(magnitude: float, width: int) -> int:
@@ -153,7 +166,7 @@ def _fold(linear: torch.nn.Linear, norm: torch.nn.Module) -> tuple[np.ndarray, n
 
 
 @torch.no_grad()
-def _float_run(model: SpikingNetwork, x: np.ndarray, names: list[str]):
+def _float_run(model: SpikingNetwork, x: np.ndarray, names: list[str], lengths=None):
     """``(logits, {name: neuron input}, {name: spikes})`` of the float network."""
     model.eval()
     modules = dict(model.layers.named_children())
@@ -164,7 +177,8 @@ def _float_run(model: SpikingNetwork, x: np.ndarray, names: list[str]):
         handles.append(modules[name].register_forward_hook(
             lambda _m, _a, out, name=name: spikes.__setitem__(name, out.double().numpy())))
     try:
-        logits = model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+        logits = model(torch.as_tensor(x, dtype=torch.float32),
+                       None if lengths is None else torch.as_tensor(lengths)).double().numpy()
     finally:
         for handle in handles:
             handle.remove()
@@ -246,15 +260,19 @@ def _core(name: str, neuron: torch.nn.Module, frac_bits: int, formats: Formats,
 
 
 def quantise_network(model: SpikingNetwork, calibration_x: np.ndarray,
-                     formats: Formats = Formats()) -> IntegerNetwork:
+                     formats: Formats = Formats(), calibration_lengths=None) -> IntegerNetwork:
     """The integer model of ``model`` with scales calibrated on ``calibration_x``
-    (float ``[T, N, F]``, training samples)."""
+    (float ``[T, N, F]``, training samples; ``calibration_lengths``: their own steps, the
+    padding after them ignored)."""
     layers = _hardware_layers(model)
     if not np.all(np.isfinite(calibration_x)):
         raise QuantisationError("the calibration data contains NaN or infinity")
     _check_finite(layers)
-    _, inputs, _ = _float_run(model, calibration_x, [name for name, *_ in layers])
-    input_frac = frac_bits_for(_scale(calibration_x, formats.percentile), formats.input_width)
+    _, inputs, _ = _float_run(model, calibration_x, [name for name, *_ in layers],
+                              calibration_lengths)
+    inputs = {name: _valid(values, calibration_lengths) for name, values in inputs.items()}
+    input_frac = frac_bits_for(_scale(_valid(calibration_x, calibration_lengths),
+                                      formats.percentile), formats.input_width)
     activity_frac, activity_bound = input_frac, -signed_range(formats.input_width)[0]
     hidden = []
     for name, linear, norm, neuron in layers:
@@ -290,24 +308,27 @@ def quantise_network(model: SpikingNetwork, calibration_x: np.ndarray,
 
 
 def quantisation_report(model: SpikingNetwork, network: IntegerNetwork, x: np.ndarray,
-                        targets: np.ndarray) -> dict:
-    """Float vs integer accuracy on ``(x, targets)``, per-layer spike agreement (fraction of
-    equal spikes, float network vs integer model, each run end to end) and saturation counts."""
+                        targets: np.ndarray, lengths=None) -> dict:
+    """Float vs integer accuracy on ``(x, targets)`` (``lengths``: each sample's own steps),
+    per-layer spike agreement (fraction of equal spikes, float network vs integer model,
+    each run end to end) and saturation counts, over the samples' own steps."""
     names = [layer.name for layer in network.layers]
-    logits, _, float_spikes = _float_run(model, x, names)
-    trace = network.run(x)
+    logits, _, float_spikes = _float_run(model, x, names, lengths)
+    trace = network.run(x, lengths)
     samples = len(targets)
     layers = {}
     for layer in network.layers:
-        spikes = trace.spikes[layer.name]
+        spikes = _valid(trace.spikes[layer.name], lengths)
+        floats = _valid(float_spikes[layer.name], lengths)
         layers[layer.name] = {
             "neuron": core_model(layer.core).neuron,
             "channels": layer.core.channels,
-            "spike_agreement": float(np.mean(spikes == (float_spikes[layer.name] > 0.5))),
+            "spike_agreement": float(np.mean(spikes == (floats > 0.5))),
             "firing_rate_integer": float(spikes.mean()),
-            "firing_rate_float": float(float_spikes[layer.name].mean()),
+            "firing_rate_float": float(floats.mean()),
             "saturated": trace.saturated[layer.name],
-            "saturated_fraction": trace.saturated[layer.name] / trace.inputs[layer.name].size,
+            "saturated_fraction": trace.saturated[layer.name] /
+            _valid(trace.inputs[layer.name], lengths).size,
         }
     return {
         "samples": samples,
@@ -321,9 +342,11 @@ def quantisation_report(model: SpikingNetwork, network: IntegerNetwork, x: np.nd
 
 def smallest_widths(model: SpikingNetwork, calibration_x: np.ndarray, x: np.ndarray,
                     targets: np.ndarray, formats: Formats, tolerance: float,
-                    widths=range(2, 17)) -> tuple[Formats, list[dict]]:
-    """Narrowest widths whose integer accuracy on ``(x, targets)`` is within ``tolerance``
-    (a fraction, 0.01 = one point) of the float network's.
+                    widths=range(2, 17), calibration_lengths=None, lengths=None
+                    ) -> tuple[Formats, list[dict]]:
+    """Narrowest widths whose integer accuracy on ``(x, targets)`` (``lengths``: each
+    sample's own steps) is within ``tolerance`` (a fraction, 0.01 = one point) of the float
+    network's.
 
     Searches, in order, the core input width, the weight width and the input width, each the
     smallest in ``widths`` that keeps the drop within the tolerance with the others at their
@@ -331,17 +354,18 @@ def smallest_widths(model: SpikingNetwork, calibration_x: np.ndarray, x: np.ndar
     """
     if not 0 <= tolerance < 1:
         raise ValueError(f"tolerance must lie in [0, 1), got {tolerance}")
-    float_accuracy = quantisation_report(model, quantise_network(model, calibration_x, formats),
-                                         x, targets)["float_accuracy"]
+    float_accuracy = quantisation_report(
+        model, quantise_network(model, calibration_x, formats, calibration_lengths), x,
+        targets, lengths)["float_accuracy"]
     trials = []
     for field in ("core_input_width", "weight_width", "input_width"):
         for width in widths:
             candidate = formats.replace(**{field: width})
             try:
-                network = quantise_network(model, calibration_x, candidate)
+                network = quantise_network(model, calibration_x, candidate, calibration_lengths)
             except QuantisationError:
                 continue
-            accuracy = float(np.mean(network.run(x).predictions == targets))
+            accuracy = float(np.mean(network.run(x, lengths).predictions == targets))
             trials.append({field: width, "accuracy": accuracy})
             if float_accuracy - accuracy <= tolerance:
                 formats = candidate

@@ -37,7 +37,7 @@ import yaml
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..golden.data import (ADDING_TOLERANCE, VAL_MIN, DataConfig, DataError,
-                           DatasetNotFoundError, load_data)
+                           DatasetNotFoundError, collate_samples, load_data, step_mask)
 from ..golden.networks import ModelConfig, build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .configs import resolve_run_config
@@ -297,7 +297,9 @@ def _data_lines(config: RunConfig, data) -> list[str]:
         return 0 if dataset is None else len(dataset)
 
     kind = f"{data.num_outputs} classes" if data.task == "classification" else "regression"
-    return [f"data: {config.data.label}: T {data.steps} steps x C {data.in_features} channels, "
+    steps = f"T {data.steps} steps" if data.lengths is None else \
+        f"T {data.lengths[0]}..{data.lengths[1]} steps (each sample its own)"
+    return [f"data: {config.data.label}: {steps} x C {data.in_features} channels, "
             f"{kind}; train {size(data.train)} / val {size(data.val)} / test "
             f"{size(data.test)} samples"]
 
@@ -379,19 +381,25 @@ def _record(model, store: dict, reduce):
 
 @torch.no_grad()
 def evaluate_model(model, dataset, task: str, device, batch_size: int = 256) -> dict:
-    """``{"loss", "acc", "rates": {layer: spikes per neuron per step}}`` over ``dataset``."""
+    """``{"loss", "acc", "rates": {layer: spikes per neuron per valid step}}`` over
+    ``dataset``."""
     model.eval()
     sums, counts, total_loss, correct, seen = {}, {}, 0.0, 0, 0
+    batch_lengths = None
 
     def accumulate(spikes, name):
-        sums[name] = sums.get(name, 0.0) + spikes.double().sum().item()
-        counts[name] = counts.get(name, 0) + spikes.numel()
+        valid = step_mask(batch_lengths, spikes.shape[0])  # spikes may run past the batch
+        spikes = spikes.reshape(*valid.shape, -1)
+        sums[name] = sums.get(name, 0.0) + spikes[valid].double().sum().item()
+        counts[name] = counts.get(name, 0) + spikes[valid].numel()
 
     handles = _record(model, {}, accumulate)
     try:
-        for x, y in DataLoader(dataset, batch_size=batch_size):
+        for x, y, batch_lengths in DataLoader(dataset, batch_size=batch_size,
+                                              collate_fn=collate_samples):
             x, y = _time_first(x).to(device), y.to(device)
-            loss, hits = _loss_and_correct(model(x), y, task)
+            batch_lengths = batch_lengths.to(device)
+            loss, hits = _loss_and_correct(model(x, batch_lengths), y, task)
             total_loss += loss.item() * len(y)
             correct += hits.item()
             seen += len(y)
@@ -489,6 +497,11 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
     model_inputs = {"in_features": data.in_features, "outputs": data.num_outputs,
                     "steps": data.steps}
     model = build_model(config.model, data.in_features, data.num_outputs, data.steps).to(device)
+    if data.lengths is not None and not model.causal:
+        raise ConfigError(f"model.neuron: {config.model.neuron_label} is not causal, so the "
+                          f"padding of {config.data.label}'s shorter samples ({data.lengths[0]}"
+                          f"..{data.lengths[1]} steps) would change their outputs; set "
+                          f"data.pad: end to train it on samples padded to T = {data.steps}")
     optimizer = _optimizer(model, config.train)
     metrics, best, start = [], None, 0
     if resume:
@@ -506,7 +519,8 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         net = torch.nn.parallel.DistributedDataParallel(model)
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True,
                                  seed=seed)
-    loader = DataLoader(data.train, batch_size=config.data.batch_size, sampler=sampler)
+    loader = DataLoader(data.train, batch_size=config.data.batch_size, sampler=sampler,
+                        collate_fn=collate_samples)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config),
@@ -531,9 +545,9 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, samples
         bar = _progress(loader, f"epoch {epoch + 1}/{config.train.epochs}",
                         progress and main)
-        for batch, (x, y) in enumerate(bar):
+        for batch, (x, y, lengths) in enumerate(bar):
             x, y = _time_first(x).to(device), y.to(device)
-            loss, hits = _loss_and_correct(net(x), y, data.task)
+            loss, hits = _loss_and_correct(net(x, lengths.to(device)), y, data.task)
             finite = torch.isfinite(loss.detach()).float()
             if world > 1:
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)

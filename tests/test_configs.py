@@ -44,7 +44,7 @@ def test_every_config_maps_or_says_why(path):
         pytest.importorskip("aeon")  # the `data` extra
     data = load_data(config.data)
     model = build_model(config.model, data.in_features, data.num_outputs, data.steps).eval()
-    x, _ = stack_dataset(data.train, 4)
+    x, _, _ = stack_dataset(data.train, 4)
     if path.stem in SOFTWARE_ONLY:
         with pytest.raises(QuantisationError, match=SOFTWARE_ONLY[path.stem]):
             quantise_network(model, x)

@@ -80,8 +80,8 @@ def test_integer_network_checks_that_layers_fit_together(rng):
 def test_integer_model_tracks_the_float_network(trained):
     model, config, _ = load_trained(trained)
     data = load_data(config.data)
-    calibration, _ = stack_dataset(data.train)
-    x, targets = stack_dataset(data.test)
+    calibration, _, _ = stack_dataset(data.train)
+    x, targets, _ = stack_dataset(data.test)
     narrow = quantisation_report(model, quantise_network(model, calibration,
                                                          Formats(core_input_width=3,
                                                                  weight_width=3)), x, targets)
@@ -100,8 +100,8 @@ def test_integer_model_tracks_the_float_network(trained):
 def test_width_search_meets_the_tolerance(trained):
     model, config, _ = load_trained(trained)
     data = load_data(config.data)
-    calibration, _ = stack_dataset(data.train)
-    x, targets = stack_dataset(data.val)
+    calibration, _, _ = stack_dataset(data.train)
+    x, targets, _ = stack_dataset(data.val)
     formats, trials = smallest_widths(model, calibration, x, targets, Formats(), 0.02)
     float_accuracy = quantisation_report(model, quantise_network(model, calibration), x,
                                          targets)["float_accuracy"]
@@ -124,9 +124,9 @@ def test_export_round_trip_gives_the_identical_integer_model(trained, exported):
     model, config, _ = load_trained(trained)
     data = load_data(config.data)
     manifest, loaded = load_network(exported)
-    calibration, _ = stack_dataset(data.train, 512)
+    calibration, _, _ = stack_dataset(data.train, 512)
     original = quantise_network(model, calibration, Formats(lanes=4))
-    x, _ = stack_dataset(data.test)
+    x, _, _ = stack_dataset(data.test)
     want, got = original.run(x), loaded.run(x)
     assert np.array_equal(want.logits, got.logits)
     for name in ("sn0", "sn1"):
@@ -249,7 +249,7 @@ def test_non_finite_weights_are_refused_by_layer(trained, tensor):
     model, config, _ = load_trained(trained)
     with torch.no_grad():
         model.state_dict()[tensor].view(-1)[0] = float("nan")
-    calibration, _ = stack_dataset(load_data(config.data).train, 64)
+    calibration, _, _ = stack_dataset(load_data(config.data).train, 64)
     with pytest.raises(QuantisationError, match=r"layer sn[01]: the trained \w+ contains? NaN"):
         quantise_network(model, calibration)
 

@@ -525,6 +525,6 @@ def test_export_imported_writes_an_export_that_generate_reads(tmp_path):
     report = manifest["report"]
     assert report["samples"] == 449 and set(report["layers"]) == {"lif1", "lif2"}
     assert manifest["source"]["nir"] == "g.nir"
-    _, network, x, targets, name = test_split(tmp_path / "export", 5)
-    assert name == "digits" and x.shape[1] == 5
+    _, network, samples, targets, name = test_split(tmp_path / "export", 5)
+    assert name == "digits" and [x.shape for x in samples] == [(8, 8)] * 5
     assert [layer.core.spike for layer in network.layers] == ["gt", "gt"]

@@ -232,7 +232,7 @@ def test_standardisation_uses_the_training_samples_alone(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("pad,length", [("end", None), ("start", None), ("end", 3),
-                                        ("start", 3)])
+                                        ("start", 3), ("none", None), ("none", 3)])
 def test_variable_lengths_are_padded_as_documented(tmp_path, monkeypatch, pad, length):
     config = entry(tmp_path, monkeypatch, '''
         import numpy as np
@@ -246,8 +246,10 @@ def test_variable_lengths_are_padded_as_documented(tmp_path, monkeypatch, pad, l
     x = {int(s[:, 0].max()): s[:, 0].tolist() for s, _ in data.train}
     for n in (2, 4, 5, 1):
         kept = min(n, steps)
-        values = [float(n)] * kept + [0.0] * (steps - kept)
-        assert x[n] == (values if pad == "end" else values[::-1])
+        padding = [] if pad == "none" else [0.0] * (steps - kept)
+        values = [float(n)] * kept + padding
+        assert x[n] == (values if pad != "start" else values[::-1])
+    assert data.lengths == ((1, steps) if pad == "none" else None)
 
 
 def test_entry_point_errors_are_one_line(tmp_path, monkeypatch):
@@ -271,7 +273,7 @@ def test_entry_point_errors_are_one_line(tmp_path, monkeypatch):
     (dict(name="uea"), "data.dataset is required for dataset 'uea'"),
     (dict(name="arrays"), "data.path is required for dataset 'arrays'"),
     (dict(name="arrays", path="a.npz", dataset="X"), "data.dataset is not an option"),
-    (dict(name="uea", dataset="X", pad="middle"), "data.pad: expected 'end' or 'start'"),
+    (dict(name="uea", dataset="X", pad="middle"), r"data.pad: expected one of \['none', 'end', 'start'\]"),
     (dict(name="uea", dataset="X", length=0), "data.length must be >= 1"),
     (dict(name="mymodule"), "unknown dataset 'mymodule'.*'module:function'"),
     (dict(name="m:load", path="a.npz"), "data.path is not an option of dataset "
@@ -295,10 +297,16 @@ def test_uea_japanese_vowels_keeps_the_official_split():
     assert (data.in_features, data.num_outputs, data.steps) == (12, 9, 29)
     labels = torch.stack([y for _, y in data.test])
     assert sorted(labels.unique().tolist()) == list(range(9))
-    x = torch.stack([s for s, _ in data.train])
-    assert x.abs().max() < 10  # standardised
-    # training series have 7-26 steps, test series up to 29: zeros pad every series's end
+    # training series have 7-26 steps, test series up to 29: each keeps its own (no padding)
+    assert data.lengths == (7, 29)
+    train = [len(s) for s, _ in data.train]
+    assert (min(train), max(train)) == (7, 26) and max(len(s) for s, _ in data.test) == 29
+    assert all(s.abs().max() < 10 and s.all() for s, _ in data.train)  # standardised, unpadded
+    padded = load_data(DataConfig(name="uea", dataset="JapaneseVowels", pad="end"))
+    x = torch.stack([s for s, _ in padded.train])
+    assert padded.lengths is None and x.shape[1] == 29  # zeros pad every series's end
     assert x[:, 26:].abs().sum() == 0 and x[:, :7].all()
+    assert all(torch.equal(s, x[n, :len(s)]) for n, (s, _) in enumerate(data.train))
 
 
 def test_uea_reads_downloaded_files_from_extract_path(tmp_path):
@@ -314,7 +322,7 @@ def test_uea_reads_downloaded_files_from_extract_path(tmp_path):
     assert (data.in_features, data.num_outputs, data.steps) == (2, 3, 4)
     x, y = data.test[0]
     assert y == 2  # labels 1, 2, 10 in numeric order
-    assert x.tolist() == [[1, 4], [2, 5], [3, 6], [0, 0]]
+    assert x.tolist() == [[1, 4], [2, 5], [3, 6]]  # its own 3 steps of the longest 4
 
 
 def test_uea_missing_set_names_extract_path(tmp_path):
