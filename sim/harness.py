@@ -55,7 +55,7 @@ __all__ = ["HARNESS_VERSION", "HARNESS_TOP", "IDLE_LIMIT", "OPTIMISATIONS", "Har
            "locate_probe_mismatch"]
 
 #: Bumped whenever the testbench, the C++ main or the file formats change (part of the build key).
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 HARNESS_TOP = "spikeforge_harness"
 _CLOCK_TOP = "spikeforge_harness_clock"
 #: C++ optimisation of the model's code (Verilator's ``OPT_FAST``), least to most.
@@ -209,6 +209,7 @@ module {HARNESS_TOP} (
 {logging}            if (s_tvalid && s_tready) sent = sent + 1;
             if (m_tvalid && m_tready) begin
                 $fwrite(output_file, "%0d %h %h %h\\n", cycle, m_tlast, m_tdata, m_tuser);
+                $fflush(output_file);  // progress can be read while it runs
                 if (received == 0) first_output = cycle;
                 received = received + 1;
             end
@@ -462,6 +463,17 @@ def read_outputs(run_dir: Path) -> list[tuple[int, int, int, int]]:
         cycle, last, data, user = line.split()
         rows.append((int(cycle), int(last, 16), int(data, 16), int(user, 16)))
     return rows
+
+
+def output_progress(run_dir: Path) -> tuple[int, int]:
+    """``(outputs, cycle of the last)`` logged so far by a running harness (complete lines of
+    ``output.txt``, which it flushes after every output beat)."""
+    try:
+        text = (Path(run_dir) / _OUTPUT).read_text()
+    except OSError:
+        return 0, 0
+    lines = text[:text.rfind("\n") + 1].splitlines()
+    return len(lines), int(lines[-1].split()[0]) if lines else 0
 
 
 def compare_outputs(rows, logits: np.ndarray, classes: int, width: int,

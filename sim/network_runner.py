@@ -18,7 +18,7 @@ Two testbenches do this, with the same stimulus rules and the same report:
 import dataclasses
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,8 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
                       run_dir=None, waves: bool = False,
                       simulator: str = "verilator", harness: str = "fast",
                       optimisation: str | None = None, expected_cycles: float | None = None,
-                      threads: int = 1, jobs: int = 1, log=None) -> NetworkCosimResult:
+                      threads: int = 1, jobs: int = 1, progress_seconds: float | None = None,
+                      log=None) -> NetworkCosimResult:
     """Run ``samples`` (quantised ``[T, features]`` integers) through the accelerator in
     ``verilog`` (module ``spikeforge_network``; ``tables``: ``.hex`` file name → text) with
     seeded random valid gaps and backpressure, and compare every output beat with the
@@ -81,7 +82,9 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
     testbench (``waves`` needs ``"cocotb"``); for the fast one ``optimisation`` (``-O0`` or
     ``-O2``; by default chosen from ``expected_cycles``, the run's estimated length) and
     ``threads`` (Verilator threads) set the build, and ``jobs`` simulator processes share
-    the samples (contiguous shards, shard ``k > 0`` with a seed of its own)."""
+    the samples (contiguous shards, shard ``k > 0`` with a seed of its own); with
+    ``progress_seconds`` (and ``log``) it logs the samples out and the cycles per second that
+    often while they run."""
     if harness not in HARNESSES:
         raise ValueError(f"harness must be one of {HARNESSES}, got {harness!r}")
     check_tables(verilog, tables)
@@ -91,7 +94,8 @@ def run_network_cosim(network, samples: list[np.ndarray], verilog: str, tables: 
                          ready_probability=ready_probability, probes=probes,
                          build_root=build_root, run_dir=run_dir, simulator=simulator,
                          optimisation=optimisation, expected_cycles=expected_cycles,
-                         threads=threads, jobs=jobs, log=log)
+                         threads=threads, jobs=jobs, progress_seconds=progress_seconds,
+                         log=log)
     public = ("probe_*",) if probes else ()
     build_dir, build_s = build_verilog(NETWORK_MODULE, verilog, "network", build_root,
                                        waves=waves, public=public, simulator=simulator,
@@ -135,9 +139,23 @@ def _shard_seed(seed: int, shard: int) -> int:
     return seed if shard == 0 else (seed * 1_000_003 + shard * 0x9E3779B1) & 0x7FFFFFFF
 
 
+def _report_progress(futures, directories: list[Path], count: int, start: float,
+                     seconds: float, log) -> None:
+    """Every ``seconds`` until ``futures`` are done, log the samples out so far and the
+    cycles per second (from the output files the harness flushes beat by beat)."""
+    while not wait(futures, timeout=seconds).done == set(futures):
+        done = cycles = 0
+        for directory in directories:
+            outputs, cycle = fast.output_progress(directory)
+            done, cycles = done + outputs, cycles + cycle
+        elapsed = time.perf_counter() - start
+        log(f"  {done}/{count} samples out after {elapsed:.0f} s "
+            f"({cycles / elapsed:,.0f} cycles/s)")
+
+
 def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probability,
               ready_probability, probes, build_root, run_dir, simulator, optimisation,
-              expected_cycles, threads, jobs, log) -> NetworkCosimResult:
+              expected_cycles, threads, jobs, progress_seconds, log) -> NetworkCosimResult:
     traces = sample_traces(network, samples)
     logits = np.concatenate([t.logits for t in traces])
     if optimisation is None:
@@ -171,9 +189,16 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
                                 seed=shard_seed, valid_probability=valid_probability,
                                 ready_probability=ready_probability)
 
+    if log:
+        log(f"  simulating {count} samples ({sum(s[1] for s in shards)} input beats"
+            + (f", {jobs} processes" if jobs > 1 else "") + ")…")
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each run is its own process
-        runs = list(pool.map(run, shards))
+        futures = [pool.submit(run, shard) for shard in shards]
+        if log and progress_seconds:
+            _report_progress(futures, [s[0] for s in shards], count, start, progress_seconds,
+                             log)
+        runs = [future.result() for future in futures]
     wall = time.perf_counter() - start
     merged = {"checked": 0, "same_class": 0, "same_logits": 0, "hardware_correct": 0}
     mismatch = first = None

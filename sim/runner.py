@@ -151,7 +151,7 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
                          build_args=list(SIMULATORS[simulator]), waves=waves,
                          timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
             if log:
-                log(f"  built in {time.perf_counter() - start:.0f} s")
+                log(f"  built {label} in {time.perf_counter() - start:.0f} s")
     return build_dir, time.perf_counter() - start
 
 
@@ -166,12 +166,31 @@ def run_test(simulator: str, **arguments) -> None:
 
 def fresh_run_dir(build_dir: Path, seed: int, run_dir=None) -> Path:
     """An empty directory for one run: ``run_dir``, or one per seed and process under the
-    build (parallel test workers share builds, never runs)."""
-    run_dir = Path(run_dir) if run_dir else build_dir / "runs" / f"seed-{seed}-{os.getpid()}"
+    build (parallel test workers share builds, never runs). The runs of processes that have
+    ended are removed first, so a cached build keeps the latest run of each live process
+    and does not grow with every co-simulation."""
+    if run_dir is None:
+        runs = build_dir / "runs"
+        for old in runs.glob("seed-*-*"):
+            if not _alive(old.name.rsplit("-", 1)[1]):
+                shutil.rmtree(old, ignore_errors=True)
+        run_dir = runs / f"seed-{seed}-{os.getpid()}"
+    run_dir = Path(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (a run directory's suffix) still runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OverflowError):
+        return True  # not ours to judge: keep it
+    return True
 
 
 def run_job(simulator: str, test_module: str, top: str, build_dir: Path, run_dir: Path,

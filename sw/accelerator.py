@@ -138,7 +138,8 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
                   valid_probability: float = 0.8, ready_probability: float = 0.8,
                   build_root=None, harness: str = "fast", jobs: int | None = None,
                   optimisation: str | None = None, threads: int = 1,
-                  simulator: str = "verilator", log=print) -> dict:
+                  simulator: str = "verilator", progress_seconds: float | None = None,
+                  log=print) -> dict:
     """Co-simulate a whole accelerator on ``samples`` test samples (all with ``None``):
     ``source`` is an export (generated into the build cache first) or a directory written by
     ``generate --from`` (its ``network.v`` and ``.hex`` files are verified as they are, even
@@ -149,7 +150,8 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     ``harness``: ``"fast"`` (the Verilog harness, no Python per cycle; ``jobs`` processes
     share the samples, default one per CPU) or ``"cocotb"``. ``optimisation`` and
     ``threads`` set the fast harness's build (default: chosen from the expected cycle
-    count); ``simulator`` is Verilator or Icarus. Returns the report."""
+    count); ``simulator`` is Verilator or Icarus; ``progress_seconds``: log the samples done
+    and the cycles per second that often during the fast harness's run. Returns the report."""
     from ..hw.generate import generate_network, load_network_dir
     from ..sim.network_runner import run_network_cosim
     from ..sim.runner import default_build_root
@@ -191,8 +193,9 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
                     ready_probability=ready_probability, build_root=build_root, log=log,
                     harness=harness, optimisation=optimisation, threads=threads,
                     expected_cycles=expected, simulator=simulator)
+    # progress only for the whole run (the probe rerun is short)
     result = run_network_cosim(network, inputs, files["network.v"], tables, targets=targets,
-                               jobs=jobs, **settings)
+                               jobs=jobs, progress_seconds=progress_seconds, **settings)
     located = None
     if not result.passed and result.first_mismatch_sample is not None:
         from ..hw.generate import network_accelerator, network_verilog

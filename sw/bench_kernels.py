@@ -9,10 +9,9 @@ match it", and ``% peak`` of a Triton row is its distance to the memory roofline
 Without a GPU only the torch rows run (small sizes); the Triton rows need a GPU (the CPU
 interpreter measures nothing useful).
 
-    python -m spikeforge.sw.bench_kernels [--device cuda] [--out bench.json]
+    spikeforge bench kernels [--device cuda] [--out bench.json] [--kernels prf] …
 """
 
-import argparse
 import json
 import math
 import statistics
@@ -216,25 +215,14 @@ def _format_row(row: dict) -> str:
             f"{row['ms']:>10.3f} {row['gbps']:>8.1f} {pct} {speed}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default="build/bench/kernels.json", help="JSON report path")
-    parser.add_argument("--kernels", default="cpsn,lif,prf", help="comma-separated subset")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
-    parser.add_argument("--budget", type=float, default=0.3,
-                        help="seconds of repetitions per row after the warm-up")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (1 gives steadier CPU rows on a busy machine)")
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+def run_and_print(*, device: str | None = None, out: str = "build/bench/kernels.json",
+                  kernels=("cpsn", "lif", "prf"), dtype: str | None = None,
+                  budget: float = 0.3, threads: int | None = None) -> None:
+    """`spikeforge bench kernels`: the table on standard output and the JSON at ``out``."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     print(HEADER)
-    run_kernel_bench(args.device, out_json=args.out, kernels=tuple(args.kernels.split(",")),
-                     dtype=getattr(torch, args.dtype) if args.dtype else None,
-                     budget_s=args.budget)
-    print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    run_kernel_bench(device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                     out_json=out, kernels=tuple(kernels),
+                     dtype=getattr(torch, dtype) if dtype else None, budget_s=budget)
+    print(f"wrote {out}")

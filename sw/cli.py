@@ -62,6 +62,9 @@ def _staging_writable(out_dir) -> None:
                          f"first)")
 
 
+#: seconds between progress lines of a co-simulation when standard error is a terminal
+PROGRESS_SECONDS = 3.0
+
 _NUMPY_REPR = re.compile(r"\bnp\.(?:u?int\d*|float\d*|bool_?)\(([^()]*)\)")
 
 
@@ -672,6 +675,8 @@ def _cosim_network(source, seed, samples, valid_probability, ready_probability, 
         report = cosim_network(source, samples=samples, seed=seed, build_root=build_dir,
                                valid_probability=valid_probability,
                                ready_probability=ready_probability, log=click.echo,
+                               # a terminal sees the run move; a log file gets a line per stage
+                               progress_seconds=PROGRESS_SECONDS if sys.stderr.isatty() else None,
                                **harness_options)
     except (ExportError, MissingToolError, SimulationError, ValueError,
             FileNotFoundError) as exc:
@@ -869,15 +874,29 @@ def _command_line() -> str:
     return " ".join(["spikeforge", *sys.argv[1:]])
 
 
-@bench.command("kernels", context_settings={"ignore_unknown_options": True,
-                                             "allow_extra_args": True})
-@click.pass_context
-def bench_kernels(ctx):
-    """Time the fused Triton kernels against the torch paths (options: --help of the module:
-    --device, --out, --kernels, --dtype, --budget, --threads)."""
-    from .bench_kernels import main as run
+@bench.command("kernels")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda when available).")
+@click.option("--out", default="build/bench/kernels.json", show_default=True,
+              type=click.Path(dir_okay=False), help="JSON report path.")
+@click.option("--kernels", default="cpsn,lif,prf", show_default=True,
+              help="Comma-separated subset of cpsn, lif, prf.")
+@click.option("--dtype", type=click.Choice(("bfloat16", "float16", "float32")), default=None,
+              help="Default: bfloat16 on a GPU, float32 on the CPU.")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), default=0.3,
+              show_default=True, help="Seconds of repetitions per row after the warm-up.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch CPU threads (1 gives steadier CPU rows on a busy machine).")
+def bench_kernels(device, out, kernels, dtype, budget, threads):
+    """Time the fused Triton kernels against the torch paths (and SpikingJelly's PSNs)."""
+    unknown = sorted(set(kernels.split(",")) - {"cpsn", "lif", "prf"})
+    if unknown:
+        raise click.BadParameter(f"unknown kernel(s) {', '.join(unknown)}; choose from "
+                                 f"cpsn, lif, prf", param_hint="--kernels")
+    writable_file(out, "benchmark report")
+    from .bench_kernels import run_and_print
 
-    run(ctx.args)
+    run_and_print(device=device, out=out, kernels=tuple(kernels.split(",")), dtype=dtype,
+                  budget=budget, threads=threads)
 
 
 @bench.command("hw")

@@ -131,12 +131,13 @@ def _float_predictions(manifest: dict, x: np.ndarray, lengths: np.ndarray
 
 
 def _cosim_layer(config, arrays, table_files, seed, build_root, valid_probability,
-                 ready_probability):
+                 ready_probability, log):
     from ..sim.runner import run_cosim
 
+    # ``log`` hears this worker's Verilator build start (with its log file) and end
     return run_cosim(config, seed=seed, sample_arrays=arrays, table_files=table_files,
                      build_root=build_root, valid_probability=valid_probability,
-                     ready_probability=ready_probability)
+                     ready_probability=ready_probability, log=log)
 
 
 def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
@@ -164,7 +165,7 @@ def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
         tables = {t: export_dir / info["files"]["hex"] for t, info in entry["tables"].items()}
         arrays = [trace.inputs[layer.name][:lengths[n], n, :] for n in range(count)]
         jobs_args.append((layer.core, arrays, tables, seed, build_root, valid_probability,
-                          ready_probability))
+                          ready_probability, log))
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(jobs_args)))) as pool:
         futures = [pool.submit(_cosim_layer, *args) for args in jobs_args]

@@ -217,3 +217,46 @@ def test_a_cocotb_run_without_a_result_is_one_line_naming_its_log(tmp_path, monk
     (run_dir / "sim.log").write_text("starting\nsegmentation fault\n")
     with pytest.raises(fast.SimulationError, match="segmentation fault.*sim.log"):
         runner.run_job("verilator", "module", "top", tmp_path, run_dir, {})
+
+
+def test_progress_is_logged_while_the_harness_runs(tmp_path):
+    """With ``progress_seconds`` the samples out so far (read from the output file the harness
+    flushes beat by beat) and the cycles per second are logged while it runs, between the
+    stage lines."""
+    network, samples, verilog, tables = generated("mixed_folded", tmp_path)
+    lines = []
+    result = run_network_cosim(network, samples * 10, verilog, tables, seed=1,
+                               valid_probability=0.05, jobs=2, progress_seconds=0.02,
+                               log=lines.append)
+    assert result.passed, result.mismatch
+    start = next(i for i, line in enumerate(lines) if "simulating 240 samples" in line)
+    progress = [line for line in lines[start + 1:] if "samples out after" in line]
+    assert len(progress) >= 2, (result.wall_s, lines)
+    done = [int(line.split("/")[0]) for line in progress]
+    assert done == sorted(done) and done[-1] <= 240, progress
+    assert all("/240 samples out after" in line and "cycles/s" in line for line in progress)
+
+
+def test_output_progress_counts_complete_lines_only(tmp_path):
+    assert fast.output_progress(tmp_path) == (0, 0)  # not started yet
+    (tmp_path / "output.txt").write_text("360 1 3 0a\n720 1 4 0b\n10")
+    assert fast.output_progress(tmp_path) == (2, 720)
+
+
+def test_a_cached_build_keeps_only_the_runs_of_live_processes(tmp_path):
+    """Every co-simulation gets a run directory under its (shared) build: those of processes
+    that have ended go, those of running ones (parallel test workers) stay."""
+    import os
+    import subprocess
+
+    from spikeforge.sim.runner import fresh_run_dir
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    runs = tmp_path / "runs"
+    for name in (f"seed-0-{ended.pid}", f"seed-3-{ended.pid}", "seed-0-1"):  # 1: init, alive
+        (runs / name).mkdir(parents=True)
+        (runs / name / "sim.log").write_text("old\n")
+    mine = fresh_run_dir(tmp_path, 7)
+    assert mine == runs / f"seed-7-{os.getpid()}" and mine.is_dir()
+    assert sorted(p.name for p in runs.iterdir()) == sorted(["seed-0-1", mine.name])

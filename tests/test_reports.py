@@ -413,10 +413,8 @@ def test_help_and_usage_errors_answer_at_once():
     python = _best_seconds([sys.executable, "-c", "pass"], 5)
     commands = [[name] for name in main.list_commands(None)] + \
         [["bench", name] for name in bench.list_commands(None)]
-    # (`bench kernels` hands unknown options to the kernel benchmark's own parser)
     runs = [[*command, "--help"] for command in [[]] + commands] + \
-        [[*command, "--no-such-option"] for command in commands
-         if command != ["bench", "kernels"]] + [["train"], ["evaluate"]]
+        [[*command, "--no-such-option"] for command in commands] + [["train"], ["evaluate"]]
     slow = {}
     for args in runs:
         seconds = _best_seconds(cli + args, 1)
