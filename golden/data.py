@@ -37,7 +37,8 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 __all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DataError", "DATASETS",
            "ENTRY_POINT_OPTIONS", "PAD_MODES", "Samples", "collate_samples", "step_mask",
            "load_data", "prepare_arrays", "validation_split",
-           "SHD_FILES", "ADDING_TOLERANCE", "ARRAY_KEYS", "VAL_FRACTION", "VAL_MIN"]
+           "SHD_FILES", "ADDING_TOLERANCE", "ARRAY_KEYS", "LENGTH_KEYS", "VAL_FRACTION",
+           "VAL_MIN"]
 
 #: An adding-problem prediction counts as correct within this distance of the target.
 ADDING_TOLERANCE = 0.04
@@ -59,6 +60,9 @@ VAL_MIN = 50
 PAD_MODES = ("none", "end", "start")
 #: The arrays a user's dataset provides (``arrays`` files and entry points).
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+#: Optional: each sample's own length when ``x_*`` are padded ``[N, T, C]`` arrays (the only
+#: way a ``.npz`` or HDF5 file holds series of different lengths).
+LENGTH_KEYS = ("lengths_train", "lengths_test")
 #: ``module.sub:function`` or ``path/to/file.py:function``.
 _ENTRY_POINT = re.compile(r"^(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*|[^:]+\.py):[A-Za-z_]\w*$")
 
@@ -483,6 +487,20 @@ def _series(source: str, key: str, x) -> list[np.ndarray]:
     return series
 
 
+def _own_lengths(source: str, key: str, series: list[np.ndarray], lengths) -> list:
+    """``series`` cut to ``lengths`` (``[N]`` integers in ``[1, T_i]``), the steps of each
+    padded sample that are its own."""
+    lengths = np.asarray(lengths)
+    if lengths.shape != (len(series),) or lengths.dtype.kind not in "iu":
+        raise DataError(f"{source}: {key} must be [{len(series)}] integers (one length per "
+                        f"sample), got shape {tuple(lengths.shape)} of dtype {lengths.dtype}")
+    for index, (s, length) in enumerate(zip(series, lengths)):
+        if not 1 <= length <= len(s):
+            raise DataError(f"{source}: {key} gives sample {index} {length} steps, outside "
+                            f"[1, {len(s)}]")
+    return [s[:length] for s, length in zip(series, lengths)]
+
+
 def _labels(source: str, key: str, y, count: int, x_key: str) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1:
@@ -500,7 +518,8 @@ def _labels(source: str, key: str, y, count: int, x_key: str) -> np.ndarray:
 def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceData:
     """Check a user's ``x_train, y_train, x_test, y_test`` and build the splits.
 
-    ``x_*`` are ``[N, T, C]`` arrays or sequences of ``[T_i, C]`` series, ``y_*`` class
+    ``x_*`` are ``[N, T, C]`` arrays or sequences of ``[T_i, C]`` series (or padded arrays
+    with ``lengths_train``/``lengths_test``, each sample's own steps), ``y_*`` class
     indices in ``[0, classes)`` (``data.num_classes``, default the largest label + 1). The
     validation split is cut from the training samples (``val_fraction``, ``split_seed``).
     With ``standardize`` every channel is shifted and scaled by the mean and standard
@@ -518,6 +537,10 @@ def prepare_arrays(config: DataConfig, arrays: dict, source: str) -> SequenceDat
     options = config.resolved()
     x_train = _series(source, "x_train", arrays["x_train"])
     x_test = _series(source, "x_test", arrays["x_test"])
+    if "lengths_train" in arrays:
+        x_train = _own_lengths(source, "lengths_train", x_train, arrays["lengths_train"])
+    if "lengths_test" in arrays:
+        x_test = _own_lengths(source, "lengths_test", x_test, arrays["lengths_test"])
     if x_train[0].shape[1] != x_test[0].shape[1]:
         raise DataError(f"{source}: x_train has {x_train[0].shape[1]} channels, x_test "
                         f"{x_test[0].shape[1]}")
@@ -586,7 +609,8 @@ def _arrays(config: DataConfig) -> SequenceData:
 
         try:
             with h5py.File(path, "r") as file:
-                arrays = {key: np.asarray(file[key]) for key in ARRAY_KEYS if key in file}
+                arrays = {key: np.asarray(file[key]) for key in
+                          ARRAY_KEYS + LENGTH_KEYS if key in file}
                 found = sorted(file)
         except OSError as exc:
             raise DataError(f"{source}: cannot read as HDF5 ({exc})") from None
@@ -594,13 +618,14 @@ def _arrays(config: DataConfig) -> SequenceData:
         try:
             with np.load(path, allow_pickle=False) as file:
                 found = sorted(file.files)
-                arrays = {key: file[key] for key in ARRAY_KEYS if key in file.files}
+                arrays = {key: file[key] for key in ARRAY_KEYS + LENGTH_KEYS
+                          if key in file.files}
         except (OSError, ValueError) as exc:
             raise DataError(f"{source}: cannot read as .npz ({exc})") from None
     else:
         raise DataError(f"{source}: expected a .npz, .h5 or .hdf5 file")
-    if len(arrays) < len(ARRAY_KEYS):
-        missing = [key for key in ARRAY_KEYS if key not in arrays]
+    missing = [key for key in ARRAY_KEYS if key not in arrays]
+    if missing:
         raise DataError(f"{source}: no {', '.join(missing)} (found {', '.join(found) or 'none'};"
                         f" it must hold {', '.join(ARRAY_KEYS)})")
     return prepare_arrays(config, arrays, source)
