@@ -43,6 +43,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .data import step_mask
+
 __all__ = ["DISCRETISATIONS", "RESETS", "SPIKE_RULES", "NEURON_KINDS", "SYNAPSE_KINDS",
            "KINDS", "PARAMS", "Choices", "ModelInfo", "discretise", "check_spec",
            "NIRNetwork"]
@@ -519,8 +521,15 @@ class NIRNetwork(nn.Module):
             values[node["name"]] = total if kind in ("output", "identity") else module(total)
         return values
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``lengths`` ``[N]``: each sample's own steps, ``x`` padded after them; the graph
+        runs step by step (causal), so the mean over a sample's own steps is its output."""
         sequences = self.simulate(x)
         for key, probe in self.probes.items():
             probe(sequences[self.node_names[int(key[1:])]])
-        return sequences[self.spec["output"]].mean(0)
+        output = sequences[self.spec["output"]]
+        if lengths is None:
+            return output.mean(0)
+        valid = step_mask(torch.as_tensor(lengths, device=x.device),
+                          output.shape[0]).to(output.dtype)[..., None]
+        return (output * valid).sum(0) / valid.sum(0)
