@@ -217,8 +217,11 @@ def round_trip(path, model, data, layers: list, *, trained: bool) -> dict:
     if not plan.accepted:
         raise NIRExportError(f"the written graph does not read back: {plan.refusals[0]}")
     back = NIRNetwork(plan.spec, choices)
-    samples = [data.test[i] for i in range(len(data.test))]
-    x = torch.stack([s[0] for s in samples]).transpose(0, 1).double()
+    from ..golden.data import collate_samples, step_mask
+
+    x, _, lengths = collate_samples([data.test[i] for i in range(len(data.test))])
+    x = x.transpose(0, 1).double()  # padded at the end: compare each sample's own steps
+    valid = step_mask(lengths, x.shape[0])
     model = model.double().eval()
     ours = {}
     with torch.no_grad():
@@ -230,7 +233,7 @@ def round_trip(path, model, data, layers: list, *, trained: bool) -> dict:
                 handles.append(modules[key].register_forward_hook(
                     lambda _m, _i, out, layer=layer: store.__setitem__(layer, out)))
             try:
-                logits = model(x)
+                logits = model(x, lengths)
             finally:
                 for handle in handles:
                     handle.remove()
@@ -238,14 +241,14 @@ def round_trip(path, model, data, layers: list, *, trained: bool) -> dict:
         else:
             sequences = model.simulate(x)
             ours = {layer: sequences[layer] for layer in layers}
-            logits = sequences[model.spec["output"]].mean(0)
+            logits = model(x, lengths)
         theirs = back.simulate(x)
-        back_logits = theirs[plan.spec["output"]].mean(0)
+        back_logits = back(x, lengths)
     result = {"spikes": {}}
     for layer in layers:
         node = f"{layer}.threshold" if trained else layer
-        result[layer] = int((ours[layer] != theirs[node]).sum())
-        result["spikes"][layer] = int(ours[layer].sum())
+        result[layer] = int((ours[layer][valid] != theirs[node][valid]).sum())
+        result["spikes"][layer] = int(ours[layer][valid].sum())
     result["classes"] = int((logits.argmax(1) != back_logits.argmax(1)).sum())
     result["max_logit_difference"] = float((logits - back_logits).abs().max())
     return result

@@ -287,3 +287,34 @@ def test_the_accelerator_agrees_on_samples_of_their_own_lengths(rng, tmp_path):
         expected[name] = expected_cycles(description, samples, 1.0)
     assert cycles["short"] * 3 < cycles["long"], cycles
     assert expected["short"] * 6 == expected["long"]  # the estimate follows the steps sent
+
+
+def test_nir_export_round_trips_samples_of_their_own_lengths(tmp_path, rng):
+    """The NIR export's round trip (our importer reads the file back) compares each test
+    sample's own steps and its masked mean: every spike and class equal."""
+    pytest.importorskip("nir")
+    from spikeforge.sw.checkpoint import save_checkpoint
+    from spikeforge.sw.nir_export import export_nir
+    from spikeforge.sw.train import config_to_dict, parse_config
+
+    arrays = user_arrays(rng)
+    padded = {}
+    for key, lengths_key in (("x_train", "lengths_train"), ("x_test", "lengths_test")):
+        x, lengths = pad_samples(arrays[key])
+        padded[key], padded[lengths_key] = x.transpose(1, 0, 2), lengths
+    np.savez(tmp_path / "ragged.npz", **padded, y_train=arrays["y_train"],
+             y_test=arrays["y_test"])
+    config = parse_config({
+        "data": {"name": "arrays", "path": str(tmp_path / "ragged.npz"), "val_fraction": 0.0,
+                 "num_classes": 4},
+        "model": {"hidden": [16], "neuron": {"name": "cpsn_bn", "exp_max": 2}}})
+    model = firing_model("cpsn_bn", hidden=(16,))
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "best.pt", {
+        "config": config_to_dict(config), "state_dict": model.state_dict(),
+        "model_inputs": {"in_features": 3, "outputs": 4, "steps": 29}, "optimizer": {},
+        "epoch": 1, "epochs": 1, "seed": 0, "rng": {}, "metrics": [], "best": {}})
+    result = export_nir(run, tmp_path / "ragged.nir", log=lambda *_: None)
+    assert result["sn0"] == 0 and result["classes"] == 0 and result["spikes"]["sn0"] > 0
+    assert result["max_logit_difference"] < 1e-9
