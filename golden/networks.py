@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BACKENDS
-from .data import step_mask
 from .cpsn import CPSN
 from .cpsn_bn import CPSNBN
+from .data import step_mask
 from .lif import LIF, DecoupledResetLIF
 from .prf import PRF
 from .psn import PSN, MaskedPSN, SlidingPSN
