@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from spikeforge.golden.cpsn_bn import CPSNBN
 from spikeforge.golden.data import (DataConfig, DataError, collate_samples, load_data,
                                     prepare_arrays)
 from spikeforge.golden.network_int import pad_samples
-from spikeforge.golden.networks import (ModelConfig, NeuronConfig, SeqBatchNorm, build_model)
-from spikeforge.golden.cpsn_bn import CPSNBN
+from spikeforge.golden.networks import ModelConfig, NeuronConfig, SeqBatchNorm, build_model
 from spikeforge.sim.network_beats import sample_traces
 from spikeforge.sim.regression import random_network
 
@@ -37,11 +37,12 @@ def test_user_series_keep_their_own_lengths(rng):
     data = prepare_arrays(DataConfig(name="arrays", path="unused", val_fraction=0.0),
                           arrays, "test")
     assert (data.steps, data.lengths) == (29, (7, 29))
-    for split, key in ((data.train, "x_train"), (data.test, "x_test")):
+    for split, name in ((data.train, "train"), (data.test, "test")):
         indices = split.indices if hasattr(split, "indices") else range(len(split))
-        for item, index in zip(split, indices):
-            x, y = item
-            assert torch.equal(x, torch.from_numpy(arrays[key][index].astype(np.float32)))
+        for (x, y), index in zip(split, indices):
+            series = arrays[f"x_{name}"][index].astype(np.float32)
+            assert torch.equal(x, torch.from_numpy(series)) and y == arrays[f"y_{name}"][index]
+    assert sorted(len(x) for x, _ in data.test) == list(LENGTHS)
     # a batch is padded at the end to its own longest sample, the lengths alongside
     x, y, lengths = next(iter(DataLoader(data.test, batch_size=5, collate_fn=collate_samples)))
     expected = [len(s) for s in arrays["x_test"][:5]]
@@ -175,7 +176,6 @@ def test_train_refuses_a_non_causal_neuron_on_variable_lengths(tmp_path, rng, mo
     from spikeforge.sw.train import ConfigError, RunConfig, train_run
 
     monkeypatch.chdir(tmp_path)
-    np.save(tmp_path / "unused.npy", 0)
     (tmp_path / "userdata.py").write_text(
         "import numpy as np\n"
         "def load():\n"
