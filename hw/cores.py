@@ -11,6 +11,7 @@ from . import cpsn, cpsn_tables, lif, lif_tables, prf, prf_tables
 from ..golden.cpsn_config import CPSNConfig
 from ..golden.lif_config import LIFConfig
 from .emit import verilog_text
+from .verilog_cache import cached_text
 from ..golden.prf_config import PRFConfig
 
 __all__ = ["CoreType", "core_type", "config_from_json", "table_file", "core_verilog"]
@@ -76,12 +77,19 @@ def table_file(name: str, table: str) -> str:
 
 
 def core_verilog(config, name: str, weight_storage: str = "baked", **options) -> str:
-    """The core's Verilog text: reproducible (no source paths, no absolute file names)."""
+    """The core's Verilog text: reproducible (no source paths, no absolute file names), and
+    generated once per configuration and generator (:mod:`spikeforge.hw.verilog_cache`)."""
     kind = core_type(config)
-    init_files = None
-    if weight_storage == "file":
-        init_files = {table: table_file(name, table)
-                      for table in kind.table_names(config, **options)}
-    component = kind.component(config, weight_storage=weight_storage, init_files=init_files,
-                               **options)
-    return verilog_text(component, name)
+
+    def generate() -> str:
+        init_files = None
+        if weight_storage == "file":
+            init_files = {table: table_file(name, table)
+                          for table in kind.table_names(config, **options)}
+        component = kind.component(config, weight_storage=weight_storage,
+                                   init_files=init_files, **options)
+        return verilog_text(component, name)
+
+    request = {"neuron": kind.neuron, "config": config.to_json(), "name": name,
+               "weight_storage": weight_storage, "options": options}
+    return cached_text(request, generate)

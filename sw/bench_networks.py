@@ -50,10 +50,9 @@ def _long_workload(name: str, work_dir: Path):
 def _demo_workload(export_dir: Path, work_dir: Path):
     from .accelerator import test_split
 
-    _, network, x, targets, _ = test_split(export_dir, None)
-    quantised, _ = network.quantise_input(x)
-    samples = [quantised[:, n, :] for n in range(quantised.shape[1])]
-    generate_network(network, work_dir / "demo", max_steps=x.shape[0])
+    _, network, inputs, targets, _ = test_split(export_dir, None)
+    samples = [network.quantise_input(x[:, None])[0][:, 0] for x in inputs]
+    generate_network(network, work_dir / "demo", max_steps=max(len(s) for s in samples))
     return network, samples, targets, len(samples)
 
 

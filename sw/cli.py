@@ -1024,10 +1024,12 @@ def bench_cosim(samples, steps, jobs, docs_dir, build_dir, networks, demo_export
 
 @main.command()
 @click.option("--cache", is_flag=True, required=True,
-              help="Remove the Verilator build cache (build/cosim, or $SPIKEFORGE_BUILD/cosim).")
+              help="Remove the build cache: Verilator builds and generated Verilog "
+                   "(build/cosim, or $SPIKEFORGE_BUILD/cosim).")
 def clean(cache):
-    """Remove caches: every Verilator build is kept by design hash and reused, so the cache
-    grows with every new core shape or weight width; it is rebuilt on demand."""
+    """Remove caches: every Verilator build is kept by design hash and every generated core's
+    Verilog by configuration and generator, and reused, so the cache grows with every new
+    core; it is rebuilt on demand."""
     import shutil
 
     from ..sim.runner import default_build_root
