@@ -85,19 +85,22 @@ PRF_REGIMES = {
 }
 
 
-def random_prf_config(rng: np.random.Generator, *, regime: str | None = None,
+def random_prf_config(rng: np.random.Generator, *, regime: str | tuple | None = None,
                       max_channels: int = 32, **fields) -> PRFConfig:
     """A quantised PRF core: random P, L, C, widths, coefficient mode and pole regime.
 
-    Thresholds are drawn per channel log-uniformly between 0.1 % and 20 % of its proven state
-    bound, so spikes are neither absent nor constant whatever the pole regime.
+    ``regime`` may name several regimes: channel ``c`` then takes regime ``c mod n``, so one
+    core (one build) covers them all. Thresholds are drawn per channel log-uniformly between
+    0.1 % and 20 % of its proven state bound, so spikes are neither absent nor constant
+    whatever the pole regime.
     """
     regime = regime or str(rng.choice(sorted(PRF_REGIMES)))
-    (delta_lo, delta_hi), (angle_lo, angle_hi) = PRF_REGIMES[regime]
+    regimes = (regime,) if isinstance(regime, str) else tuple(regime)
     lanes = int(fields.pop("lanes", rng.choice([1, 2, 4])))
     channels = lanes * int(rng.choice([g for g in (1, 2, 3, 8) if g * lanes <= max_channels]))
-    log_delta = rng.uniform(delta_lo, delta_hi, channels)
-    angle = rng.uniform(angle_lo, angle_hi, channels)
+    bounds = np.array([PRF_REGIMES[regimes[c % len(regimes)]] for c in range(channels)])
+    log_delta = rng.uniform(bounds[:, 0, 0], bounds[:, 0, 1], channels)
+    angle = rng.uniform(bounds[:, 1, 0], bounds[:, 1, 1], channels)
     with np.errstate(divide="ignore"):
         log_theta = np.log(angle / np.exp(log_delta))  # θ = angle / Δ
     choices = dict(coef_mode=str(rng.choice(["dsp", "shift_add"])),
