@@ -4,10 +4,11 @@ The runner, the generator and the CLI ask this module for a core's component, Ve
 latency and ROM tables instead of switching on the neuron themselves.
 """
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from . import cpsn, cpsn_tables, lif, lif_tables, prf, prf_tables
+from . import cpsn_tables, lif_tables, prf_tables
 from ..golden.cpsn_config import CPSNConfig
 from ..golden.lif_config import LIFConfig
 from .emit import verilog_text
@@ -41,14 +42,29 @@ class CoreType:
         return result
 
 
+def _generator(module: str, name: str) -> Callable:
+    """``hw.<module>.<name>``, imported at its first call: reading configurations and tables
+    (the cocotb testbench, every co-simulation process) then never loads Amaranth."""
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(f".{module}", __package__), name)(*args,
+                                                                                **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 _TYPES = {
-    CPSNConfig: CoreType("cpsn", cpsn.CPSNCore, cpsn.cpsn_latency,
+    CPSNConfig: CoreType("cpsn", _generator("cpsn", "CPSNCore"),
+                         _generator("cpsn", "cpsn_latency"),
                          lambda config, arith="shift_add": cpsn_tables.arith_tables(arith),
                          cpsn_tables.pack_tables, cpsn_tables.table_width),
-    PRFConfig: CoreType("prf", prf.PRFCore, prf.prf_latency, lambda config: prf_tables.TABLES,
-                        prf_tables.pack_tables, prf_tables.table_layout),
-    LIFConfig: CoreType("lif", lif.LIFCore, lif.lif_latency, lif_tables.table_names,
-                        lif_tables.pack_tables, lif_tables.table_layout, lif.lif_specifics),
+    PRFConfig: CoreType("prf", _generator("prf", "PRFCore"), _generator("prf", "prf_latency"),
+                        lambda config: prf_tables.TABLES, prf_tables.pack_tables,
+                        prf_tables.table_layout),
+    LIFConfig: CoreType("lif", _generator("lif", "LIFCore"), _generator("lif", "lif_latency"),
+                        lif_tables.table_names, lif_tables.pack_tables, lif_tables.table_layout,
+                        _generator("lif", "lif_specifics")),
 }
 
 

@@ -16,8 +16,6 @@ import contextvars
 import re
 from importlib import resources
 
-from amaranth.back import rtlil
-
 __all__ = ["verilog_text", "emitting_verilog", "LIBRARY_MODULES"]
 
 #: Hand-written modules (``hw/verilog/<name>.v``) that a component may instantiate while
@@ -59,6 +57,7 @@ write_verilog
 def verilog_text(component, name: str) -> str:
     """Reproducible Verilog (no source paths) of ``component`` as module ``name``."""
     from amaranth._toolchain.yosys import find_yosys
+    from amaranth.back import rtlil  # here: importing this module must not load Amaranth
 
     with _emitting():
         text = rtlil.convert(component, name=name, emit_src=False)

@@ -13,7 +13,7 @@ from .cores import core_type, core_verilog, table_file
 from .cpsn import cpsn_latency
 from ..golden.cpsn_config import CPSNConfig
 from .emit import verilog_text
-from .memfile import write_hex
+from .memfile import ROM_MODULE, write_hex
 from .prf import drive_width, prf_latency
 from ..golden.prf_config import PRFConfig
 
@@ -24,8 +24,6 @@ __all__ = ["ROM_MODULE", "table_file", "core_verilog", "describe_core", "generat
            "generate_network", "load_network_dir", "SEAL", "seal", "check_seal",
            "GenerationError", "staged_directory", "previous_generation"]
 
-#: Hand-written Verilog ROM used by ``weight_storage='file'`` cores.
-ROM_MODULE = "spikeforge_rom.v"
 
 
 def _ports(input_width: int, output_elements: int, membrane_width: int | None) -> dict:

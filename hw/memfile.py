@@ -7,7 +7,11 @@ and Intel ``.mif`` hold the same words for the vendors' memory generators.
 
 from pathlib import Path
 
-__all__ = ["write_hex", "read_hex", "write_coe", "write_mif"]
+__all__ = ["ROM_MODULE", "write_hex", "read_hex", "write_coe", "write_mif"]
+
+#: The hand-written ROM module (``hw/verilog``) that reads these files with ``$readmemh``;
+#: every generated design and every simulation build carries a copy.
+ROM_MODULE = "spikeforge_rom.v"
 
 
 def _hex_words(path, words, width: int) -> list[str]:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hw.generate import ROM_MODULE
+from ..hw.memfile import ROM_MODULE
 from .network_beats import readout_beat, step_beats, unpack_logits
 from .verilator import MissingToolError, verilator_bin_dir, verilator_env
 

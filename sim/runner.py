@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hw.cores import core_type, core_verilog, table_file
-from ..hw.generate import ROM_MODULE
-from ..hw.memfile import read_hex, write_hex
+from ..hw.memfile import ROM_MODULE, read_hex, write_hex
 from .beats import random_samples
 from .verilator import MAKE_VARIABLES, MissingToolError, verilator_env
 
