@@ -283,6 +283,16 @@ def resolve_budget(config: RunConfig, samples: int, processes: int = 1) -> tuple
     return config, budget
 
 
+def resolve_padding(config: RunConfig) -> RunConfig:
+    """``config`` with ``data.pad`` written out when the dataset takes it, so a run records
+    how its samples were shaped and a later change of the default cannot change what its
+    checkpoints mean (runs before lengths existed were padded without saying so)."""
+    if config.data.pad is None and "pad" in config.data.spec.options:
+        config = dataclasses.replace(config, data=dataclasses.replace(
+            config.data, pad=config.data.resolved()["pad"]))
+    return config
+
+
 def _budget_line(budget: dict) -> str:
     def source(key):
         return "chosen from the training split" if key in budget["auto"] else "as configured"
@@ -492,7 +502,7 @@ def train_run(config: RunConfig, out_dir, *, device: str = "cpu", resume: bool =
     seed = config.train.seed
     _seed_everything(seed)
     data = load_data(config.data)
-    config, budget = resolve_budget(config, len(data.train), world)
+    config, budget = resolve_budget(resolve_padding(config), len(data.train), world)
     selection = _selection(data)
     model_inputs = {"in_features": data.in_features, "outputs": data.num_outputs,
                     "steps": data.steps}

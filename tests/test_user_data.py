@@ -61,6 +61,8 @@ def run_everything(tmp_path, config: dict):
     code, out = cli(tmp_path, "train", "--config", "run.yaml", "--out", "run", "--threads",
                     "1", "--no-progress")
     assert code == 0, out
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["pad"] == config["data"].get("pad", "none")  # recorded, not implied
     code, out = cli(tmp_path, "evaluate", "run", "--checkpoint", "last")
     assert code == 0 and "test accuracy" in out, out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
