@@ -15,6 +15,7 @@ import numpy as np
 
 from ..golden.data import load_data
 from .export import ExportError, load_network, sha256_file
+from .checkpoint import with_recorded_padding
 from .network import _float_predictions
 from .quantise import stack_dataset
 from .train import parse_config
@@ -26,7 +27,7 @@ __all__ = ["generate_network_from", "test_split", "cosim_network", "expected_cyc
 
 def _data_config(manifest: dict, export_dir: Path):
     try:
-        return parse_config(manifest["source"]["config"])
+        return parse_config(with_recorded_padding(manifest["source"]["config"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"{export_dir}: the manifest does not say which data the network "
                           f"was trained on ({exc})") from None

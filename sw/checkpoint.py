@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "state_dict_error"]
+           "state_dict_error", "with_recorded_padding"]
 
 FORMAT = "spikeforge-checkpoint"
 VERSION = 1
@@ -74,7 +74,24 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     missing = [key for key in _REQUIRED if key not in data]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint, missing {missing}")
+    data["config"] = with_recorded_padding(data["config"])
     return data
+
+
+def with_recorded_padding(config):
+    """A run configuration (checkpoint, export manifest) saved before samples kept their own
+    lengths names no ``data.pad`` where its dataset takes one; those runs were trained on
+    samples padded at the end, so it reads as ``pad: end`` (runs since record their value)."""
+    from ..golden.data import DataConfig
+
+    data = config.get("data") if isinstance(config, dict) else None
+    if not isinstance(data, dict) or "pad" in data:
+        return config
+    try:
+        takes_pad = "pad" in DataConfig(**data).spec.options
+    except (TypeError, ValueError):
+        return config  # reported by the configuration's own parsing
+    return {**config, "data": {**data, "pad": "end"}} if takes_pad else config
 
 
 _SIZE_MISMATCH = re.compile(r"size mismatch for ([\w.]+): copying a param with shape "

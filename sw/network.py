@@ -14,7 +14,7 @@ import numpy as np
 
 from ..golden.data import load_data
 from ..hw.cores import core_type
-from .checkpoint import CheckpointError, describe_checkpoint
+from .checkpoint import CheckpointError, describe_checkpoint, with_recorded_padding
 from .export import ExportError, export_network, load_network, sha256_file
 from .quantise import (Formats, quantisation_report, quantise_network, smallest_widths,
                        stack_dataset)
@@ -149,7 +149,7 @@ def cosim_from(export_dir, *, samples: int = 32, seed: int = 0, jobs: int = 2,
     export_dir = Path(export_dir)
     manifest, network = load_network(export_dir)
     try:
-        config = parse_config(manifest["source"]["config"])
+        config = parse_config(with_recorded_padding(manifest["source"]["config"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"{export_dir}: the manifest does not say which data the network "
                           f"was trained on ({exc})") from None

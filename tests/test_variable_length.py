@@ -318,3 +318,20 @@ def test_nir_export_round_trips_samples_of_their_own_lengths(tmp_path, rng):
     result = export_nir(run, tmp_path / "ragged.nir", log=lambda *_: None)
     assert result["sn0"] == 0 and result["classes"] == 0 and result["spikes"]["sn0"] > 0
     assert result["max_logit_difference"] < 1e-9
+
+
+def test_runs_saved_before_lengths_read_as_padded_at_the_end():
+    """A checkpoint or manifest without data.pad (written before samples kept their lengths)
+    was trained on end-padded samples: it reads as pad: end; recorded values and datasets
+    without the option are left as they are."""
+    from spikeforge.sw.checkpoint import with_recorded_padding
+
+    old = {"data": {"name": "uea", "dataset": "JapaneseVowels"}, "model": {}}
+    assert with_recorded_padding(old)["data"]["pad"] == "end"
+    assert "pad" not in old["data"]  # not changed in place
+    recorded = {"data": {"name": "arrays", "path": "x.npz", "pad": "none"}}
+    assert with_recorded_padding(recorded) == recorded
+    fixed = {"data": {"name": "digits"}}
+    assert with_recorded_padding(fixed) == fixed
+    assert with_recorded_padding({"data": {"name": "no such set"}})["data"] == \
+        {"name": "no such set"}
