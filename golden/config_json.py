@@ -12,8 +12,9 @@ class JSONConfig:
     ``save``.
 
     A subclass names its neuron (``NEURON``), its scalar fields (``_JSON_FIELDS``), its integer
-    tables (``_JSON_TABLES``, numpy arrays) and the keys a document must give
-    (``_JSON_REQUIRED``). Unknown or missing keys are refused by name.
+    tables (``_JSON_TABLES``, numpy arrays, or None where a variant uses no such table: the
+    document then leaves the key out) and the keys a document must give (``_JSON_REQUIRED``).
+    Unknown or missing keys are refused by name.
     """
 
     NEURON: str
@@ -24,7 +25,10 @@ class JSONConfig:
     def to_json(self) -> dict:
         data = {"neuron": self.NEURON}
         data.update({name: getattr(self, name) for name in self._JSON_FIELDS})
-        data.update({name: getattr(self, name).tolist() for name in self._JSON_TABLES})
+        for name in self._JSON_TABLES:
+            table = getattr(self, name)
+            if table is not None:
+                data[name] = table.tolist()
         return data
 
     @classmethod

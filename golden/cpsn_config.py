@@ -14,8 +14,9 @@ import math
 
 import numpy as np
 
-from .fixed import check_int, check_int_array, signed_range, signed_width
-from .config_json import JSONConfig
+from .fixed import (check_bool, check_int, check_int_array, check_lanes, signed_range,
+                    signed_width)
+from .core_config import CoreConfig
 
 __all__ = ["CPSNConfig"]
 
@@ -23,7 +24,7 @@ _OWNER = "CPSNConfig"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CPSNConfig(JSONConfig):
+class CPSNConfig(CoreConfig):
     """A CPSN core: shape, number format and per-channel tables.
 
     Tables follow ``neurons.md`` §2: ``signs[c][i]`` and ``exponents[c][i]`` weight input
@@ -54,11 +55,7 @@ class CPSNConfig(JSONConfig):
 
         set_("channels", check_int(_OWNER, "channels", self.channels, min_value=1))
         set_("order", check_int(_OWNER, "order", self.order, min_value=1))
-        set_("lanes", check_int(_OWNER, "lanes", self.lanes, min_value=1,
-                                max_value=self.channels))
-        if self.channels % self.lanes:
-            raise ValueError(f"{_OWNER}.lanes ({self.lanes}) must divide "
-                             f"{_OWNER}.channels ({self.channels})")
+        set_("lanes", check_lanes(_OWNER, self.lanes, self.channels))
         set_("dilation", check_int(_OWNER, "dilation", self.dilation, min_value=1))
         set_("input_width", check_int(_OWNER, "input_width", self.input_width, min_value=2,
                                       max_value=32))
@@ -67,8 +64,7 @@ class CPSNConfig(JSONConfig):
         set_("exp_min", check_int(_OWNER, "exp_min", self.exp_min, min_value=-32, max_value=32))
         set_("exp_max", check_int(_OWNER, "exp_max", self.exp_max, min_value=self.exp_min,
                                   max_value=32))
-        if not isinstance(self.membrane_out, bool):
-            raise TypeError(f"{_OWNER}.membrane_out must be a bool, got {self.membrane_out!r}")
+        check_bool(_OWNER, "membrane_out", self.membrane_out)
         shape = (self.channels, self.order)
         set_("signs", check_int_array(_OWNER, "signs", self.signs, shape,
                                       min_value=-1, max_value=1))
@@ -90,11 +86,6 @@ class CPSNConfig(JSONConfig):
     # -- derived quantities: computed once here, read by everyone ---------------------------
 
     @property
-    def groups(self) -> int:
-        """Beats per time step: channels are folded over ``channels / lanes`` beats."""
-        return self.channels // self.lanes
-
-    @property
     def shift_max(self) -> int:
         """Largest left shift applied to an input: ``exp_max − exp_min``."""
         return self.exp_max - self.exp_min
@@ -103,10 +94,6 @@ class CPSNConfig(JSONConfig):
     def exp_code_width(self) -> int:
         """Bits of the stored shift code ``exponent − exp_min``."""
         return max(1, self.shift_max.bit_length())
-
-    @property
-    def input_range(self) -> tuple[int, int]:
-        return signed_range(self.input_width)
 
     @property
     def term_range(self) -> tuple[int, int]:

@@ -12,6 +12,8 @@ __all__ = [
     "signed_range",
     "signed_width",
     "check_int",
+    "check_bool",
+    "check_lanes",
     "check_int_array",
     "to_twos_complement",
     "from_twos_complement",
@@ -56,6 +58,23 @@ def check_int(owner: str, name: str, value, *, min_value: int | None = None,
     if max_value is not None and value > max_value:
         raise ValueError(f"{owner}.{name} must be <= {max_value}, got {value}")
     return value
+
+
+def check_bool(owner: str, name: str, value) -> bool:
+    """Return ``value`` or raise a ``TypeError`` naming the field: a flag read from a
+    configuration file must be a JSON boolean, not a truthy number or string."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}.{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_lanes(owner: str, lanes, channels: int) -> int:
+    """Return ``lanes`` as an ``int`` or raise naming the field: a core folds its ``channels``
+    over ``channels / lanes`` beats, so ``lanes`` must divide them."""
+    lanes = check_int(owner, "lanes", lanes, min_value=1, max_value=channels)
+    if channels % lanes:
+        raise ValueError(f"{owner}.lanes ({lanes}) must divide {owner}.channels ({channels})")
+    return lanes
 
 
 def check_int_array(owner: str, name: str, value, shape: tuple[int, ...], *,

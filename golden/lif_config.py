@@ -46,8 +46,8 @@ import math
 
 import numpy as np
 
-from .config_json import JSONConfig
-from .fixed import check_int, check_int_array, signed_range
+from .core_config import CoreConfig
+from .fixed import check_bool, check_int, check_int_array, check_lanes, signed_range
 from .prf_int import csd_digits, csd_quantise, csd_value
 
 __all__ = ["LIFConfig", "VARIANTS", "RESETS", "SPIKE_RULES", "DECAY_MODES"]
@@ -75,7 +75,7 @@ def _shift_amount(coefficient: int, frac_bits: int) -> int | None:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LIFConfig(JSONConfig):
+class LIFConfig(CoreConfig):
     """A LIF-family core: shape, variant, number formats and per-channel (or shared) tables.
 
     Real values: input ``x · 2^−input_frac_bits``; membrane ``u``, synaptic current ``i`` and
@@ -115,17 +115,12 @@ class LIFConfig(JSONConfig):
                 raise ValueError(f"{_OWNER}.{name} must be one of {options}, got {value!r}")
 
         set_("channels", check_int(_OWNER, "channels", self.channels, min_value=1))
-        set_("lanes", check_int(_OWNER, "lanes", self.lanes, min_value=1,
-                                max_value=self.channels))
-        if self.channels % self.lanes:
-            raise ValueError(f"{_OWNER}.lanes ({self.lanes}) must divide "
-                             f"{_OWNER}.channels ({self.channels})")
+        set_("lanes", check_lanes(_OWNER, self.lanes, self.channels))
         choice("variant", VARIANTS)
         choice("reset", RESETS)
         choice("spike", SPIKE_RULES)
         choice("decay_mode", DECAY_MODES)
-        if not isinstance(self.membrane_out, bool):
-            raise TypeError(f"{_OWNER}.membrane_out must be a bool, got {self.membrane_out!r}")
+        check_bool(_OWNER, "membrane_out", self.membrane_out)
         set_("input_width", check_int(_OWNER, "input_width", self.input_width, min_value=2,
                                       max_value=32))
         set_("input_frac_bits", check_int(_OWNER, "input_frac_bits", self.input_frac_bits,
@@ -215,11 +210,6 @@ class LIFConfig(JSONConfig):
     # -- derived quantities: computed once here, read by everyone ---------------------------
 
     @property
-    def groups(self) -> int:
-        """Beats per time step: channels are folded over ``channels / lanes`` beats."""
-        return self.channels // self.lanes
-
-    @property
     def spiking(self) -> bool:
         """Every variant but ``li`` emits spikes."""
         return self.variant != "li"
@@ -228,10 +218,6 @@ class LIFConfig(JSONConfig):
     def decay_tables(self) -> tuple[str, ...]:
         """The decay tables this variant uses: ``beta`` (and ``alpha`` for ``cuba_lif``)."""
         return ("beta", "alpha") if self.variant == "cuba_lif" else ("beta",)
-
-    @property
-    def input_range(self) -> tuple[int, int]:
-        return signed_range(self.input_width)
 
     @property
     def state_range(self) -> tuple[int, int]:
@@ -336,12 +322,3 @@ class LIFConfig(JSONConfig):
                     "state_width", "state_frac_bits", "membrane_out")
     _JSON_TABLES = ("threshold", "beta", "alpha")
     _JSON_REQUIRED = ("channels",)
-
-    def to_json(self) -> dict:
-        data = {"neuron": self.NEURON}
-        data.update({name: getattr(self, name) for name in self._JSON_FIELDS})
-        for name in self._JSON_TABLES:
-            table = getattr(self, name)
-            if table is not None:
-                data[name] = table.tolist()
-        return data

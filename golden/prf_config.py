@@ -12,9 +12,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from .fixed import check_int, check_int_array, signed_range, signed_width
+from .fixed import (check_bool, check_int, check_int_array, check_lanes, signed_range,
+                    signed_width)
 from .prf_int import csd_digits, csd_quantise, csd_value, round_shift
-from .config_json import JSONConfig
+from .core_config import CoreConfig
 
 __all__ = ["PRFConfig", "COEF_MODES"]
 
@@ -64,7 +65,7 @@ def _quantise_pole(re: Fraction, im: Fraction, frac_bits: int, coef_mode: str,
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class PRFConfig(JSONConfig):
+class PRFConfig(CoreConfig):
     """A PRF core: shape, number formats and per-channel integer tables.
 
     Real values: input ``c = x · 2^−input_frac_bits``;
@@ -100,11 +101,7 @@ class PRFConfig(JSONConfig):
             object.__setattr__(self, name, value)
 
         set_("channels", check_int(_OWNER, "channels", self.channels, min_value=1))
-        set_("lanes", check_int(_OWNER, "lanes", self.lanes, min_value=1,
-                                max_value=self.channels))
-        if self.channels % self.lanes:
-            raise ValueError(f"{_OWNER}.lanes ({self.lanes}) must divide "
-                             f"{_OWNER}.channels ({self.channels})")
+        set_("lanes", check_lanes(_OWNER, self.lanes, self.channels))
         parallel = check_int(_OWNER, "time_parallelism", self.time_parallelism, min_value=1,
                              max_value=64)
         if parallel & (parallel - 1):
@@ -114,8 +111,7 @@ class PRFConfig(JSONConfig):
         if self.coef_mode not in COEF_MODES:
             raise ValueError(f"{_OWNER}.coef_mode must be one of {COEF_MODES}, "
                              f"got {self.coef_mode!r}")
-        if not isinstance(self.membrane_out, bool):
-            raise TypeError(f"{_OWNER}.membrane_out must be a bool, got {self.membrane_out!r}")
+        check_bool(_OWNER, "membrane_out", self.membrane_out)
         set_("csd_terms", check_int(_OWNER, "csd_terms", self.csd_terms, min_value=1,
                                     max_value=8))
         set_("input_width", check_int(_OWNER, "input_width", self.input_width, min_value=2,
@@ -265,15 +261,6 @@ class PRFConfig(JSONConfig):
     def drive_bound(self) -> np.ndarray:
         """Per-channel integer D: every drive ``R(Δ·x)`` lies in [−D, D]."""
         return self._drive_bound
-
-    @property
-    def groups(self) -> int:
-        """Beats per tile: channels are folded over ``channels / lanes`` beats."""
-        return self.channels // self.lanes
-
-    @property
-    def input_range(self) -> tuple[int, int]:
-        return signed_range(self.input_width)
 
     @property
     def state_range(self) -> tuple[int, int]:
