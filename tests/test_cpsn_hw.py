@@ -8,14 +8,12 @@ from importlib import resources
 from amaranth.sim import Simulator
 
 from spikeforge.hw.adder_tree import PipelinedAdderTree, tree_levels
-from spikeforge.hw.cpsn import CPSNCore
 from spikeforge.golden.cpsn_config import CPSNConfig
 from spikeforge.hw.delay import TransferDelay
 from spikeforge.hw.cpsn_tables import pack_tables, table_width
 from spikeforge.hw.generate import ROM_MODULE, core_verilog, table_file
 from spikeforge.hw.yosys import ECP5, WORD_LEVEL, cell_counts
-from spikeforge.sim.amaranth_sim import run_stream
-from spikeforge.sim.beats import expected_beats, input_beats, random_samples
+from spikeforge.sim.beats import expected_beats, random_samples
 from spikeforge.sim.scoreboard import Mismatch, Scoreboard
 
 
@@ -24,17 +22,6 @@ def run_simulation(dut, testbench):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-
-
-def simulate(config, samples, rng, **probabilities):
-    core = CPSNCore(config)
-    expected = expected_beats(config, samples)
-    outputs, cycles = run_stream(core, input_beats(config, samples), rng, **probabilities)
-    board = Scoreboard(config, expected)
-    for beat in outputs:
-        board.check(beat)
-    assert board.done
-    return core, cycles
 
 
 @pytest.mark.parametrize("depth,clearable", [(0, False), (1, False), (2, False), (5, False),
@@ -103,18 +90,19 @@ def test_adder_tree_is_exact_and_pipelined(count, rng):
     (4, 4, 3, 1), (4, 4, 4, 2), (8, 4, 4, 1), (8, 2, 4, 2), (6, 3, 1, 1), (4, 1, 5, 3),
     (16, 4, 2, 7), (16, 8, 3, 1), (8, 8, 2, 3), (24, 8, 3, 2),
 ])
-def test_core_matches_integer_model_under_backpressure(channels, lanes, order, dilation, rng):
+def test_core_matches_integer_model_under_backpressure(channels, lanes, order, dilation, rng,
+                                                       simulate_core):
     config = CPSNConfig.random(rng, channels=channels, lanes=lanes, order=order,
                                dilation=dilation, membrane_out=True, input_width=6,
                                exp_min=-3, exp_max=1)
     samples = random_samples(config, rng, 4, max_steps=12)
-    simulate(config, samples, rng, valid_probability=0.7, ready_probability=0.6)
+    simulate_core(config, samples, rng, valid_probability=0.7, ready_probability=0.6)
 
 
-def test_core_streams_one_beat_per_clock(rng):
+def test_core_streams_one_beat_per_clock(rng, simulate_core):
     config = CPSNConfig.random(rng, channels=8, lanes=2, order=4, dilation=2)
     samples = random_samples(config, rng, 3, min_steps=10, max_steps=10)
-    core, cycles = simulate(config, samples, rng)
+    core, cycles, _ = simulate_core(config, samples, rng)
     beats = 3 * 10 * config.groups
     assert cycles == beats + core.latency, "bubbles in the stream or a changed latency"
 

@@ -12,17 +12,6 @@ from spikeforge.sim.beats import Beat, expected_beats, input_beats, random_sampl
 from spikeforge.sim.scoreboard import Mismatch, Scoreboard
 
 
-def simulate(config, samples, rng, **probabilities):
-    core = LIFCore(config)
-    expected = expected_beats(config, samples)
-    outputs, cycles = run_stream(core, input_beats(config, samples), rng, **probabilities)
-    board = Scoreboard(config, expected)
-    for beat in outputs:
-        board.check(beat)
-    assert board.done
-    return cycles, expected
-
-
 def _spike_rate(expected, lanes):
     bits = sum(bin(beat.data).count("1") for _, beat in expected)
     return bits / (len(expected) * lanes)
@@ -30,7 +19,7 @@ def _spike_rate(expected, lanes):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("reset", RESETS)
-def test_variants_and_resets_bit_exact(variant, reset):
+def test_variants_and_resets_bit_exact(variant, reset, simulate_core):
     rng = np.random.default_rng([11, VARIANTS.index(variant), RESETS.index(reset)])
     for spike, mode in (("ge", "shift"), ("gt", "csd")):
         config = LIFConfig.random(rng, channels=8, lanes=2, variant=variant, reset=reset,
@@ -38,26 +27,26 @@ def test_variants_and_resets_bit_exact(variant, reset):
                                   membrane_out=True, input_width=6, state_width=10,
                                   state_frac_bits=2)
         samples = random_samples(config, rng, 3, max_steps=14)
-        _, expected = simulate(config, samples, rng, valid_probability=0.7,
-                               ready_probability=0.6)
+        _, _, expected = simulate_core(config, samples, rng, valid_probability=0.7,
+                                       ready_probability=0.6)
         if config.spiking:
             assert 0 < _spike_rate(expected, config.lanes) < 1
 
 
 @pytest.mark.parametrize("mode", DECAY_MODES)
 @pytest.mark.parametrize("shared", [False, True])
-def test_decay_forms_per_channel_and_shared(mode, shared):
+def test_decay_forms_per_channel_and_shared(mode, shared, simulate_core):
     rng = np.random.default_rng([12, DECAY_MODES.index(mode), shared])
     config = LIFConfig.random(rng, channels=12, lanes=3, variant="cuba_lif", shared=shared,
                               decay_mode=mode, decay_digits=2, decay_frac_bits=6,
                               membrane_out=True, state_width=14, state_frac_bits=3)
-    simulate(config, random_samples(config, rng, 3, max_steps=12), rng,
-             valid_probability=0.8, ready_probability=0.7)
+    simulate_core(config, random_samples(config, rng, 3, max_steps=12), rng,
+                  valid_probability=0.8, ready_probability=0.7)
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("variant", ["lif", "cuba_lif", "li"])
-def test_state_loop_at_every_group_count(groups, variant):
+def test_state_loop_at_every_group_count(groups, variant, simulate_core):
     """G = 1 keeps the state in registers and updates it in one cycle; G >= 2 in memory with
     min(G, 6) loop stages (min(G, 5) without spikes). At full rate a group's beats are exactly G cycles apart, the
     closest they get; short samples restart the groups from zero at every phase."""
@@ -66,15 +55,15 @@ def test_state_loop_at_every_group_count(groups, variant):
                               reset="subtract_decayed", membrane_out=True, state_width=12)
     assert loop_stages(config) == min(groups, 6 if config.spiking else 5)
     samples = random_samples(config, rng, 4, min_steps=1, max_steps=9)
-    simulate(config, samples, rng)  # full rate
-    simulate(config, samples, rng, valid_probability=0.5, ready_probability=0.5)
+    simulate_core(config, samples, rng)  # full rate
+    simulate_core(config, samples, rng, valid_probability=0.5, ready_probability=0.5)
 
 
-def test_full_rate_and_latency():
+def test_full_rate_and_latency(simulate_core):
     rng = np.random.default_rng(14)
     config = LIFConfig.random(rng, channels=64, lanes=4, shared=True, membrane_out=True)
     samples = random_samples(config, rng, 2, min_steps=6, max_steps=6)
-    cycles, expected = simulate(config, samples, rng)
+    _, cycles, expected = simulate_core(config, samples, rng)
     beats = len(expected)
     # One beat per clock, and the last output arrives lif_latency cycles after the last
     # input is accepted (the first cycle offers the first beat).
@@ -82,14 +71,14 @@ def test_full_rate_and_latency():
     assert lif_latency(config) == 10
 
 
-def test_saturation_and_threshold_edges():
+def test_saturation_and_threshold_edges(simulate_core):
     """Inputs at the range ends drive the membrane into saturation; θ at its maximum."""
     rng = np.random.default_rng(15)
     config = LIFConfig(channels=4, lanes=2, variant="if", threshold=[0, 1, 126, 126],
                        reset="subtract", spike="gt", input_width=8, state_width=8,
                        membrane_out=True)
     x = np.array([[127, -128, 127, -128]] * 5 + [[-128, 127, -128, 127]] * 5)
-    simulate(config, [x, x[::-1]], rng, valid_probability=0.9, ready_probability=0.9)
+    simulate_core(config, [x, x[::-1]], rng, valid_probability=0.9, ready_probability=0.9)
     _, membrane = config, None
     spikes, membrane = __import__("spikeforge.golden.lif_int", fromlist=["x"]).lif_integer(
         config, x)

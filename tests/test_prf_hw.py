@@ -10,42 +10,29 @@ from spikeforge.hw.prf_tables import (coefficient_field, digit_layout, indexed_w
                                       slot_codes, slot_positions, table_layout)
 from spikeforge.hw.prf import LOOP_STAGES, PRFCore, prf_latency, prf_loop_depth
 from spikeforge.hw.yosys import WORD_LEVEL, cell_counts
-from spikeforge.sim.amaranth_sim import run_stream
-from spikeforge.sim.beats import expected_beats, input_beats, random_samples
+from spikeforge.sim.beats import random_samples
 from spikeforge.sim.regression import PRF_REGIMES, random_prf_config
-from spikeforge.sim.scoreboard import Scoreboard
-
-
-def simulate(config, samples, rng, **probabilities):
-    core = PRFCore(config)
-    expected = expected_beats(config, samples)
-    outputs, cycles = run_stream(core, input_beats(config, samples), rng, **probabilities)
-    board = Scoreboard(config, expected)
-    for beat in outputs:
-        board.check(beat)
-    assert board.done
-    return core, cycles, expected
 
 
 @pytest.mark.parametrize("mode", ["dsp", "shift_add"])
 @pytest.mark.parametrize("parallelism", [1, 2, 4, 8])
-def test_every_time_parallelism_is_bit_exact(mode, parallelism, rng):
+def test_every_time_parallelism_is_bit_exact(mode, parallelism, rng, simulate_core):
     spikes = 0
     for regime in ("fast", "resonant_pi", "slow"):
         config = random_prf_config(rng, regime=regime, coef_mode=mode,
                                    time_parallelism=parallelism, membrane_out=True)
         samples = random_samples(config, rng, 3, max_steps=3 * parallelism + 5)
-        _, _, expected = simulate(config, samples, rng, valid_probability=0.7,
-                                  ready_probability=0.6)
+        _, _, expected = simulate_core(config, samples, rng, valid_probability=0.7,
+                                       ready_probability=0.6)
         spikes += sum(bin(beat.data).count("1") for _, beat in expected)
     assert spikes, "no spikes at all: the comparison would miss threshold errors"
 
 
 @pytest.mark.parametrize("regime", sorted(PRF_REGIMES))
-def test_pole_regimes_with_channel_folding(regime, rng):
+def test_pole_regimes_with_channel_folding(regime, rng, simulate_core):
     config = random_prf_config(rng, regime=regime, lanes=2, membrane_out=True)
     samples = random_samples(config, rng, 2, max_steps=40)
-    simulate(config, samples, rng, valid_probability=0.8, ready_probability=0.7)
+    simulate_core(config, samples, rng, valid_probability=0.8, ready_probability=0.7)
 
 
 def folded(config, groups):
@@ -56,17 +43,17 @@ def folded(config, groups):
         for name in ("phi_re", "phi_im", "delta", "v_th")})
 
 
-def test_state_memory_and_register_paths(rng):
+def test_state_memory_and_register_paths(rng, simulate_core):
     for lanes, groups in ((4, 1), (1, 2), (2, 8)):  # register, memory
         config = folded(random_prf_config(rng, regime="mixed", lanes=lanes,
                                           membrane_out=True), groups)
-        simulate(config, random_samples(config, rng, 3, max_steps=20), rng,
-                 valid_probability=0.5, ready_probability=0.5)
+        simulate_core(config, random_samples(config, rng, 3, max_steps=20), rng,
+                      valid_probability=0.5, ready_probability=0.5)
 
 
 @pytest.mark.parametrize("mode", ["shift_add", "dsp"])
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 5, 6, 8])
-def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
+def test_state_update_pipeline_at_every_group_count(mode, groups, rng, simulate_core):
     """The C-slow state loop at every group count: G = 1 updates a register in one cycle;
     G >= 2 pipelines the update over min(S, G + 1) registers (dsp: min(S, max(G, 3))), so G
     runs below (with G + 1 registers the read is transparent to the write of the same cycle),
@@ -82,7 +69,7 @@ def test_state_update_pipeline_at_every_group_count(mode, groups, rng):
     assert prf_latency(config) == core_latency(config)
     samples = random_samples(config, rng, 6, max_steps=9)
     for valid, ready in ((1.0, 1.0), (0.7, 0.6), (0.4, 0.9), (1.0, 0.3)):
-        simulate(config, samples, rng, valid_probability=valid, ready_probability=ready)
+        simulate_core(config, samples, rng, valid_probability=valid, ready_probability=ready)
 
 
 def core_latency(config):
@@ -90,10 +77,10 @@ def core_latency(config):
 
 
 @pytest.mark.parametrize("groups", [1, 3, 7])
-def test_streams_one_tile_per_clock(groups, rng):
+def test_streams_one_tile_per_clock(groups, rng, simulate_core):
     config = folded(random_prf_config(rng, regime="fast", lanes=2, time_parallelism=4), groups)
     samples = random_samples(config, rng, 3, min_steps=16, max_steps=16)
-    core, cycles, expected = simulate(config, samples, rng)
+    core, cycles, expected = simulate_core(config, samples, rng)
     assert cycles == len(expected) + core.latency
 
 
@@ -109,7 +96,7 @@ def test_shift_add_has_no_multiplier(mode, rng):
 
 
 @pytest.mark.parametrize("terms", [2, 3, 4])
-def test_shift_add_words_store_every_digit_slot(terms, rng):
+def test_shift_add_words_store_every_digit_slot(terms, rng, simulate_core):
     """Every stored coefficient fills all ``csd_terms`` slots with digits of its own value
     (a short canonical form is split), so a baked core's digits need no enable; and such a
     core is bit-exact with no enable register in its Verilog."""
@@ -135,10 +122,10 @@ def test_shift_add_words_store_every_digit_slot(terms, rng):
             assert total == value, (table, value, digits)
     verilog = core_verilog(config, "prf", "baked")
     assert not re.search(r"_n\d+_en", verilog), re.search(r"\S*_n\d+_en\S*", verilog)[0]
-    simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
+    simulate_core(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
 
 
-def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng):
+def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng, simulate_core):
     """A baked ``shift_add`` core's ROM holds, for each digit, its index among the positions
     its slot multiplexes between (no decoder between ROM and multiplexer); signs unchanged,
     the exported words keep positions; and such a core is bit-exact."""
@@ -161,11 +148,11 @@ def test_baked_rom_holds_each_digits_index_among_its_slots_positions(rng):
                     assert positions[(element, n)][index] == position, (table, element, n)
                     moved += index != position
     assert moved, "every index equals its position: the test shows nothing"
-    simulate(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
+    simulate_core(config, random_samples(config, rng, 2, min_steps=8, max_steps=24), rng)
 
 
 @pytest.mark.parametrize("mode", ["shift_add", "dsp"])
-def test_input_products_at_the_ends_of_their_ranges(mode, rng):
+def test_input_products_at_the_ends_of_their_ranges(mode, rng, simulate_core):
     """With P > 1 each ``R(Λ^lag·drive)`` is summed in only the bits its operands' formats
     need (``hw/prf.py``). Poles at ``−(1 − 2^−f)`` (the most negative stable real part), Δ
     at the top of its format and inputs held at either end of their range put those
@@ -182,4 +169,4 @@ def test_input_products_at_the_ends_of_their_ranges(mode, rng):
     steps = np.arange(13)[:, None]
     samples = [np.full((13, channels), lo), np.full((13, channels), hi),
                np.where(steps % 2 == 0, lo, hi) * np.ones((1, channels), dtype=np.int64)]
-    simulate(config, samples, rng, valid_probability=0.8, ready_probability=0.8)
+    simulate_core(config, samples, rng, valid_probability=0.8, ready_probability=0.8)
