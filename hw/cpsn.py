@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import PipelinedAdderTree, tree_levels
 from ..golden.cpsn_config import CPSNConfig
-from .credit import CreditBuffer
+from .credit import CreditBuffer, send_results
 from .cpsn_tables import ARITHS, arith_tables, pack_tables, table_width
 from .delay import TransferDelay
 from .stream import AXIStreamSignature
@@ -433,16 +433,6 @@ class CPSNCore(wiring.Component):
             valid, last = next_valid, next_last
 
         # The result beat goes to the output buffer (see the top), which the sink reads.
-        outputs = [Cat(~total[-1] for total in lane_sums), last]
-        sink = [self.m_axis.tdata, self.m_axis.tlast]
-        if cfg.membrane_out:
-            outputs.append(Cat(lane_sums))
-            sink.append(self.m_axis.tuser)
-        m.d.comb += [
-            out_buffer.w_en.eq(valid),
-            out_buffer.w_data.eq(Cat(outputs)),
-            self.m_axis.tvalid.eq(out_buffer.r_rdy),
-            Cat(sink).eq(out_buffer.r_data),
-            out_buffer.r_en.eq(self.m_axis.tready),
-        ]
+        send_results(m, out_buffer, self.m_axis, valid, Cat(~total[-1] for total in lane_sums),
+                     last, Cat(lane_sums) if cfg.membrane_out else None)
         return m

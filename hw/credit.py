@@ -7,7 +7,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditBuffer", "BUFFER_STORAGES"]
+__all__ = ["CreditBuffer", "BUFFER_STORAGES", "send_results"]
 
 #: Where :class:`CreditBuffer` keeps its beats.
 BUFFER_STORAGES = ("registers", "ram")
@@ -157,3 +157,22 @@ class CreditBuffer(wiring.Component):
             out_held.eq(Mux(free, stored | self.w_en, 1)),
         ]
         m.d.comb += [self.r_rdy.eq(out_held), self.r_data.eq(out_data)]
+
+
+def send_results(m, buffer: CreditBuffer, stream, valid, spikes, last, membranes=None):
+    """Write the pipeline's result beat into ``buffer`` when ``valid`` and send the buffer's
+    oldest beat on the output ``stream``. The beat packs ``spikes`` (``tdata``), ``last``
+    (``tlast``) and, when given, ``membranes`` (``tuser``); one packing serves the write and
+    the read, so the two cannot disagree."""
+    beat = [spikes, last]
+    fields = [stream.tdata, stream.tlast]
+    if membranes is not None:
+        beat.append(membranes)
+        fields.append(stream.tuser)
+    m.d.comb += [
+        buffer.w_en.eq(valid),
+        buffer.w_data.eq(Cat(beat)),
+        stream.tvalid.eq(buffer.r_rdy),
+        Cat(fields).eq(buffer.r_data),
+        buffer.r_en.eq(stream.tready),
+    ]

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..golden.lif_config import LIFConfig
 from ..golden.prf_int import csd_digits
-from .credit import CreditBuffer
+from .credit import CreditBuffer, send_results
 from .lif_tables import element_codes, pack_tables, position_width, table_layout, table_names
 from .stream import AXIStreamSignature
 from .tables import WEIGHT_STORAGES, TableROM, check_storage
@@ -348,18 +348,8 @@ class LIFCore(wiring.Component):
             membranes.append(membrane)
 
         valid, last, _, _ = at(out_stage)
-        outputs = [Cat(spikes), last]
-        sink = [self.m_axis.tdata, self.m_axis.tlast]
-        if cfg.membrane_out:
-            outputs.append(Cat(membranes))
-            sink.append(self.m_axis.tuser)
-        m.d.comb += [
-            out_buffer.w_en.eq(valid),
-            out_buffer.w_data.eq(Cat(outputs)),
-            self.m_axis.tvalid.eq(out_buffer.r_rdy),
-            Cat(sink).eq(out_buffer.r_data),
-            out_buffer.r_en.eq(self.m_axis.tready),
-        ]
+        send_results(m, out_buffer, self.m_axis, valid, Cat(spikes), last,
+                     Cat(membranes) if cfg.membrane_out else None)
         return m
 
     def _current_loop(self, m, lane, drive, alpha, at):
