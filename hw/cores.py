@@ -92,9 +92,11 @@ def table_file(name: str, table: str) -> str:
     return f"{name}_{table}.hex"
 
 
-def core_verilog(config, name: str, weight_storage: str = "baked", **options) -> str:
-    """The core's Verilog text: reproducible (no source paths, no absolute file names), and
-    generated once per configuration and generator (:mod:`spikeforge.hw.verilog_cache`)."""
+def core_verilog(config, name: str, weight_storage: str = "baked", *, cache_dir=None,
+                 **options) -> str:
+    """The core's Verilog text: reproducible (no source paths, no absolute file names); with
+    ``cache_dir``, generated once per configuration and generator there
+    (:mod:`spikeforge.hw.verilog_cache`)."""
     kind = core_type(config)
 
     def generate() -> str:
@@ -108,4 +110,4 @@ def core_verilog(config, name: str, weight_storage: str = "baked", **options) ->
 
     request = {"neuron": kind.neuron, "config": config.to_json(), "name": name,
                "weight_storage": weight_storage, "options": options}
-    return cached_text(request, generate)
+    return cached_text(request, generate, cache_dir)

@@ -3,9 +3,10 @@
 Turning a core into Verilog (Amaranth elaboration, RTLIL, Yosys under WebAssembly) costs
 seconds to a minute of CPU for a large PRF core, while simulating it on a few samples costs
 milliseconds: a co-simulation of a cached build spent 95 % of its time regenerating the
-Verilog only to find its build in the cache. Texts are kept under
-``$SPIKEFORGE_BUILD/cosim/verilog`` (default ``build/cosim/verilog``, emptied by
-``spikeforge clean --cache``), keyed by everything that decides them: the request (the full
+Verilog only to find its build in the cache. Simulation builds keep texts in
+their build cache (``build/cosim/verilog``, emptied by ``spikeforge clean --cache``);
+``spikeforge generate`` writes into the user's directory only what it was asked for and
+caches nothing. Texts are keyed by everything that decides them: the request (the full
 configuration, module name, weight storage, generator options) and a fingerprint of the
 generator itself (every source file of ``spikeforge.hw`` and ``spikeforge.golden``, and the
 Amaranth and Yosys versions). A changed generator therefore never reads an old text.
@@ -20,11 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["cached_text", "generator_fingerprint", "cache_dir"]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPIKEFORGE_BUILD", "build")) / "cosim" / "verilog"
+__all__ = ["cached_text", "generator_fingerprint"]
 
 
 @functools.cache
@@ -51,12 +48,15 @@ def _sources(root: Path):
             yield path
 
 
-def cached_text(request: dict, make: Callable[[], str]) -> str:
+def cached_text(request: dict, make: Callable[[], str], directory) -> str:
     """``make()``, or the text it returned before for the same JSON-able ``request`` and
-    generator. Written atomically, so parallel processes never read half a file."""
+    generator, kept in ``directory`` (None: no cache). Written atomically, so parallel
+    processes never read half a file."""
+    if directory is None:
+        return make()
     key = hashlib.sha256(json.dumps({"request": request, "generator": generator_fingerprint()},
                                     sort_keys=True).encode()).hexdigest()[:32]
-    path = cache_dir() / f"{key}.v"
+    path = Path(directory) / f"{key}.v"
     try:
         return path.read_text()
     except OSError:

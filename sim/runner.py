@@ -223,7 +223,9 @@ def build_core(config, build_root=None, *, weight_storage: str = "file",
                waves: bool = False, simulator: str = "verilator", log=None, **options):
     """Build the core for ``config`` (for ``file`` storage: its shape) with the core type's
     generator ``options`` (CPSN: ``arith``); returns ``(build_dir, seconds)``."""
-    verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage, **options)
+    build_root = Path(build_root or default_build_root())
+    verilog = core_verilog(config, CORE_NAME, weight_storage=weight_storage,
+                           cache_dir=build_root / "verilog", **options)
     return build_verilog(CORE_NAME, verilog, core_type(config).neuron, build_root,
                          waves=waves, simulator=simulator, log=log)
 

@@ -1,4 +1,5 @@
-"""Generated Verilog is cached by request and generator: elaborated once, never stale."""
+"""Generated Verilog is cached by request and generator: elaborated once, never stale, and
+only where a simulation build cache asks for it."""
 
 import numpy as np
 import pytest
@@ -9,9 +10,8 @@ from spikeforge.hw.cores import core_verilog
 
 
 @pytest.fixture
-def generations(monkeypatch, tmp_path):
-    """The cache in ``tmp_path``; counts the elaborations that really happen."""
-    monkeypatch.setenv("SPIKEFORGE_BUILD", str(tmp_path))
+def generations(monkeypatch):
+    """Counts the elaborations that really happen."""
     count = []
     real = cores.verilog_text
     monkeypatch.setattr(cores, "verilog_text", lambda *a: count.append(1) or real(*a))
@@ -24,27 +24,43 @@ def config(seed=0, **fields):
 
 
 def test_a_core_is_elaborated_once_and_read_back_identical(generations, tmp_path):
-    first = core_verilog(config(), "core", "file")
-    assert len(generations) == 1 and list((tmp_path / "cosim" / "verilog").glob("*.v"))
-    assert core_verilog(config(), "core", "file") == first and len(generations) == 1
+    first = core_verilog(config(), "core", "file", cache_dir=tmp_path)
+    assert len(generations) == 1 and len(list(tmp_path.glob("*.v"))) == 1
+    assert core_verilog(config(), "core", "file", cache_dir=tmp_path) == first
+    assert len(generations) == 1
+    assert core_verilog(config(), "core", "file") == first and len(generations) == 2  # no cache
+
+
+def test_a_simulation_build_caches_in_its_build_root_and_generate_nowhere(tmp_path,
+                                                                          monkeypatch):
+    from spikeforge.hw.generate import generate_core
+    from spikeforge.sim.runner import build_core
+
+    monkeypatch.chdir(tmp_path)
+    generate_core(config(), tmp_path / "out", weight_storage="file")
+    assert not (tmp_path / "build").exists()  # generate writes what it was asked for only
+    build_core(config(), tmp_path / "cosim", weight_storage="file")
+    assert len(list((tmp_path / "cosim" / "verilog").glob("*.v"))) == 1
 
 
 @pytest.mark.parametrize("change", ["tables", "name", "storage", "options"])
-def test_any_change_of_the_request_generates_again(change, generations):
-    core_verilog(config(), "core", "file")
-    other = {"tables": lambda: core_verilog(config(seed=1), "core", "file"),
-             "name": lambda: core_verilog(config(), "other", "file"),
-             "storage": lambda: core_verilog(config(), "core", "baked"),
-             "options": lambda: core_verilog(config(), "core", "file", arith="multiply")}
+def test_any_change_of_the_request_generates_again(change, generations, tmp_path):
+    cached = {"cache_dir": tmp_path}
+    core_verilog(config(), "core", "file", **cached)
+    other = {"tables": lambda: core_verilog(config(seed=1), "core", "file", **cached),
+             "name": lambda: core_verilog(config(), "other", "file", **cached),
+             "storage": lambda: core_verilog(config(), "core", "baked", **cached),
+             "options": lambda: core_verilog(config(), "core", "file", arith="multiply",
+                                             **cached)}
     text = other[change]()
     assert len(generations) == 2
     assert ("module other" in text) == (change == "name")
 
 
-def test_a_changed_generator_never_reads_an_old_text(generations, monkeypatch):
-    core_verilog(config(), "core", "baked")
+def test_a_changed_generator_never_reads_an_old_text(generations, monkeypatch, tmp_path):
+    core_verilog(config(), "core", "baked", cache_dir=tmp_path)
     monkeypatch.setattr(verilog_cache, "generator_fingerprint", lambda: "another generator")
-    core_verilog(config(), "core", "baked")
+    core_verilog(config(), "core", "baked", cache_dir=tmp_path)
     assert len(generations) == 2
 
 
@@ -58,10 +74,9 @@ def test_the_fingerprint_covers_the_generator_and_golden_sources():
     assert len(verilog_cache.generator_fingerprint()) == 64
 
 
-def test_an_unwritable_cache_still_generates(generations, monkeypatch, tmp_path):
+def test_an_unwritable_cache_still_generates(generations, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    monkeypatch.setenv("SPIKEFORGE_BUILD", str(blocked))
-    assert "module core" in core_verilog(config(), "core", "baked")
-    assert "module core" in core_verilog(config(), "core", "baked")
+    assert "module core" in core_verilog(config(), "core", "baked", cache_dir=blocked / "v")
+    assert "module core" in core_verilog(config(), "core", "baked", cache_dir=blocked / "v")
     assert len(generations) == 2
