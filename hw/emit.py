@@ -9,6 +9,11 @@ is written as continuous assignments, which every simulator evaluates at time 0,
 output depends on a simulator's time-0 scheduling. Yosys's own names (``$procmux$…``) are
 shortened to ``_N_`` (no ``-norename``): it writes a ``$pmux`` as a function named after the
 cell, which Icarus would read as an unknown system function; named signals keep their names.
+Identical cells with identical inputs are then merged (Yosys ``opt_merge``; built-in cells
+only, so instances of our library modules stay): the elaborated PRF datapath repeats the same
+multiplexer hundreds of times, and a P = 1, L = 4 shift-add core came out at 4.35 MB of
+Verilog without it and 0.25 MB with it, which every simulator compiles and every synthesis
+reads.
 """
 
 import contextlib
@@ -49,6 +54,7 @@ proc
 memory_collect
 attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy -remove amaranth.decoding
 attrmap -modattr -remove generator -remove top -remove src -remove amaranth.hierarchy -remove amaranth.decoding
+opt_merge
 opt_clean
 write_verilog
 """
