@@ -51,16 +51,22 @@ def test_user_series_keep_their_own_lengths(rng):
         assert x[n, length:].abs().sum() == 0 and x[n, :length].all()
 
 
-def test_padded_files_give_their_lengths_back(tmp_path, rng):
-    """``.npz`` holds no ragged arrays: padded ``x_*`` plus ``lengths_*`` give each sample
-    back its own steps; ``data.length`` still cuts the longer ones."""
-    arrays = user_arrays(rng)
+def write_ragged_npz(path, arrays: dict) -> dict:
+    """``arrays``' series padded into ``[N, T, C]`` with ``lengths_train``/``lengths_test``
+    (returned, labels aside)."""
     padded = {}
     for key, lengths_key in (("x_train", "lengths_train"), ("x_test", "lengths_test")):
         x, lengths = pad_samples(arrays[key])
         padded[key], padded[lengths_key] = x.transpose(1, 0, 2), lengths
-    np.savez(tmp_path / "ragged.npz", **padded, y_train=arrays["y_train"],
-             y_test=arrays["y_test"])
+    np.savez(path, **padded, y_train=arrays["y_train"], y_test=arrays["y_test"])
+    return padded
+
+
+def test_padded_files_give_their_lengths_back(tmp_path, rng):
+    """``.npz`` holds no ragged arrays: padded ``x_*`` plus ``lengths_*`` give each sample
+    back its own steps; ``data.length`` still cuts the longer ones."""
+    arrays = user_arrays(rng)
+    padded = write_ragged_npz(tmp_path / "ragged.npz", arrays)
     data = load_data(DataConfig(name="arrays", path=str(tmp_path / "ragged.npz"),
                                 val_fraction=0.0, length=20))
     assert (data.steps, data.lengths) == (20, (7, 20))
@@ -297,13 +303,7 @@ def test_nir_export_round_trips_samples_of_their_own_lengths(tmp_path, rng):
     from spikeforge.sw.nir_export import export_nir
     from spikeforge.sw.train import config_to_dict, parse_config
 
-    arrays = user_arrays(rng)
-    padded = {}
-    for key, lengths_key in (("x_train", "lengths_train"), ("x_test", "lengths_test")):
-        x, lengths = pad_samples(arrays[key])
-        padded[key], padded[lengths_key] = x.transpose(1, 0, 2), lengths
-    np.savez(tmp_path / "ragged.npz", **padded, y_train=arrays["y_train"],
-             y_test=arrays["y_test"])
+    write_ragged_npz(tmp_path / "ragged.npz", user_arrays(rng))
     config = parse_config({
         "data": {"name": "arrays", "path": str(tmp_path / "ragged.npz"), "val_fraction": 0.0,
                  "num_classes": 4},
