@@ -67,13 +67,21 @@ def test_cosim_prints_summary_and_json(tmp_path, rng):
 
 
 def test_generate_accepts_prf_configurations(tmp_path):
-    example = EXAMPLE.parent / "prf.json"
-    result = invoke("generate", "--config", example, "--out", tmp_path, "--weights", "file")
+    """The shipped PRF example cut to 4 channels, 2 lanes and 2 time steps per beat (the
+    whole example takes half a minute to elaborate; P = 4 is generated and co-simulated in
+    tests/test_prf_cosim.py)."""
+    data = json.loads((EXAMPLE.parent / "prf.json").read_text())
+    small = {**data, "channels": 4, "lanes": 2, "time_parallelism": 2,
+             **{key: value[:4] for key, value in data.items() if isinstance(value, list)}}
+    example = tmp_path / "prf.json"
+    example.write_text(json.dumps(small))
+    out = tmp_path / "core"
+    result = invoke("generate", "--config", example, "--out", out, "--weights", "file")
     assert result.exit_code == 0, result.output
-    description = json.loads((tmp_path / "prf_core.json").read_text())
+    description = json.loads((out / "prf_core.json").read_text())
     assert description["neuron"] == "prf" and description["coef_mode"] == "shift_add"
-    assert description["elements_per_beat"] == 16  # 4 lanes x 4 time steps
-    assert b'"prf_core_powers.hex"' in (tmp_path / "prf_core.v").read_bytes()
+    assert description["elements_per_beat"] == 4  # 2 lanes x 2 time steps
+    assert b'"prf_core_powers.hex"' in (out / "prf_core.v").read_bytes()
     result = invoke("generate", "--config", example, "--out", tmp_path / "x", "--arith",
                     "multiply")
     assert result.exit_code != 0 and "CPSN cores only" in result.output
