@@ -36,6 +36,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 __all__ = ["DataConfig", "SequenceData", "DatasetNotFoundError", "DataError", "DATASETS",
            "ENTRY_POINT_OPTIONS", "PAD_MODES", "Samples", "collate_samples", "step_mask",
+           "valid_mean",
            "load_data", "prepare_arrays", "validation_split",
            "SHD_FILES", "ADDING_TOLERANCE", "ARRAY_KEYS", "LENGTH_KEYS", "VAL_FRACTION",
            "VAL_MIN"]
@@ -226,6 +227,13 @@ def collate_samples(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """``[steps, N]`` booleans, true at the valid steps ``t < lengths[n]`` of each sample."""
     return torch.arange(steps, device=lengths.device)[:, None] < lengths[None, :]
+
+
+def valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean over time of ``values [T, N, C]`` at each sample's ``valid [T, N]`` steps
+    only: a padded sample's output is its own steps' mean."""
+    weights = valid.to(values.dtype)[..., None]
+    return (values * weights).sum(0) / weights.sum(0)
 
 
 def _split(count: int, fraction: float, seed: int, stream: int):

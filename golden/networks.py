@@ -35,7 +35,7 @@ from torch import nn
 from .base import BACKENDS
 from .cpsn import CPSN
 from .cpsn_bn import CPSNBN
-from .data import step_mask
+from .data import step_mask, valid_mean
 from .lif import LIF, DecoupledResetLIF
 from .prf import PRF
 from .psn import PSN, MaskedPSN, SlidingPSN
@@ -300,8 +300,7 @@ class Readout(nn.Module):
             h = _masked(self.neuron, _masked(self.norm, h, valid), valid)
         if valid is None:
             return h.mean(0)
-        weights = valid.to(h.dtype)[..., None]
-        return (h * weights).sum(0) / weights.sum(0)
+        return valid_mean(h, valid)
 
 
 class SDTCMBlock(nn.Module):

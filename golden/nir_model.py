@@ -43,7 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import step_mask
+from .data import step_mask, valid_mean
 
 __all__ = ["DISCRETISATIONS", "RESETS", "SPIKE_RULES", "NEURON_KINDS", "SYNAPSE_KINDS",
            "KINDS", "PARAMS", "Choices", "ModelInfo", "discretise", "check_spec",
@@ -522,14 +522,19 @@ class NIRNetwork(nn.Module):
         return values
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``lengths`` ``[N]``: each sample's own steps, ``x`` padded after them; the graph
-        runs step by step (causal), so the mean over a sample's own steps is its output."""
+        """``lengths`` ``[N]``: each sample's own steps, ``x`` padded after them."""
         sequences = self.simulate(x)
         for key, probe in self.probes.items():
             probe(sequences[self.node_names[int(key[1:])]])
+        return self.output_mean(sequences, lengths)
+
+    def output_mean(self, sequences: dict, lengths: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """The network's output from :meth:`simulate`'s ``sequences``: the output node's mean
+        over each sample's own steps (the graph runs step by step, so padding after them
+        changes none of them)."""
         output = sequences[self.spec["output"]]
         if lengths is None:
             return output.mean(0)
-        valid = step_mask(torch.as_tensor(lengths, device=x.device),
-                          output.shape[0]).to(output.dtype)[..., None]
-        return (output * valid).sum(0) / valid.sum(0)
+        return valid_mean(output, step_mask(torch.as_tensor(lengths, device=output.device),
+                                            output.shape[0]))

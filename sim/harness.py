@@ -48,11 +48,10 @@ from ..hw.memfile import ROM_MODULE
 from .network_beats import readout_beat, step_beats, unpack_logits
 from .verilator import MissingToolError, verilator_bin_dir, verilator_env
 
-__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "IDLE_LIMIT", "OPTIMISATIONS", "HarnessBuild", "Port",
-           "SimulationError",
-           "top_ports", "harness_verilog", "choose_optimisation", "build_harness",
-           "run_harness", "write_stimulus", "read_outputs", "compare_outputs",
-           "locate_probe_mismatch"]
+__all__ = ["HARNESS_VERSION", "HARNESS_TOP", "IDLE_LIMIT", "OPTIMISATIONS", "HarnessBuild",
+           "Port", "SimulationError", "top_ports", "harness_verilog", "choose_optimisation",
+           "build_harness", "run_harness", "write_stimulus", "read_outputs", "output_progress",
+           "compare_outputs", "locate_probe_mismatch", "log_tail"]
 
 #: Bumped whenever the testbench, the C++ main or the file formats change (part of the build key).
 HARNESS_VERSION = 2

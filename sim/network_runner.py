@@ -51,12 +51,15 @@ class NetworkCosimResult:
     jobs: int = 1
     harness: str = "cocotb"
     optimisation: str | None = None
-    #: the longest gap between two consecutive output beats (fast harness): the slowest
-    #: sample's cycles in the steady stream
-    max_output_interval: int | None = None
     #: the cycles between consecutive output beats (fast harness): in a steady stream, each
     #: is about the next sample's cycles, so they follow the samples' lengths
     output_intervals: list | None = None
+
+    @property
+    def max_output_interval(self) -> int | None:
+        """The longest gap between two consecutive output beats: the slowest sample's cycles
+        in the steady stream (fast harness; ``None`` without two outputs)."""
+        return max(self.output_intervals) if self.output_intervals else None
 
     @property
     def passed(self) -> bool:
@@ -143,7 +146,7 @@ def _report_progress(futures, directories: list[Path], count: int, start: float,
                      seconds: float, log) -> None:
     """Every ``seconds`` until ``futures`` are done, log the samples out so far and the
     cycles per second (from the output files the harness flushes beat by beat)."""
-    while not wait(futures, timeout=seconds).done == set(futures):
+    while wait(futures, timeout=seconds).not_done:
         done = cycles = 0
         for directory in directories:
             outputs, cycle = fast.output_progress(directory)
@@ -239,5 +242,4 @@ def _run_fast(network, samples, verilog, tables, *, targets, seed, valid_probabi
         first_output_cycle=runs[0]["first_output_cycle"], wall_s=wall, build_s=build.seconds,
         mismatch=mismatch, first_mismatch_sample=first, layer_mismatch=located,
         build_dir=str(executable.parent), jobs=jobs, harness="fast",
-        optimisation=build.optimisation, max_output_interval=max(intervals, default=None),
-        output_intervals=intervals)
+        optimisation=build.optimisation, output_intervals=intervals)

@@ -241,9 +241,9 @@ def round_trip(path, model, data, layers: list, *, trained: bool) -> dict:
         else:
             sequences = model.simulate(x)
             ours = {layer: sequences[layer] for layer in layers}
-            logits = model(x, lengths)
+            logits = model.output_mean(sequences, lengths)
         theirs = back.simulate(x)
-        back_logits = back(x, lengths)
+        back_logits = back.output_mean(theirs, lengths)
     result = {"spikes": {}}
     for layer in layers:
         node = f"{layer}.threshold" if trained else layer
