@@ -12,9 +12,15 @@ Each workload is verified by the fast harness on every sample, cold (a fresh bui
 directory, so the build is in the wall time), and by the cocotb testbench on a few samples,
 since its rate does not depend on how many it gets. Both at the same valid/ready
 probabilities (0.8); the ratio of their simulated cycles per second is the speed-up.
+
+A fast run of well under a second (the demo's 449 samples simulate in about 0.15 s) is at
+the mercy of the host's scheduling, so the fast harness repeats it on the warm build (up to
+:data:`REPEATS` runs, or :data:`REPEAT_SECONDS` of simulation) and reports the median rate
+with every run's rate beside it.
 """
 
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +41,9 @@ LONG_NETWORKS = {
     "cpsn_long": (("cpsn", "cpsn"), (32, 32), (4, 4), 1024, 100, 3),
 }
 PROBABILITY = 0.8
+#: Runs of one fast measurement at most, and the simulation time after which it stops.
+REPEATS = 5
+REPEAT_SECONDS = 3.0
 
 
 def _long_workload(name: str, work_dir: Path):
@@ -60,23 +69,37 @@ def _measure(network, samples, targets, directory: Path, *, harness: str, build_
              jobs: int = 1) -> dict:
     description, files = load_network_dir(directory)
     tables = {n: t for n, t in files.items() if n.endswith(".hex")}
+
+    def run():
+        return run_network_cosim(network, samples, files["network.v"], tables,
+                                 targets=targets, seed=1, valid_probability=PROBABILITY,
+                                 ready_probability=PROBABILITY, harness=harness,
+                                 build_root=build_root, jobs=jobs,
+                                 expected_cycles=expected_cycles(description, samples,
+                                                                 PROBABILITY))
+
     start = time.perf_counter()
-    result = run_network_cosim(network, samples, files["network.v"], tables, targets=targets,
-                               seed=1, valid_probability=PROBABILITY,
-                               ready_probability=PROBABILITY, harness=harness,
-                               build_root=build_root, jobs=jobs,
-                               expected_cycles=expected_cycles(description, samples,
-                                                               PROBABILITY))
+    result = run()  # cold: the build is in its total
     wall = time.perf_counter() - start
-    return {"harness": harness, "samples": len(samples), "jobs": result.jobs,
+    walls = [result.wall_s]
+    while harness == "fast" and len(walls) < REPEATS and sum(walls) < REPEAT_SECONDS:
+        again = run()  # the warm build; same seed, so the same cycles
+        if again.cycles != result.cycles or not again.passed:
+            raise RuntimeError(f"a repeated run of {directory.name} differs from the first")
+        walls.append(again.wall_s)
+    sim_s = statistics.median(walls)
+    row = {"harness": harness, "samples": len(samples), "jobs": result.jobs,
             "optimisation": result.optimisation, "passed": result.passed,
             "class_agreement": result.class_agreement,
             "logit_agreement": result.logit_agreement, "cycles": result.cycles,
             "cycles_per_sample": round(result.cycles_per_sample, 1),
-            "sim_s": round(result.wall_s, 3), "build_s": round(result.build_s, 2),
+            "sim_s": round(sim_s, 3), "build_s": round(result.build_s, 2),
             "total_s": round(wall, 2),
-            "cycles_per_s": round(result.cycles / result.wall_s),
-            "samples_per_s": round(len(samples) / result.wall_s, 2)}
+            "cycles_per_s": round(result.cycles / sim_s),
+            "samples_per_s": round(len(samples) / sim_s, 2)}
+    if harness == "fast":
+        row["cycles_per_s_runs"] = [round(result.cycles / w) for w in walls]
+    return row
 
 
 def run_network_bench(*, demo_export=None, jobs: int = 2, build_root=None,
