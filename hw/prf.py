@@ -355,12 +355,10 @@ class PRFCore(wiring.Component):
             if len(used) > 1:
                 if self.weight_storage == "baked":  # the ROM holds the index (indexed_words)
                     index_signal = position[:(len(used) - 1).bit_length()]
-                else:
-                    index_signal = Signal(range(len(used)), name=f"{name}_n{n}_index")
-                    with self._m.Switch(position):
-                        for k, p in enumerate(used):
-                            with self._m.Case(p):
-                                self._m.d.comb += index_signal.eq(k)
+                else:  # every position is used, so the index is the position (past the
+                    # field: 0), one comparator rather than a case per position
+                    index_signal = Mux(position < len(used), position,
+                                       0)[:(len(used) - 1).bit_length()]
                 selected = self._reg(index_signal, f"{name}_n{n}_idx")
             digits.append(_Digit(used, selected, self._reg(neg, f"{name}_n{n}_neg"),
                                  self._reg(en, f"{name}_n{n}_en")))
