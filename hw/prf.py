@@ -420,9 +420,16 @@ class PRFCore(wiring.Component):
         for d in coef:
             if isinstance(d.en, int) and not d.en:
                 continue
-            candidates = [_shifted(operand, p + shift, width) for p in d.positions]
-            value = candidates[d.index] if isinstance(d.index, int) else \
-                _select(candidates, d.index)
+            if isinstance(d.index, int):
+                value = _shifted(operand, d.positions[d.index] + shift, width)
+            elif d.positions == list(range(len(d.positions))):
+                # Every position from 0 (file tables): one shifter, not a mux per position;
+                # the same hardware after synthesis, a fraction of the netlist to elaborate
+                # and simulate. The index stays below len(positions) (see _decode).
+                value = (_shifted(operand, shift, width) << d.index)[:width]
+            else:
+                value = _select([_shifted(operand, p + shift, width) for p in d.positions],
+                                d.index)
             neg = d.neg
             if negate:
                 neg = (1 - neg) if isinstance(neg, int) else ~neg
