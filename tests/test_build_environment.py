@@ -2,6 +2,7 @@
 harness build of the same process is compiled."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,11 @@ def test_a_cocotb_build_leaves_the_process_environment_as_it_was(tmp_path):
     """The runner reads Verilator's environment (MAKEFLAGS with ``OPT_FAST=-O0``, PATH) from
     ``os.environ``; it used to stay there, so every fast harness built later in the process
     (``bench cosim`` after its core regression) compiled at -O0 while reporting -O1."""
+    # A fresh build root (the model is built, never found in a cache) that shares the
+    # suite's compiled run-time library.
+    shared = Path(__file__).resolve().parent.parent / "build" / "cosim" / "verilator-runtime"
+    shared.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "verilator-runtime").symlink_to(shared, target_is_directory=True)
     before = dict(os.environ)
     try:
         build_dir, _ = runner.build_verilog("counter", COUNTER, "counter", tmp_path)
