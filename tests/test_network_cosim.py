@@ -10,6 +10,7 @@ from spikeforge.hw.generate import generate_network, load_network_dir, NETWORK_M
 from spikeforge.sim import harness as fast
 from spikeforge.sim.network_beats import sample_traces, step_beats
 from spikeforge.sim.network_runner import run_network_cosim
+from spikeforge.sim.runner import default_build_root
 from spikeforge.sim.regression import random_network
 
 NETWORKS = {
@@ -138,8 +139,8 @@ def test_a_sample_that_never_ends_is_reported_as_a_stall(tmp_path):
     """Input without tlast on the last beat: the network waits for the rest of the sample,
     the harness sees no transfer for its idle limit and says how far it got."""
     network, samples, verilog, tables = generated("prf_only", tmp_path)
-    build = fast.build_harness(verilog, NETWORK_MODULE, tmp_path / "cache",
-                               optimisation="-O0")
+    build = fast.build_harness(verilog, NETWORK_MODULE, default_build_root(),
+                               optimisation="-O0")  # shared with the other prf_only runs
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     for name, text in tables.items():
@@ -155,8 +156,8 @@ def test_a_sample_that_never_ends_is_reported_as_a_stall(tmp_path):
 
 def test_a_simulation_without_its_stimulus_is_an_error_not_a_verdict(tmp_path):
     network, samples, verilog, tables = generated("prf_only", tmp_path)
-    build = fast.build_harness(verilog, NETWORK_MODULE, tmp_path / "cache",
-                               optimisation="-O0")
+    build = fast.build_harness(verilog, NETWORK_MODULE, default_build_root(),
+                               optimisation="-O0")  # shared with the other prf_only runs
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(fast.SimulationError, match="sim.log"):
