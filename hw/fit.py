@@ -279,8 +279,9 @@ def fit(network: IntegerNetwork, target: str, *, max_steps: int, margin: float =
         activity: dict | None = None, max_lanes: int = MAX_LANES, log=None) -> dict:
     """The highest-throughput balanced folding whose estimated logic (LUT4 + carry, and
     LUT-RAM counted as 2 LUT4 each, times :data:`NEXTPNR_LOGIC_FACTOR`), flip-flops and block
-    RAMs stay within ``1 − margin`` of ``target``'s and whose multipliers fit. Returns ``{"folding", "estimate", "capacity",
-    "cycles_per_step", "candidates"}``; raises :class:`FitError` when nothing fits."""
+    RAMs stay within ``1 − margin`` of ``target``'s and whose multipliers fit. Returns
+    ``{"folding", "estimate", "capacity", "cycles_per_step", "candidates"}``; raises
+    :class:`FitError` when nothing fits."""
     if not 0 <= margin < 1:
         raise FitError(f"the fit margin must be in [0, 1), got {margin}")
     capacity = _capacity(target)

@@ -89,14 +89,14 @@ def _measure(network, samples, targets, directory: Path, *, harness: str, build_
         walls.append(again.wall_s)
     sim_s = statistics.median(walls)
     row = {"harness": harness, "samples": len(samples), "jobs": result.jobs,
-            "optimisation": result.optimisation, "passed": result.passed,
-            "class_agreement": result.class_agreement,
-            "logit_agreement": result.logit_agreement, "cycles": result.cycles,
-            "cycles_per_sample": round(result.cycles_per_sample, 1),
-            "sim_s": round(sim_s, 3), "build_s": round(result.build_s, 2),
-            "total_s": round(wall, 2),
-            "cycles_per_s": round(result.cycles / sim_s),
-            "samples_per_s": round(len(samples) / sim_s, 2)}
+           "optimisation": result.optimisation, "passed": result.passed,
+           "class_agreement": result.class_agreement,
+           "logit_agreement": result.logit_agreement, "cycles": result.cycles,
+           "cycles_per_sample": round(result.cycles_per_sample, 1),
+           "sim_s": round(sim_s, 3), "build_s": round(result.build_s, 2),
+           "total_s": round(wall, 2),
+           "cycles_per_s": round(result.cycles / sim_s),
+           "samples_per_s": round(len(samples) / sim_s, 2)}
     if harness == "fast":
         row["cycles_per_s_runs"] = [round(result.cycles / w) for w in walls]
     return row
