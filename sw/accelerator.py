@@ -21,8 +21,7 @@ from .quantise import stack_dataset
 from .train import parse_config
 
 __all__ = ["generate_network_from", "test_split", "cosim_network", "expected_cycles",
-           "network_rows",
-           "cosim_network_rows", "synth_network_rows"]
+           "as_generated", "network_rows", "cosim_network_rows", "synth_network_rows"]
 
 
 def _data_config(manifest: dict, export_dir: Path):
@@ -153,7 +152,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     ``threads`` set the fast harness's build (default: chosen from the expected cycle
     count); ``simulator`` is Verilator or Icarus; ``progress_seconds``: log the samples done
     and the cycles per second that often during the fast harness's run. Returns the report."""
-    from ..hw.generate import generate_network, load_network_dir
+    from ..hw.generate import load_network_dir
     from ..sim.network_runner import run_network_cosim
     from ..sim.runner import default_build_root
 
@@ -169,14 +168,14 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     quantised, _ = network.quantise_input(x)
     inputs = [quantised[:length, n, :] for n, length in enumerate(lengths)]
     count, data_name = len(inputs), config.data.label
-    if network_dir is None:
+    if network_dir is None:  # the accelerator `generate --from` writes, folding included
         network_dir = build_root / "networks" / sha256_file(export_dir / "manifest.json")[:16]
-        generate_network(network, network_dir, max_steps=data.steps)
+        generate_network_from(export_dir, network_dir)
     description, files = load_network_dir(network_dir)
     options = description["options"]
     # the integer model of this hardware: its readout sized for max_steps (longer samples
     # saturate), its cores with the lanes it was generated with
-    network = _as_generated(network, description)
+    network = as_generated(network, description)
     tables = {name: text for name, text in files.items() if name.endswith(".hex")}
     trace = network.run(x, lengths)
     float_predictions = _float_predictions(manifest, x, lengths)
@@ -242,7 +241,7 @@ def cosim_network(source, *, samples: int | None = None, seed: int = 0,
     }
 
 
-def _as_generated(network, description: dict):
+def as_generated(network, description: dict):
     """``network`` as the accelerator of ``description`` computes it: ``max_steps`` from its
     options, each core's lanes from its stage entry (a folding chosen at generation)."""
     import dataclasses

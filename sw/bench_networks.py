@@ -2,8 +2,9 @@
 
 Workloads (``spikeforge bench cosim`` runs them after the core regression):
 
-- ``demo``: the ``make demo`` network (an export, default ``build/demo/export``) on its whole
-  test set (449 digits, T = 8);
+- ``demo``: the ``make demo`` network (an export, default ``build/demo/export``), generated
+  as ``generate --from`` writes it (balanced folding), on its whole test set (449 digits,
+  T = 8);
 - ``prf_long`` and ``cpsn_long``: two-layer PRF and CPSN networks with seeded random weights
   whose cores fire (:func:`~spikeforge.sim.regression.random_network`), on samples of
   T = 1,024 steps of seeded random inputs — the long-sequence workload PRF exists for.
@@ -31,7 +32,7 @@ from ..hw.cores import core_type
 from ..hw.generate import generate_network, load_network_dir
 from ..sim.network_runner import run_network_cosim
 from ..sim.regression import random_network
-from .accelerator import expected_cycles
+from .accelerator import as_generated, expected_cycles, generate_network_from
 
 __all__ = ["LONG_NETWORKS", "run_network_bench"]
 
@@ -61,8 +62,9 @@ def _demo_workload(export_dir: Path, work_dir: Path):
 
     _, network, inputs, targets, _ = test_split(export_dir, None)
     samples = [network.quantise_input(x[:, None])[0][:, 0] for x in inputs]
-    generate_network(network, work_dir / "demo", max_steps=max(len(s) for s in samples))
-    return network, samples, targets, len(samples)
+    # the accelerator `make demo` and `generate --from` write: balanced folding
+    description = generate_network_from(export_dir, work_dir / "demo")
+    return as_generated(network, description), samples, targets, len(samples)
 
 
 def _measure(network, samples, targets, directory: Path, *, harness: str, build_root,

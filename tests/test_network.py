@@ -281,6 +281,14 @@ def test_cli_whole_network_generate_cosim_and_refusals(exported, tmp_path):
     assert report["optimisation"] in ("-O0", "-O1", "-O2")
     assert report["cycles_per_sample_max"] >= report["cycles_per_sample"] * 0.5
     assert "fast harness" in result.output
+    # cosim --from verifies the accelerator generate --from writes (its folding too), so the
+    # harness built above serves it
+    result = runner.invoke(main, ["cosim", "--from", str(exported), "--samples", "4",
+                                  "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    from_export = json.loads(report_path.read_text())
+    assert from_export["verilog_sha256"] == description["files"]["network.v"]
+    assert from_export["build_s"] < report["build_s"] or report["build_s"] < 1
     result = runner.invoke(main, ["cosim", str(network), "--json",
                                   str(network / "network.v" / "report.json")])  # under a file
     assert result.exit_code == 1 and "cannot write" in result.output, result.output
