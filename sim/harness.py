@@ -47,7 +47,7 @@ import numpy as np
 
 from ..hw.memfile import ROM_MODULE
 from .network_beats import readout_beat, step_beats, unpack_logits
-from .verilator import MissingToolError, verilator_bin_dir, verilator_env
+from .verilator import MissingToolError, build_settings, verilator_bin_dir, verilator_env
 
 __all__ = ["HARNESS_VERSION", "HARNESS_TOP", "IDLE_LIMIT", "OPTIMISATIONS", "HarnessBuild",
            "Port", "SimulationError", "top_ports", "harness_verilog", "choose_optimisation",
@@ -333,7 +333,7 @@ def build_harness(verilog: str, module: str, build_root, *, simulator: str = "ve
     wanted = OPTIMISATIONS.index(optimisation)
     for level in reversed(OPTIMISATIONS[wanted:]):  # the most optimised cached build first
         key = _key(str(HARNESS_VERSION), bench, verilog, rom, _main_cpp(), level, str(threads),
-                   version, *_VERILATOR_ARGS)
+                   version, *_VERILATOR_ARGS, *build_settings(level))
         build_dir = build_root / f"harness-{key}"
         executable = build_dir / "obj" / "Vharness"
         if executable.is_file() or level == optimisation:

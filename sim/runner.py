@@ -22,7 +22,7 @@ import numpy as np
 from ..hw.cores import core_type, core_verilog, table_file
 from ..hw.memfile import ROM_MODULE, read_hex, write_hex
 from .beats import random_samples
-from .verilator import MAKE_VARIABLES, MissingToolError, verilator_env
+from .verilator import MissingToolError, build_settings, verilator_env
 
 __all__ = ["CORE_NAME", "SIMULATORS", "CosimResult", "build_core", "build_verilog", "run_test",
            "run_job", "fresh_run_dir", "run_cosim", "job_samples", "default_build_root"]
@@ -145,7 +145,7 @@ def build_verilog(top: str, verilog: str, label: str, build_root=None, *,
     rom = (resources.files("spikeforge.hw") / "verilog" / ROM_MODULE).read_text()
     control = _control_file(top, public)
     key = hashlib.sha256("\0".join([verilog, rom, control, *SIMULATORS[simulator],
-                                     *MAKE_VARIABLES, str(waves)]).encode())
+                                     *build_settings(), str(waves)]).encode())
     suffix = "" if simulator == "verilator" else f"-{simulator}"
     build_dir = build_root / f"{label}{suffix}-{key.hexdigest()[:16]}"
     start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Builds do not leak their environment: a cocotb build must not decide how a later fast
 harness build of the same process is compiled."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,39 @@ def test_an_explicit_optimisation_wins_over_the_users_makeflags(monkeypatch):
     assert [w for w in default if w.startswith("OPT_FAST=")] == ["OPT_FAST=-O0"]
     monkeypatch.setenv("MAKEFLAGS", "OPT_FAST=-O2")
     assert "OPT_FAST=-O2" in verilator_env()["MAKEFLAGS"].split()
+
+
+def test_build_caches_key_on_the_users_compile_settings(monkeypatch):
+    """A model the user compiled at another level, or with other compiler flags, is not
+    reused as ours (nor ours as theirs); make's own flags (``-j``, the jobserver's pipe,
+    which changes every run) leave the key alone."""
+    from spikeforge.sim.verilator import build_settings
+
+    monkeypatch.delenv("MAKEFLAGS", raising=False)
+    monkeypatch.delenv("CXXFLAGS", raising=False)
+    ours = build_settings()
+    assert "OPT_FAST=-O0" in ours and build_settings("-O1") != ours
+    monkeypatch.setenv("MAKEFLAGS", "-j2 --jobserver-auth=3,4")
+    assert build_settings() == ours
+    monkeypatch.setenv("MAKEFLAGS", "-j2 --jobserver-auth=5,6 -- OPT_FAST=-O2")
+    assert build_settings() != ours and "OPT_FAST=-O2" in build_settings()
+    assert build_settings("-O1") == build_settings("-O1")  # an explicit level wins
+    monkeypatch.setenv("CXXFLAGS", "-march=native")
+    assert "CXXFLAGS=-march=native" in build_settings("-O1")
+
+
+def test_a_cocotb_build_is_cached_per_compile_setting(tmp_path, monkeypatch):
+    """The cocotb runner's cache directory follows :func:`build_settings` (its build is
+    replaced by a stand-in that leaves the model file)."""
+    class StandIn:
+        def build(self, *, build_dir, hdl_toplevel, **_):
+            (Path(build_dir) / hdl_toplevel).write_text("model")
+
+    monkeypatch.setattr(runner, "_runner", lambda simulator: StandIn())
+    monkeypatch.setattr(runner, "_runner_environment", lambda *a: contextlib.nullcontext())
+    monkeypatch.delenv("MAKEFLAGS", raising=False)
+    default, _ = runner.build_verilog("counter", COUNTER, "counter", tmp_path)
+    again, _ = runner.build_verilog("counter", COUNTER, "counter", tmp_path)
+    monkeypatch.setenv("MAKEFLAGS", "OPT_FAST=-O2")
+    optimised, _ = runner.build_verilog("counter", COUNTER, "counter", tmp_path)
+    assert default == again and optimised != default
