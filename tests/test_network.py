@@ -288,7 +288,7 @@ def test_cli_whole_network_generate_cosim_and_refusals(exported, tmp_path):
     assert result.exit_code == 0, result.output
     from_export = json.loads(report_path.read_text())
     assert from_export["verilog_sha256"] == description["files"]["network.v"]
-    assert from_export["build_s"] < report["build_s"] or report["build_s"] < 1
+    assert from_export["build_s"] < 2, from_export["build_s"]  # a build takes 5 s or more
     result = runner.invoke(main, ["cosim", str(network), "--json",
                                   str(network / "network.v" / "report.json")])  # under a file
     assert result.exit_code == 1 and "cannot write" in result.output, result.output
